@@ -1,0 +1,49 @@
+"""featureflag: feature flags declared in code, with signed per-request overrides.
+
+Declare flags with :func:`trap` (methods, functions) or :func:`intercept` (any
+expression); apply overrides with :func:`overrides` (tests, jobs) or per request with
+the ASGI/WSGI middleware; read what ran with :func:`evaluations`.
+"""
+
+from __future__ import annotations
+
+from ._intercept import intercept as intercept
+from ._intercept import intercept_async as intercept_async
+from ._names import NAME_RULE as NAME_RULE
+from ._registry import FlagInfo as FlagInfo
+from ._registry import catalog as catalog
+from ._scope import Evaluation as Evaluation
+from ._scope import Evaluations as Evaluations
+from ._scope import evaluations as evaluations
+from ._scope import overrides as overrides
+from ._scope import request_scope as request_scope
+from ._trap import trap as trap
+from .exceptions import ConfigurationError as ConfigurationError
+from .exceptions import DuplicateFlagError as DuplicateFlagError
+from .exceptions import FeatureFlagError as FeatureFlagError
+from .exceptions import FlagDeclarationError as FlagDeclarationError
+from .exceptions import FlagNameError as FlagNameError
+from .exceptions import OverrideTypeError as OverrideTypeError
+from .exceptions import TokenError as TokenError
+
+__all__ = [
+    "NAME_RULE",
+    "ConfigurationError",
+    "DuplicateFlagError",
+    "Evaluation",
+    "Evaluations",
+    "FeatureFlagError",
+    "FlagDeclarationError",
+    "FlagInfo",
+    "FlagNameError",
+    "OverrideTypeError",
+    "TokenError",
+    "catalog",
+    "evaluations",
+    "intercept",
+    "intercept_async",
+    "overrides",
+    "request_scope",
+    "trap",
+]
+__version__ = "0.1.0"

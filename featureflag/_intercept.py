@@ -1,0 +1,97 @@
+"""``intercept``: an overridable expression, named at its one call site."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from types import CodeType
+from typing import Any, TypeVar
+
+from ._evaluate import apply_override, apply_override_async
+from ._names import check_name
+from ._registry import Flag, declare, lookup
+from ._scope import current_scope
+
+_V = TypeVar("_V")
+
+# name -> (flag, code object of its call site): a cheap identity check per call.
+_sites: dict[str, tuple[Flag, CodeType]] = {}
+
+
+def _site(name: str, default: object, depth: int) -> Flag:
+    frame = sys._getframe(depth + 1)
+    known = _sites.get(name)
+    if known is not None and known[1] is frame.f_code:
+        return known[0]
+    check_name(name)
+    static = default if isinstance(default, bool | str) else None
+    flag = declare(
+        Flag(
+            name,
+            kind="intercept",
+            type=None if static is None else ("bool" if isinstance(static, bool) else "str"),
+            default=static,
+            module=frame.f_globals.get("__name__", ""),
+            path=frame.f_code.co_filename,
+            line=frame.f_lineno,
+            doc=None,
+        )
+    )
+    _sites[name] = (flag, frame.f_code)
+    return flag
+
+
+def intercept(name: str, default: Callable[[], _V] | _V) -> _V:
+    """Return the override for flag *name* when one applies, else the default.
+
+    *default* is a zero-argument callable (called only when needed) or a plain value.
+    The flag's type is the type of the default's value.
+
+    Example::
+
+        variant = featureflag.intercept("new-lp", lambda: "a")
+    """
+    flag = _site(name, default, 1)
+    call: Callable[[], Any] = default if callable(default) else (lambda: default)
+    scope = current_scope()
+    if scope is None:
+        return call()  # type: ignore[no-any-return]
+    if name in scope.overrides:
+        return apply_override(scope, flag, call)  # type: ignore[no-any-return]
+    value = call()
+    if flag.type is None:
+        flag.learn(value)
+    scope.record(name, value)
+    return value  # type: ignore[no-any-return]
+
+
+async def intercept_async(name: str, default: Callable[[], Awaitable[_V]] | _V) -> _V:
+    """:func:`intercept` for a default that must be awaited.
+
+    Example::
+
+        enabled = await featureflag.intercept_async("fast-search", load_setting)
+    """
+    flag = _site(name, default, 1)
+
+    async def call() -> Any:
+        if callable(default):
+            return await default()
+        return default
+
+    scope = current_scope()
+    if scope is None:
+        return await call()  # type: ignore[no-any-return]
+    if name in scope.overrides:
+        return await apply_override_async(scope, flag, call)  # type: ignore[no-any-return]
+    value = await call()
+    if flag.type is None:
+        flag.learn(value)
+    scope.record(name, value)
+    return value  # type: ignore[no-any-return]
+
+
+def known_site(name: str) -> Flag | None:
+    """The intercept flag called *name*, if its call site ran."""
+    site = _sites.get(name)
+    return site[0] if site else lookup(name)

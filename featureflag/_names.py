@@ -1,0 +1,31 @@
+"""The flag name rule, shared by declarations, overrides and tokens."""
+
+from __future__ import annotations
+
+import re
+
+from .exceptions import FlagNameError
+
+MAX_NAME_LENGTH = 200
+NAME_RULE = (
+    "a flag name is a non-empty string of at most 200 characters "
+    "with no whitespace or control characters"
+)
+# \s covers Unicode whitespace; the classes cover C0, DEL and C1 control characters.
+_BAD = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
+def is_valid_name(name: object) -> bool:
+    """Return True when *name* follows :data:`NAME_RULE`."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= MAX_NAME_LENGTH
+        and _BAD.search(name) is None
+    )
+
+
+def check_name(name: object) -> str:
+    """Return *name* unchanged, or raise :class:`FlagNameError` explaining the rule."""
+    if not is_valid_name(name):
+        raise FlagNameError(f"Invalid flag name {name!r}: {NAME_RULE}.")
+    return name  # type: ignore[return-value]

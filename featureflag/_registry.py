@@ -1,0 +1,206 @@
+"""Flags declared in code: their types, where they live, and the catalog."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._names import check_name
+from .exceptions import DuplicateFlagError, FlagDeclarationError, OverrideTypeError
+
+FlagType = Literal["bool", "str"]
+FlagValue = bool | str
+
+
+class Flag:
+    """One declared flag. Mutable only to learn its type from a first evaluation."""
+
+    __slots__ = ("choices", "default", "doc", "kind", "line", "module", "name", "path", "type")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        kind: str,
+        type: FlagType | None,
+        choices: tuple[str, ...] | None = None,
+        default: FlagValue | None = None,
+        module: str = "",
+        path: str = "",
+        line: int = 0,
+        doc: str | None = None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.type = type
+        self.choices = choices
+        self.default = default
+        self.module = module
+        self.path = path
+        self.line = line
+        self.doc = doc
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+    def learn(self, value: object) -> None:
+        """Take the type from the value a default returned, when no annotation gave it."""
+        if self.type is None:
+            if isinstance(value, bool):
+                self.type = "bool"
+            elif isinstance(value, str):
+                self.type = "str"
+
+    def problem(self, value: object) -> str | None:
+        """Why *value* cannot override this flag, or None when it can."""
+        if self.type == "bool":
+            if isinstance(value, bool):
+                return None
+            return (
+                f"Flag {self.name!r} is declared `-> bool` but the override is "
+                f"{_describe(value)}; send true or false"
+            )
+        if self.type == "str":
+            if not isinstance(value, str):
+                return (
+                    f"Flag {self.name!r} is declared `-> str` but the override is "
+                    f"{_describe(value)}; send a string"
+                )
+            if self.choices is not None and value not in self.choices:
+                allowed = ", ".join(repr(c) for c in self.choices)
+                return (
+                    f"Flag {self.name!r} accepts only {allowed} but the override is "
+                    f"{value!r}; send one of those"
+                )
+            return None
+        if isinstance(value, bool | str):
+            return None
+        return f"Flag {self.name!r} is bool or str but the override is {_describe(value)}"
+
+    def check(self, value: object) -> None:
+        """Raise :class:`OverrideTypeError` when *value* cannot override this flag."""
+        reason = self.problem(value)
+        if reason is not None:
+            raise OverrideTypeError(reason, flag=self.name)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"{type(value).__name__} {value!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class FlagInfo:
+    """A catalog entry: what :func:`featureflag.catalog` returns for one flag."""
+
+    name: str
+    type: FlagType | None
+    choices: tuple[str, ...] | None
+    default: FlagValue | None
+    kind: str
+    module: str
+    path: str
+    line: int
+    description: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "choices": list(self.choices) if self.choices is not None else None,
+            "default": self.default,
+            "kind": self.kind,
+            "module": self.module,
+            "path": self.path,
+            "line": self.line,
+            "description": self.description,
+        }
+
+
+_flags: dict[str, Flag] = {}
+_lock = threading.Lock()
+
+
+def lookup(name: str) -> Flag | None:
+    """The declared flag called *name*, if any."""
+    return _flags.get(name)
+
+
+def declare(flag: Flag) -> Flag:
+    """Add *flag* to the registry; the same name from another place is an error.
+
+    Declaring again from the same place (a module imported twice, a test run twice)
+    replaces the earlier declaration.
+    """
+    check_name(flag.name)
+    with _lock:
+        known = _flags.get(flag.name)
+        if known is not None and known.where != flag.where:
+            raise DuplicateFlagError(
+                f"Flag {flag.name!r} is declared twice: at {known.where} and at "
+                f"{flag.where}. Give one of them another name (trap(name=...)).",
+                flag=flag.name,
+                first=known.where,
+                second=flag.where,
+            )
+        _flags[flag.name] = flag
+    return flag
+
+
+def catalog() -> list[FlagInfo]:
+    """Every flag declared so far, sorted by name."""
+    with _lock:
+        flags = sorted(_flags.values(), key=lambda f: f.name)
+    return [
+        FlagInfo(
+            name=f.name,
+            type=f.type,
+            choices=f.choices,
+            default=f.default,
+            kind=f.kind,
+            module=f.module,
+            path=f.path,
+            line=f.line,
+            description=f.doc,
+        )
+        for f in flags
+    ]
+
+
+def type_of(fn: Callable[..., Any], name: str) -> tuple[FlagType | None, tuple[str, ...] | None]:
+    """The flag type given by *fn*'s return annotation: (type, Literal choices)."""
+    raw = getattr(fn, "__annotations__", {}).get("return", inspect.Signature.empty)
+    if raw is inspect.Signature.empty:
+        return None, None
+    try:
+        hint = typing.get_type_hints(fn)["return"]
+    except Exception:
+        # An unresolvable forward reference elsewhere: fall back to the plain words.
+        hint = {"bool": bool, "str": str}.get(raw, raw) if isinstance(raw, str) else raw
+    if hint is bool:
+        return "bool", None
+    if hint is str:
+        return "str", None
+    if typing.get_origin(hint) is Literal:
+        args = typing.get_args(hint)
+        if args and all(isinstance(a, str) for a in args):
+            return "str", tuple(args)
+    raise FlagDeclarationError(
+        f"Flag {name!r} is declared `-> {getattr(hint, '__name__', hint)}`, but a flag "
+        "returns bool, str or a Literal of strings. Change the annotation, or leave the "
+        "method out of the trap with only=.",
+        flag=name,
+    )
+
+
+def first_doc_line(fn: object) -> str | None:
+    doc = inspect.getdoc(fn)
+    if not doc:
+        return None
+    return doc.strip().splitlines()[0]

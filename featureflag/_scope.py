@@ -1,0 +1,218 @@
+"""Per-request state: the overrides that apply and what was evaluated.
+
+All of it lives in one :class:`contextvars.ContextVar`. A scope is opened per request
+(by the middleware, or :func:`request_scope`) or by :func:`overrides`; concurrent
+asyncio tasks and threads started with a copied context each see their own.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+from ._names import check_name
+from ._registry import FlagValue, lookup
+
+DEFAULT_LIMIT = 500
+
+Source = Literal["default", "override"]
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One flag as the current context evaluated it.
+
+    ``value`` is the last value app code received; ``source`` says whether it came
+    from an override; ``rejected`` says why an override was refused (its value never
+    reached app code); ``service`` names the downstream service that evaluated it,
+    or is None for this process.
+    """
+
+    name: str
+    value: Any
+    source: Source = "default"
+    rejected: str | None = None
+    service: str | None = None
+
+
+class _Overridden:
+    __slots__ = ("value",)
+
+    def __init__(self, value: FlagValue) -> None:
+        self.value = value
+
+
+class _Rejected:
+    __slots__ = ("reason", "value")
+
+    def __init__(self, value: object, reason: str) -> None:
+        self.value = value
+        self.reason = reason
+
+
+class Scope:
+    """The state of one request (or one ``overrides`` block outside a request).
+
+    ``seen`` maps a flag name to the last value app code got: a plain value from the
+    default, or an ``_Overridden``/``_Rejected`` marker; dict order is first-evaluation
+    order. Nested ``overrides`` blocks share ``seen`` with their parent.
+    """
+
+    __slots__ = ("limit", "overflow", "overrides", "remote", "seen")
+
+    def __init__(
+        self,
+        overrides: Mapping[str, object],
+        *,
+        limit: int = DEFAULT_LIMIT,
+        parent: Scope | None = None,
+    ) -> None:
+        self.overrides: dict[str, object] = dict(overrides)
+        if parent is None:
+            self.limit = limit
+            self.seen: dict[str, object] = {}
+            self.overflow: set[str] = set()
+            self.remote: dict[tuple[str, str], Evaluation] = {}
+        else:
+            self.limit = parent.limit
+            self.seen = parent.seen
+            self.overflow = parent.overflow
+            self.remote = parent.remote
+
+    def record(self, name: str, entry: object) -> None:
+        seen = self.seen
+        if name in seen or len(seen) < self.limit:
+            seen[name] = entry
+        else:
+            self.overflow.add(name)
+
+    def add_remote(self, evaluation: Evaluation) -> None:
+        """Merge a flag another service evaluated for this request."""
+        key = (evaluation.service or "", evaluation.name)
+        if key in self.remote or len(self.seen) + len(self.remote) < self.limit:
+            self.remote[key] = evaluation
+        else:
+            self.overflow.add(evaluation.name)
+
+    @property
+    def used_override(self) -> bool:
+        """True when app code received at least one override in this scope."""
+        return any(type(v) is _Overridden for v in self.seen.values()) or any(
+            e.source == "override" for e in self.remote.values()
+        )
+
+    @property
+    def dropped(self) -> int:
+        """How many distinct flags were evaluated past the limit and not stored."""
+        return len(self.overflow)
+
+    def evaluations(self) -> list[Evaluation]:
+        out: list[Evaluation] = []
+        for name, entry in self.seen.items():
+            if type(entry) is _Overridden:
+                out.append(Evaluation(name, entry.value, "override"))
+            elif type(entry) is _Rejected:
+                out.append(Evaluation(name, entry.value, "default", entry.reason))
+            else:
+                out.append(Evaluation(name, entry))
+        out.extend(self.remote.values())
+        return out
+
+
+_current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
+    "featureflag_scope", default=None
+)
+# Bound once: the hot path calls this directly.
+current_scope = _current.get
+
+
+class Evaluations(list[Evaluation]):
+    """The list :func:`evaluations` returns, with ``dropped``: flags past the limit."""
+
+    dropped: int = 0
+
+
+def evaluations() -> Evaluations:
+    """What the current context evaluated, in first-evaluation order, one entry per flag.
+
+    Empty outside any scope: outside a request nothing is recorded.
+    """
+    result = Evaluations()
+    scope = _current.get()
+    if scope is not None:
+        result.extend(scope.evaluations())
+        result.dropped = scope.dropped
+    return result
+
+
+@contextmanager
+def request_scope(
+    overrides: Mapping[str, object] | None = None, *, limit: int = DEFAULT_LIMIT
+) -> Iterator[Scope]:
+    """Open a fresh recording scope with *overrides* (unchecked: they come from a token).
+
+    Frameworks and the middleware open one per request. Overrides of the wrong type
+    are not applied; the evaluation records why.
+    """
+    scope = Scope(overrides or {}, limit=limit)
+    token = _current.set(scope)
+    try:
+        yield scope
+    finally:
+        _current.reset(token)
+
+
+class overrides:  # noqa: N801 - used like a function: ``with featureflag.overrides({...}):``
+    """Apply *values* in the current context; a sync and async context manager.
+
+    Inside a scope the block adds to (and wins over) the overrides already there, and
+    exit restores them. Outside any scope it opens one that records, so
+    :func:`evaluations` inside the block reports what ran. A value that does not fit
+    an already-declared flag raises :class:`OverrideTypeError` at once.
+    """
+
+    def __init__(self, values: Mapping[str, FlagValue] | None = None, /, **named: FlagValue):
+        merged: dict[str, FlagValue] = {**(values or {}), **named}
+        for name, value in merged.items():
+            check_name(name)
+            flag = lookup(name)
+            if flag is not None:
+                flag.check(value)
+            elif not isinstance(value, bool | str):
+                from ._registry import Flag
+
+                Flag(name, kind="intercept", type=None).check(value)
+        self._values = merged
+        self._tokens: list[contextvars.Token[Scope | None]] = []
+
+    def __enter__(self) -> Scope:
+        parent = _current.get()
+        if parent is None:
+            scope = Scope(self._values)
+        else:
+            scope = Scope({**parent.overrides, **self._values}, parent=parent)
+        self._tokens.append(_current.set(scope))
+        return scope
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _current.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> Scope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)

@@ -1,0 +1,1 @@
+"""The featureflag override service: tokens, the flag catalog and fork URLs."""
