@@ -17,11 +17,7 @@ _BAD = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 def is_valid_name(name: object) -> bool:
     """Return True when *name* follows :data:`NAME_RULE`."""
-    return (
-        isinstance(name, str)
-        and 0 < len(name) <= MAX_NAME_LENGTH
-        and _BAD.search(name) is None
-    )
+    return isinstance(name, str) and 0 < len(name) <= MAX_NAME_LENGTH and _BAD.search(name) is None
 
 
 def check_name(name: object) -> str:
