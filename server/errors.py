@@ -1,0 +1,57 @@
+"""The override service's exceptions, rooted in :class:`featureflag.FeatureFlagError`.
+
+::
+
+    FeatureFlagError
+     ├── ConfigurationError         a bad setting at start-up (featureflag.exceptions)
+     └── ServerError                the override service
+          ├── ForkExists            create_fork: the name is taken        (HTTP 409)
+          ├── ForkNotFound          update_fork: no fork by that name     (HTTP 404)
+          └── StoreError            the store cannot be used as it is
+               └── SchemaTooNew     the database was written by a newer release
+
+Context travels as attributes (``name``, ``version``).
+"""
+
+from __future__ import annotations
+
+from featureflag.exceptions import FeatureFlagError
+
+
+class ServerError(FeatureFlagError):
+    """Root of the errors raised by the ``server`` package."""
+
+
+class ForkExists(ServerError):
+    """A fork with this name already exists."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"A fork named {name!r} already exists; choose another name or update that fork."
+        )
+        self.name = name
+
+
+class ForkNotFound(ServerError, LookupError):
+    """No fork has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No fork is named {name!r}; create it first (POST /api/forks).")
+        self.name = name
+
+
+class StoreError(ServerError):
+    """The store cannot be opened or used (a bad path, a damaged file)."""
+
+
+class SchemaTooNew(StoreError):
+    """The database has a schema version this release does not know."""
+
+    def __init__(self, path: str, version: int, known: int) -> None:
+        super().__init__(
+            f"The database {path} has schema version {version}, but this release of "
+            f"featureflag-server knows versions up to {known}. Upgrade featureflag, or "
+            "point --db at another file."
+        )
+        self.version = version
+        self.known = known

@@ -1,0 +1,256 @@
+"""The override service's settings: command-line options and environment variables.
+
+Secrets and users come from the environment only (never from argv, which other users
+of the machine can read): ``FEATUREFLAG_SECRET`` (comma-separated; the first signs, all
+verify), ``FEATUREFLAG_ENVIRONMENT`` and ``FEATUREFLAG_API_TOKENS`` (``name:token,...``).
+A missing or weak value stops start-up with a :class:`ConfigurationError` that says
+what to set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from featureflag.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from featureflag.tokens import OverrideSigner
+
+MIN_SECRET_BYTES = 32
+MIN_API_TOKEN_LENGTH = 16
+DEFAULT_MAX_TOKEN_TTL = 12 * 3600.0
+GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+_TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+# Where each setting comes from, so an error message names what to change.
+SOURCES = {
+    "secret": "FEATUREFLAG_SECRET",
+    "environment": "FEATUREFLAG_ENVIRONMENT",
+    "api_tokens": "FEATUREFLAG_API_TOKENS",
+    "max_token_ttl": "FEATUREFLAG_MAX_TOKEN_TTL (or --max-token-ttl)",
+    "host": "--host",
+    "port": "--port",
+    "db": "--db",
+    "fork_domain": "--fork-domain",
+    "forwarded_allow_ips": "--forwarded-allow-ips",
+}
+
+
+class Settings(BaseModel):
+    """Everything the service needs to start; build it with :func:`load_settings`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    db: Path = Path("featureflag.sqlite3")
+    fork_domain: str = "localhost"
+    secret: tuple[SecretStr, ...]
+    environment: str = Field(default="development", min_length=1, max_length=64)
+    api_tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    max_token_ttl: float = Field(default=DEFAULT_MAX_TOKEN_TTL, gt=0, le=366 * 86400)
+    forwarded_allow_ips: str = "127.0.0.1"
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _split_secret(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if not value:
+            raise ValueError(f"set it to a random string of at least {MIN_SECRET_BYTES} bytes")
+        for i, secret in enumerate(value):
+            if len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                which = "the secret" if len(value) == 1 else f"secret number {i + 1}"
+                raise ValueError(
+                    f"{which} is shorter than {MIN_SECRET_BYTES} bytes; generate one with "
+                    f"{GENERATE}"
+                )
+        return value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_api_tokens(cls, value: object) -> object:
+        return parse_api_tokens(value) if isinstance(value, str) else value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _check_api_tokens(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        seen: set[str] = set()
+        for name, token in value.items():
+            if not _TOKEN_NAME.fullmatch(name):
+                raise ValueError(
+                    f"the name {name!r} must be 1-64 letters, digits, '_', '.', '@' or '-'"
+                )
+            raw = token.get_secret_value()
+            if len(raw) < MIN_API_TOKEN_LENGTH or any(c.isspace() for c in raw):
+                raise ValueError(
+                    f"the token for {name!r} must be at least {MIN_API_TOKEN_LENGTH} "
+                    f"characters with no spaces; generate one with {GENERATE}"
+                )
+            if raw in seen:
+                raise ValueError(f"the token for {name!r} is also another user's token")
+            seen.add(raw)
+        return value
+
+    @field_validator("fork_domain", mode="before")
+    @classmethod
+    def _check_fork_domain(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        domain = value.strip().strip(".").lower()
+        if not domain or not all(_LABEL.fullmatch(label) for label in domain.split(".")):
+            raise ValueError(
+                "give a host name without scheme or port, like qa.example.com or localhost"
+            )
+        return domain
+
+    @property
+    def secret_values(self) -> list[str]:
+        """The secrets as plain strings, the signing one first."""
+        return [s.get_secret_value() for s in self.secret]
+
+    def signer(self) -> OverrideSigner:
+        """An :class:`featureflag.OverrideSigner` for these secrets and environment."""
+        from featureflag.tokens import OverrideSigner
+
+        return OverrideSigner(self.secret_values, environment=self.environment)
+
+    def fork_url(self, name: str, *, scheme: str = "http", port: int | None = None) -> str:
+        """Where fork *name* is served: ``http://new-lp.localhost:8000/``.
+
+        *scheme* and *port* are those the client used to reach the service (so behind a
+        TLS proxy on 443 the URL is ``https://new-lp.qa.example.com/``).
+        """
+        default = {"http": 80, "https": 443}.get(scheme)
+        suffix = "" if port is None or port == default else f":{port}"
+        return f"{scheme}://{name}.{self.fork_domain}{suffix}/"
+
+
+def parse_api_tokens(value: str) -> dict[str, str]:
+    """Parse ``name:token,name2:token2``; raise ValueError saying what is wrong."""
+    tokens: dict[str, str] = {}
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, token = item.partition(":")
+        if not sep or not name.strip() or not token.strip():
+            raise ValueError(f"each entry must be name:token, got {_mask(item)!r}")
+        name = name.strip()
+        if name in tokens:
+            raise ValueError(f"the name {name!r} appears twice")
+        tokens[name] = token.strip()
+    return tokens
+
+
+def _mask(item: str) -> str:
+    # Never echo a token into a log: keep the part before ':' and the length.
+    name, _, token = item.partition(":")
+    return f"{name}:<{len(token)} characters>" if token else f"<{len(item)} characters>"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``featureflag-server`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="featureflag-server",
+        description=(
+            "The featureflag override service: mints override tokens, keeps the flag "
+            "catalog and serves fork URLs. Secrets come from the environment: "
+            "FEATUREFLAG_SECRET, FEATUREFLAG_ENVIRONMENT, FEATUREFLAG_API_TOKENS."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to bind (8000)")
+    parser.add_argument(
+        "--db", default="featureflag.sqlite3", help="SQLite file (./featureflag.sqlite3)"
+    )
+    parser.add_argument(
+        "--fork-domain",
+        default="localhost",
+        help="forks are served at NAME.<fork domain> (localhost)",
+    )
+    parser.add_argument(
+        "--max-token-ttl",
+        type=float,
+        default=None,
+        help="longest override token lifetime in seconds (43200 = 12 h)",
+    )
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="proxies trusted for X-Forwarded-* headers (127.0.0.1)",
+    )
+    return parser
+
+
+def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
+    """Settings from *argv* and *environ*; raise ConfigurationError naming what to set.
+
+    argparse itself exits with status 2 on an unknown option.
+    """
+    args = build_parser().parse_args(argv)
+    missing = [
+        name for name in ("FEATUREFLAG_SECRET", "FEATUREFLAG_API_TOKENS") if not environ.get(name)
+    ]
+    if missing:
+        raise ConfigurationError(_missing_message(missing))
+    raw: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "db": args.db,
+        "fork_domain": args.fork_domain,
+        "forwarded_allow_ips": args.forwarded_allow_ips,
+        "secret": environ["FEATUREFLAG_SECRET"],
+        "environment": environ.get("FEATUREFLAG_ENVIRONMENT") or "development",
+    }
+    ttl = args.max_token_ttl
+    if ttl is None and environ.get("FEATUREFLAG_MAX_TOKEN_TTL"):
+        ttl = environ["FEATUREFLAG_MAX_TOKEN_TTL"]
+    if ttl is not None:
+        raw["max_token_ttl"] = ttl
+    try:
+        raw["api_tokens"] = parse_api_tokens(environ["FEATUREFLAG_API_TOKENS"])
+    except ValueError as exc:
+        raise ConfigurationError(f"FEATUREFLAG_API_TOKENS is invalid: {exc}.") from None
+    if not raw["api_tokens"]:
+        raise ConfigurationError(_missing_message(["FEATUREFLAG_API_TOKENS"]))
+    try:
+        return Settings(**raw)
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the variable or option to change."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{SOURCES.get(field, field)} is invalid: {message}.")
+    return "\n".join(lines)
+
+
+def _missing_message(missing: list[str]) -> str:
+    hints = {
+        "FEATUREFLAG_SECRET": (
+            f"FEATUREFLAG_SECRET (at least {MIN_SECRET_BYTES} random bytes; generate one "
+            f"with {GENERATE})"
+        ),
+        "FEATUREFLAG_API_TOKENS": (
+            "FEATUREFLAG_API_TOKENS (who may write, as name:token,name2:token2; "
+            "each token at least 16 characters)"
+        ),
+    }
+    return "Set " + " and ".join(hints[name] for name in missing) + " in the environment."

@@ -1,0 +1,112 @@
+"""Forks and the storage interface every backend implements.
+
+A :class:`Store` keeps forks and the flag catalog. :class:`server.sqlite_store.SQLiteStore`
+is the default backend and :class:`server.memory_store.MemoryStore` a test double; both
+pass the shared suite in ``tests/server/test_store.py``, which a new backend (a shared
+database for several replicas) must pass too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+FlagValue = bool | str
+
+FORK_NAME_RULE = (
+    "a fork name is a DNS label: 1 to 63 lowercase letters, digits or '-', "
+    "not starting or ending with '-'"
+)
+# Names that would shadow the service's own host or common infrastructure hosts.
+RESERVED_FORK_NAMES = frozenset(
+    {"www", "api", "admin", "localhost", "mail", "static", "assets", "app", "server", "status"}
+)
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def fork_name_problem(name: object) -> str | None:
+    """Why *name* cannot name a fork, or None when it can."""
+    if not isinstance(name, str) or _LABEL.fullmatch(name) is None:
+        return FORK_NAME_RULE
+    if name in RESERVED_FORK_NAMES:
+        reserved = ", ".join(sorted(RESERVED_FORK_NAMES))
+        return f"{name!r} is reserved; a fork name must not be one of: {reserved}"
+    return None
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (what stores record)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Fork:
+    """A named fork: requests to ``<name>.<fork domain>`` go to *upstream* with *flags*."""
+
+    name: str
+    upstream: str
+    flags: dict[str, FlagValue] = field(default_factory=dict)
+    created_by: str = ""
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+    def to_json(self, url: str) -> dict[str, Any]:
+        """The API's JSON form; *url* is where the fork is served (see ``Settings.fork_url``)."""
+        return {
+            "name": self.name,
+            "upstream": self.upstream,
+            "flags": dict(self.flags),
+            "url": url,
+            "created_by": self.created_by,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        }
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z``: ``2026-11-26T03:15:10.123456Z``."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Store(Protocol):
+    """Async storage for forks and the flag catalog.
+
+    A write returns only after it is durable (committed). Timestamps are timezone-aware
+    UTC. ``update_fork`` replaces ``upstream``, ``flags`` and ``updated_at`` and keeps
+    ``created_by`` and ``created_at`` as first stored. ``get_catalog`` returns the
+    entries of the last ``put_catalog`` sorted by their ``"name"``.
+    """
+
+    async def get_fork(self, name: str) -> Fork | None:
+        """The fork called *name*, or None."""
+        ...
+
+    async def list_forks(self) -> list[Fork]:
+        """Every fork, sorted by name."""
+        ...
+
+    async def create_fork(self, fork: Fork) -> Fork:
+        """Store a new fork; raise :class:`server.errors.ForkExists` when the name is taken."""
+        ...
+
+    async def update_fork(self, fork: Fork) -> Fork:
+        """Replace a fork; raise :class:`server.errors.ForkNotFound` when there is none."""
+        ...
+
+    async def delete_fork(self, name: str) -> bool:
+        """Delete a fork; True when it existed."""
+        ...
+
+    async def get_catalog(self) -> list[dict[str, Any]]:
+        """The flag catalog (``FlagInfo.to_json()`` dicts), sorted by name."""
+        ...
+
+    async def put_catalog(self, flags: list[dict[str, Any]]) -> None:
+        """Replace the whole flag catalog."""
+        ...
+
+    async def close(self) -> None:
+        """Release the store's resources; safe to call twice."""
+        ...
