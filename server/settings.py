@@ -40,6 +40,7 @@ SOURCES = {
     "db": "--db",
     "fork_domain": "--fork-domain",
     "forwarded_allow_ips": "--forwarded-allow-ips",
+    "secure_cookies": "--secure-cookies",
 }
 
 
@@ -57,6 +58,7 @@ class Settings(BaseModel):
     api_tokens: dict[str, SecretStr] = Field(default_factory=dict)
     max_token_ttl: float = Field(default=DEFAULT_MAX_TOKEN_TTL, gt=0, le=366 * 86400)
     forwarded_allow_ips: str = "127.0.0.1"
+    secure_cookies: bool = False
 
     @field_validator("secret", mode="before")
     @classmethod
@@ -121,13 +123,24 @@ class Settings(BaseModel):
         """The secrets as plain strings, the signing one first."""
         return [s.get_secret_value() for s in self.secret]
 
+    @property
+    def signing_secret(self) -> str:
+        """The secret that signs (the first one)."""
+        return self.secret[0].get_secret_value()
+
+    def authenticate(self, given: str) -> str | None:
+        """The name of the API token *given*, or None (constant-time compare)."""
+        from .auth import authenticate
+
+        return authenticate(self.api_tokens, given)
+
     def signer(self) -> OverrideSigner:
         """An :class:`featureflag.OverrideSigner` for these secrets and environment."""
         from featureflag.tokens import OverrideSigner
 
         return OverrideSigner(self.secret_values, environment=self.environment)
 
-    def fork_url(self, name: str, *, scheme: str = "http", port: int | None = None) -> str:
+    def fork_url(self, name: str, scheme: str = "http", port: int | None = None) -> str:
         """Where fork *name* is served: ``http://new-lp.localhost:8000/``.
 
         *scheme* and *port* are those the client used to reach the service (so behind a
@@ -192,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="proxies trusted for X-Forwarded-* headers (127.0.0.1)",
     )
+    parser.add_argument(
+        "--secure-cookies",
+        action="store_true",
+        help="mark the web page's session cookie Secure (set this behind HTTPS)",
+    )
     return parser
 
 
@@ -212,6 +230,7 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         "db": args.db,
         "fork_domain": args.fork_domain,
         "forwarded_allow_ips": args.forwarded_allow_ips,
+        "secure_cookies": args.secure_cookies,
         "secret": environ["FEATUREFLAG_SECRET"],
         "environment": environ.get("FEATUREFLAG_ENVIRONMENT") or "development",
     }

@@ -1,0 +1,64 @@
+"""An in-memory :class:`server.store.Store`: for tests and throwaway runs, nothing persists."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from dataclasses import replace
+from typing import Any
+
+from .errors import ForkExists, ForkNotFound
+from .store import Fork
+
+
+class MemoryStore:
+    """Forks and the catalog in dicts, one asyncio lock around writes."""
+
+    def __init__(self) -> None:
+        self._forks: dict[str, Fork] = {}
+        self._catalog: list[dict[str, Any]] = []
+        self._lock = asyncio.Lock()
+
+    async def get_fork(self, name: str) -> Fork | None:
+        fork = self._forks.get(name)
+        return None if fork is None else _copy(fork)
+
+    async def list_forks(self) -> list[Fork]:
+        return [_copy(self._forks[name]) for name in sorted(self._forks)]
+
+    async def create_fork(self, fork: Fork) -> Fork:
+        async with self._lock:
+            if fork.name in self._forks:
+                raise ForkExists(fork.name)
+            self._forks[fork.name] = _copy(fork)
+            return _copy(fork)
+
+    async def update_fork(self, fork: Fork) -> Fork:
+        async with self._lock:
+            known = self._forks.get(fork.name)
+            if known is None:
+                raise ForkNotFound(fork.name)
+            stored = replace(fork, created_by=known.created_by, created_at=known.created_at)
+            self._forks[fork.name] = _copy(stored)
+            return _copy(stored)
+
+    async def delete_fork(self, name: str) -> bool:
+        async with self._lock:
+            return self._forks.pop(name, None) is not None
+
+    async def get_catalog(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self._catalog)
+
+    async def put_catalog(self, flags: list[dict[str, Any]]) -> None:
+        async with self._lock:
+            # Keyed by name, like a table with a primary key: a repeated name keeps the last.
+            by_name = {str(f.get("name", "")): copy.deepcopy(f) for f in flags}
+            self._catalog = [by_name[name] for name in sorted(by_name)]
+
+    async def close(self) -> None:
+        return None
+
+
+def _copy(fork: Fork) -> Fork:
+    # Callers must not be able to change stored state through a shared flags dict.
+    return replace(fork, flags=dict(fork.flags))
