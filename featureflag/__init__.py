@@ -18,16 +18,26 @@ from ._scope import evaluations as evaluations
 from ._scope import overrides as overrides
 from ._scope import request_scope as request_scope
 from ._trap import trap as trap
+from .exceptions import BadSignature as BadSignature
 from .exceptions import ConfigurationError as ConfigurationError
 from .exceptions import DuplicateFlagError as DuplicateFlagError
 from .exceptions import FeatureFlagError as FeatureFlagError
 from .exceptions import FlagDeclarationError as FlagDeclarationError
 from .exceptions import FlagNameError as FlagNameError
+from .exceptions import InvalidOverride as InvalidOverride
+from .exceptions import MalformedToken as MalformedToken
 from .exceptions import OverrideTypeError as OverrideTypeError
 from .exceptions import TokenError as TokenError
+from .exceptions import TokenExpired as TokenExpired
+from .exceptions import TokenTooLarge as TokenTooLarge
+from .exceptions import TooManyFlags as TooManyFlags
+from .exceptions import WrongEnvironment as WrongEnvironment
+from .tokens import OverrideSigner as OverrideSigner
+from .tokens import VerifiedOverrides as VerifiedOverrides
 
 __all__ = [
     "NAME_RULE",
+    "BadSignature",
     "ConfigurationError",
     "DuplicateFlagError",
     "Evaluation",
@@ -36,8 +46,16 @@ __all__ = [
     "FlagDeclarationError",
     "FlagInfo",
     "FlagNameError",
+    "InvalidOverride",
+    "MalformedToken",
+    "OverrideSigner",
     "OverrideTypeError",
     "TokenError",
+    "TokenExpired",
+    "TokenTooLarge",
+    "TooManyFlags",
+    "VerifiedOverrides",
+    "WrongEnvironment",
     "catalog",
     "evaluations",
     "intercept",

@@ -1,0 +1,333 @@
+"""Signed override tokens: what a browser, a fork URL or curl sends to turn flags.
+
+A token is an itsdangerous URL-safe *timed* token whose salt binds the purpose and
+the environment (``featureflag.overrides/<environment>``): a QA token is worthless in
+production, and an override token is worthless as anything else. Its JSON payload
+carries a format version ``v``, the environment ``env``, the ``flags``, who asked
+(``sub``), where it came from (``origin``) and its own expiry ``exp`` (epoch seconds).
+See docs/tokens.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import itsdangerous
+from itsdangerous.encoding import base64_decode
+
+from ._names import NAME_RULE, is_valid_name
+from .exceptions import (
+    BadSignature,
+    ConfigurationError,
+    InvalidOverride,
+    MalformedToken,
+    TokenError,
+    TokenExpired,
+    TokenTooLarge,
+    TooManyFlags,
+    WrongEnvironment,
+)
+
+FORMAT_VERSION = 1
+MAX_TOKEN_BYTES = 4096
+MAX_FLAGS = 200
+MAX_VALUE_BYTES = 1024
+MIN_SECRET_BYTES = 32
+CACHE_SIZE = 256
+SALT_PREFIX = "featureflag.overrides/"
+MAKE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+FlagValue = bool | str
+# payload.timestamp.signature, each part URL-safe base64; a compressed payload starts with ".".
+_SHAPE = re.compile(r"\.?[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedOverrides:
+    """The content of a token whose signature, environment, limits and expiry all passed."""
+
+    flags: dict[str, FlagValue]
+    sub: str
+    origin: str
+    expires_at: float
+
+
+class _ClockSigner(itsdangerous.TimestampSigner):
+    """A timestamp signer whose "now" comes from the injected clock (tests)."""
+
+    def __init__(self, *args: Any, clock: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+
+class OverrideSigner:
+    """Signs and verifies override tokens for one environment.
+
+    *secret* is a string or a list of strings: the first signs, all verify, so a key
+    can be rotated by putting the new one first and dropping the old one later.
+    *max_age_cap* (seconds) bounds how long any token lives, whatever its own ``exp``.
+    *clock* returns epoch seconds; tests inject one to move time.
+
+    Example::
+
+        signer = OverrideSigner(secret, environment="qa")
+        token = signer.dumps({"SomeNewFeature.is_released": True}, sub="ana")
+        signer.loads(token).flags  # {"SomeNewFeature.is_released": True}
+    """
+
+    def __init__(
+        self,
+        secret: str | Sequence[str],
+        *,
+        environment: str,
+        max_age_cap: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        secrets = [secret] if isinstance(secret, str) else list(secret)
+        if not secrets:
+            raise ConfigurationError(f"No override secret given. Make one with: {MAKE_SECRET}")
+        for s in secrets:
+            if not isinstance(s, str) or len(s.encode()) < MIN_SECRET_BYTES:
+                raise ConfigurationError(
+                    f"An override secret must be at least {MIN_SECRET_BYTES} bytes; one is "
+                    f"{len(str(s).encode())}. Make one with: {MAKE_SECRET}"
+                )
+        if not isinstance(environment, str) or not environment:
+            raise ConfigurationError("The environment name must be a non-empty string.")
+        self.environment = environment
+        self.max_age_cap = max_age_cap
+        self._clock = clock
+        # itsdangerous signs with the *last* key and verifies with all.
+        self._serializer = itsdangerous.URLSafeTimedSerializer(
+            list(reversed(secrets)),
+            salt=SALT_PREFIX + environment,
+            signer=_ClockSigner,
+            signer_kwargs={"clock": clock},
+        )
+        self._cache: OrderedDict[str, VerifiedOverrides | TokenError] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        secret: str | Sequence[str] | None = None,
+        environment: str | None = None,
+    ) -> OverrideSigner:
+        """Build from ``FEATUREFLAG_SECRET`` (comma separated, first signs) and
+        ``FEATUREFLAG_ENVIRONMENT`` (default ``development``); arguments win."""
+        env = os.environ if environ is None else environ
+        if secret is None:
+            raw = env.get("FEATUREFLAG_SECRET", "")
+            secret = [s.strip() for s in raw.split(",") if s.strip()]
+            if not secret:
+                raise ConfigurationError(
+                    "FEATUREFLAG_SECRET is not set (or pass secret=...). "
+                    f"Make one with: {MAKE_SECRET}"
+                )
+        if environment is None:
+            environment = env.get("FEATUREFLAG_ENVIRONMENT") or "development"
+        return cls(secret, environment=environment)
+
+    def dumps(
+        self,
+        flags: Mapping[str, FlagValue],
+        *,
+        sub: str,
+        origin: str = "extension",
+        ttl: float = 3600,
+    ) -> str:
+        """Return a token carrying *flags* that expires *ttl* seconds from now.
+
+        Raises the same errors :meth:`loads` would, so no token is made that this
+        signer would refuse.
+        """
+        if not (isinstance(ttl, int | float) and math.isfinite(ttl) and ttl > 0):
+            raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        if self.max_age_cap is not None:
+            ttl = min(ttl, self.max_age_cap)
+        clean = _check_flags(flags)
+        payload = {
+            "v": FORMAT_VERSION,
+            "env": self.environment,
+            "flags": clean,
+            "sub": str(sub),
+            "origin": str(origin),
+            "exp": round(self._clock() + ttl, 3),
+        }
+        token: str = self._serializer.dumps(payload)
+        if len(token) > MAX_TOKEN_BYTES:
+            raise TokenTooLarge(
+                f"The token would be {len(token)} bytes; the limit is {MAX_TOKEN_BYTES}. "
+                "Send fewer or shorter overrides."
+            )
+        return token
+
+    def loads(self, token: str | bytes) -> VerifiedOverrides:
+        """Verify *token* and return its overrides, or raise a :class:`TokenError`.
+
+        The size limit is checked before any cryptography; verified tokens are cached
+        (256 entries) but expiry is checked on every call.
+        """
+        if len(token) > MAX_TOKEN_BYTES:
+            raise TokenTooLarge(f"The token is {len(token)} bytes; the limit is {MAX_TOKEN_BYTES}.")
+        if isinstance(token, bytes | bytearray):
+            try:
+                token = token.decode("ascii")
+            except UnicodeDecodeError:
+                raise MalformedToken("The token is not ASCII.") from None
+        cached = self._cache.get(token)
+        if cached is None:
+            cached = self._verify(token)
+            with self._lock:
+                self._cache[token] = cached
+                if len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        else:
+            with self._lock:
+                if token in self._cache:
+                    self._cache.move_to_end(token)
+        if isinstance(cached, TokenError):
+            # A fresh exception each time: raising one instance twice chains tracebacks.
+            raise type(cached)(str(cached))
+        now = self._clock()
+        if now >= cached.expires_at:
+            raise TokenExpired(
+                f"The token expired {now - cached.expires_at:.0f} s ago; get a new one."
+            )
+        return cached
+
+    def _verify(self, token: str) -> VerifiedOverrides | TokenError:
+        if _SHAPE.fullmatch(token) is None:
+            return MalformedToken("This is not a featureflag override token.")
+        try:
+            payload, signed_at = self._serializer.loads(token, return_timestamp=True)
+        except itsdangerous.BadSignature:
+            other = _peek_environment(token)
+            if other is not None and other != self.environment:
+                return WrongEnvironment(
+                    f"The token was made for environment {other[:60]!r}; this app runs as "
+                    f"{self.environment!r}. Get a token for {self.environment!r}."
+                )
+            return BadSignature(
+                "The token's signature does not match any configured secret "
+                "(another secret, or it was altered)."
+            )
+        try:
+            result = _read_payload(payload, self.environment)
+        except TokenError as error:
+            return error
+        if self.max_age_cap is not None:
+            cap = signed_at.timestamp() + self.max_age_cap
+            if cap < result.expires_at:
+                result = VerifiedOverrides(result.flags, result.sub, result.origin, cap)
+        return result
+
+
+def _check_flags(flags: object) -> dict[str, FlagValue]:
+    if not isinstance(flags, Mapping):
+        raise MalformedToken("The token's flags are not an object.")
+    if len(flags) > MAX_FLAGS:
+        raise TooManyFlags(f"The token carries {len(flags)} flags; the limit is {MAX_FLAGS}.")
+    clean: dict[str, FlagValue] = {}
+    for name, value in flags.items():
+        if not is_valid_name(name):
+            raise InvalidOverride(f"Invalid flag name {str(name)[:60]!r}: {NAME_RULE}.")
+        if not isinstance(value, bool | str):
+            raise InvalidOverride(
+                f"Flag {name!r}: the override {value!r:.60} is a {type(value).__name__}; "
+                "send true, false or a string."
+            )
+        if isinstance(value, str) and len(value.encode()) > MAX_VALUE_BYTES:
+            raise InvalidOverride(
+                f"Flag {name!r}: the override is longer than {MAX_VALUE_BYTES} bytes."
+            )
+        clean[name] = value
+    return clean
+
+
+def _read_payload(payload: object, environment: str) -> VerifiedOverrides:
+    if not isinstance(payload, dict) or payload.get("v") != FORMAT_VERSION:
+        raise MalformedToken(f"The token is not format version {FORMAT_VERSION}.")
+    if payload.get("env") != environment:
+        raise WrongEnvironment(f"The token was not made for environment {environment!r}.")
+    sub, origin, exp = payload.get("sub"), payload.get("origin"), payload.get("exp")
+    if not isinstance(sub, str) or not isinstance(origin, str):
+        raise MalformedToken("The token has no sub or origin.")
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+        raise MalformedToken("The token has no valid expiry.")
+    return VerifiedOverrides(_check_flags(payload.get("flags")), sub, origin, float(exp))
+
+
+def _peek_environment(token: str) -> str | None:
+    """The ``env`` an *unverified* token claims: used only to name the refusal."""
+    try:
+        data = token.rsplit(".", 2)[0]
+        compressed = data.startswith(".")
+        raw = base64_decode(data.lstrip("."))
+        if compressed:
+            # Bounded: an unverified token must not make us inflate megabytes.
+            raw = zlib.decompressobj().decompress(raw, 16 * 1024)
+        env = json.loads(raw).get("env")
+    except Exception:
+        return None
+    return env if isinstance(env, str) else None
+
+
+def _parse_value(text: str) -> FlagValue:
+    return {"true": True, "false": False}.get(text, text)
+
+
+def sign_main(argv: list[str]) -> int:
+    """``python -m featureflag sign --flag NAME=VALUE ...``: print a token for curl.
+
+    The secret and environment come from ``FEATUREFLAG_SECRET`` and
+    ``FEATUREFLAG_ENVIRONMENT`` (never from the command line: shell history).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m featureflag sign",
+        description="Print a signed override token (FEATUREFLAG_SECRET, "
+        "FEATUREFLAG_ENVIRONMENT from the environment).",
+    )
+    parser.add_argument(
+        "--flag",
+        action="append",
+        required=True,
+        metavar="NAME=VALUE",
+        help="an override; true/false become booleans, anything else a string",
+    )
+    parser.add_argument("--sub", default=os.environ.get("USER") or "cli", help="who asks")
+    parser.add_argument("--origin", default="cli", help="where the token comes from")
+    parser.add_argument("--ttl", type=float, default=3600, help="seconds (default 3600)")
+    parser.add_argument("--environment", help="default: $FEATUREFLAG_ENVIRONMENT")
+    args = parser.parse_args(argv)
+    flags: dict[str, FlagValue] = {}
+    for item in args.flag:
+        name, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--flag {item!r}: write NAME=VALUE, e.g. --flag new-lp=b")
+        flags[name] = _parse_value(value)
+    try:
+        signer = OverrideSigner.from_env(environment=args.environment)
+        token = signer.dumps(flags, sub=args.sub, origin=args.origin, ttl=args.ttl)
+    except (TokenError, ConfigurationError, ValueError) as error:
+        print(f"featureflag sign: {error}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
