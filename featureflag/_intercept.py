@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable
 from types import CodeType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ._evaluate import apply_override, apply_override_async
 from ._names import check_name
-from ._registry import Flag, declare, lookup
+from ._registry import Flag, declare
 from ._scope import current_scope
 
 _V = TypeVar("_V")
@@ -41,7 +41,11 @@ def _site(name: str, default: object, depth: int) -> Flag:
     return flag
 
 
-def intercept(name: str, default: Callable[[], _V] | _V) -> _V:
+@overload
+def intercept(name: str, default: Callable[[], _V]) -> _V: ...
+@overload
+def intercept(name: str, default: _V) -> _V: ...
+def intercept(name: str, default: Any) -> Any:
     """Return the override for flag *name* when one applies, else the default.
 
     *default* is a zero-argument callable (called only when needed) or a plain value.
@@ -54,18 +58,21 @@ def intercept(name: str, default: Callable[[], _V] | _V) -> _V:
     flag = _site(name, default, 1)
     call: Callable[[], Any] = default if callable(default) else (lambda: default)
     scope = current_scope()
-    if scope is None:
-        return call()  # type: ignore[no-any-return]
-    if name in scope.overrides:
-        return apply_override(scope, flag, call)  # type: ignore[no-any-return]
+    if scope is not None and name in scope.overrides:
+        return apply_override(scope, flag, call)
     value = call()
     if flag.type is None:
         flag.learn(value)
-    scope.record(name, value)
-    return value  # type: ignore[no-any-return]
+    if scope is not None:
+        scope.record(name, value)
+    return value
 
 
-async def intercept_async(name: str, default: Callable[[], Awaitable[_V]] | _V) -> _V:
+@overload
+async def intercept_async(name: str, default: Callable[[], Awaitable[_V]]) -> _V: ...
+@overload
+async def intercept_async(name: str, default: _V) -> _V: ...
+async def intercept_async(name: str, default: Any) -> Any:
     """:func:`intercept` for a default that must be awaited.
 
     Example::
@@ -80,18 +87,11 @@ async def intercept_async(name: str, default: Callable[[], Awaitable[_V]] | _V) 
         return default
 
     scope = current_scope()
-    if scope is None:
-        return await call()  # type: ignore[no-any-return]
-    if name in scope.overrides:
-        return await apply_override_async(scope, flag, call)  # type: ignore[no-any-return]
+    if scope is not None and name in scope.overrides:
+        return await apply_override_async(scope, flag, call)
     value = await call()
     if flag.type is None:
         flag.learn(value)
-    scope.record(name, value)
-    return value  # type: ignore[no-any-return]
-
-
-def known_site(name: str) -> Flag | None:
-    """The intercept flag called *name*, if its call site ran."""
-    site = _sites.get(name)
-    return site[0] if site else lookup(name)
+    if scope is not None:
+        scope.record(name, value)
+    return value

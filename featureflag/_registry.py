@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import threading
 import typing
@@ -181,8 +182,9 @@ def type_of(fn: Callable[..., Any], name: str) -> tuple[FlagType | None, tuple[s
     try:
         hint = typing.get_type_hints(fn)["return"]
     except Exception:
-        # An unresolvable forward reference elsewhere: fall back to the plain words.
-        hint = {"bool": bool, "str": str}.get(raw, raw) if isinstance(raw, str) else raw
+        # A name the function's module can't resolve (a local import, a forward
+        # reference elsewhere): read the annotation's words instead.
+        hint = _parse_annotation(raw) if isinstance(raw, str) else raw
     if hint is bool:
         return "bool", None
     if hint is str:
@@ -197,6 +199,25 @@ def type_of(fn: Callable[..., Any], name: str) -> tuple[FlagType | None, tuple[s
         "method out of the trap with only=.",
         flag=name,
     )
+
+
+def _parse_annotation(text: str) -> Any:
+    """``"bool"``, ``"str"`` or ``"Literal['a', 'b']"`` (any prefix) to a type; else *text*."""
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return text
+    if isinstance(node, ast.Name) and node.id in {"bool", "str"}:
+        return bool if node.id == "bool" else str
+    if isinstance(node, ast.Subscript):
+        base = node.value
+        base_name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", None)
+        if base_name == "Literal":
+            items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            if all(isinstance(i, ast.Constant) and isinstance(i.value, str) for i in items):
+                values = tuple(i.value for i in items)  # type: ignore[attr-defined]
+                return Literal.__getitem__(values)
+    return text
 
 
 def first_doc_line(fn: object) -> str | None:

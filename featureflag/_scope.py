@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from ._names import check_name
 from ._registry import FlagValue, lookup
+from .exceptions import OverrideTypeError
 
 DEFAULT_LIMIT = 500
 
@@ -166,7 +167,7 @@ def request_scope(
         _current.reset(token)
 
 
-class overrides:  # noqa: N801 - used like a function: ``with featureflag.overrides({...}):``
+class overrides:  # lower case: used like a function, ``with featureflag.overrides(...)``
     """Apply *values* in the current context; a sync and async context manager.
 
     Inside a scope the block adds to (and wins over) the overrides already there, and
@@ -183,9 +184,11 @@ class overrides:  # noqa: N801 - used like a function: ``with featureflag.overri
             if flag is not None:
                 flag.check(value)
             elif not isinstance(value, bool | str):
-                from ._registry import Flag
-
-                Flag(name, kind="intercept", type=None).check(value)
+                raise OverrideTypeError(
+                    f"Override for flag {name!r} is {type(value).__name__} {value!r}; "
+                    "a flag is bool or str",
+                    flag=name,
+                )
         self._values = merged
         self._tokens: list[contextvars.Token[Scope | None]] = []
 

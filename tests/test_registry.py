@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import featureflag
+from featureflag.__main__ import main
+from tests.support.servers import ROOT
+
+
+@featureflag.trap(name="Cataloged")
+class Cataloged:
+    def is_on(self) -> bool:
+        """First line of the doc.
+
+        Second paragraph.
+        """
+        return True
+
+    def untyped(self):  # type: ignore[no-untyped-def]
+        return "x"
+
+
+def test_catalog_lists_name_type_place_and_doc() -> None:
+    info = {f.name: f for f in featureflag.catalog()}
+    on = info["Cataloged.is_on"]
+    assert on.type == "bool"
+    assert on.kind == "trap"
+    assert on.module == __name__
+    assert on.path == __file__
+    assert on.line == Cataloged.is_on.__wrapped__.__code__.co_firstlineno  # type: ignore[attr-defined]
+    assert on.description == "First line of the doc."
+    assert on.default is None  # a method's default is code, not a static value
+    assert info["Cataloged.untyped"].type is None  # known once a request evaluates it
+
+
+def test_catalog_json_round_trips() -> None:
+    entry = {f.name: f for f in featureflag.catalog()}["Cataloged.is_on"].to_json()
+    assert json.loads(json.dumps(entry))["name"] == "Cataloged.is_on"
+    assert set(entry) == {
+        "name",
+        "type",
+        "choices",
+        "default",
+        "kind",
+        "module",
+        "path",
+        "line",
+        "description",
+    }
+
+
+def test_cli_catalog_imports_modules_and_prints_json() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "featureflag", "catalog", "tests.fixtures.catalog_flags"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    flags = {f["name"]: f for f in json.loads(out)["flags"]}
+    assert set(flags) == {"CatalogDemo.is_released", "CatalogDemo.is_variant"}
+    assert flags["CatalogDemo.is_variant"]["choices"] == ["a", "b"]
+    assert flags["CatalogDemo.is_released"]["description"] == "Whether the demo is released."
+
+
+def test_cli_catalog_unknown_module_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["catalog", "no_such_module_here"]) == 2
+    assert "cannot import 'no_such_module_here'" in capsys.readouterr().err
+
+
+def test_cli_push_needs_an_api_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FEATUREFLAG_API_TOKEN", raising=False)
+    assert main(["catalog", "tests.fixtures.catalog_flags", "--push", "http://127.0.0.1:9/"]) == 2
+    assert "FEATUREFLAG_API_TOKEN" in capsys.readouterr().err
+
+
+def test_cli_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["nope"]) == 2
+    assert "unknown command 'nope'" in capsys.readouterr().err
+
+
+def test_package_marks_itself_typed() -> None:
+    assert (Path(featureflag.__file__).parent / "py.typed").exists()

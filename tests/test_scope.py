@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import featureflag
+from featureflag import OverrideTypeError
+
+
+@featureflag.trap(name="Scoped")
+class Scoped:
+    def is_on(self) -> bool:
+        return False
+
+    def variant(self) -> str:
+        return "a"
+
+
+def test_nothing_is_recorded_outside_a_scope() -> None:
+    Scoped().is_on()
+    assert featureflag.evaluations() == []
+
+
+def test_overrides_outside_a_request_opens_a_recording_scope() -> None:
+    with featureflag.overrides({"Scoped.is_on": True}):
+        Scoped().variant()
+        Scoped().is_on()
+        Scoped().variant()
+        assert [(e.name, e.value, e.source) for e in featureflag.evaluations()] == [
+            ("Scoped.variant", "a", "default"),
+            ("Scoped.is_on", True, "override"),
+        ]
+    assert featureflag.evaluations() == []
+
+
+def test_nesting_inner_wins_and_exit_restores() -> None:
+    s = Scoped()
+    with featureflag.overrides({"Scoped.is_on": True, "Scoped.variant": "b"}):
+        with featureflag.overrides({"Scoped.variant": "c"}):
+            assert s.variant() == "c"
+            assert s.is_on() is True
+        assert s.variant() == "b"
+        # the nested block recorded into the same report
+        assert featureflag.evaluations()[0].value == "b"
+    assert s.variant() == "a"
+
+
+async def test_overrides_as_an_async_context_manager() -> None:
+    async with featureflag.overrides({"Scoped.is_on": True}):
+        assert Scoped().is_on() is True
+    assert Scoped().is_on() is False
+
+
+def test_request_scope_records_last_value_once_per_flag() -> None:
+    with featureflag.request_scope({"Scoped.variant": "z"}) as scope:
+        Scoped().variant()
+        Scoped().is_on()
+        Scoped().variant()
+        evaluations = featureflag.evaluations()
+        assert scope.used_override is True
+    assert [e.name for e in evaluations] == ["Scoped.variant", "Scoped.is_on"]
+    assert evaluations[0].source == "override"
+
+
+def test_used_override_is_false_when_the_override_is_not_evaluated() -> None:
+    with featureflag.request_scope({"Scoped.variant": "z"}) as scope:
+        Scoped().is_on()
+        assert scope.used_override is False
+
+
+def test_wrong_type_in_overrides_raises_at_once_for_declared_flags() -> None:
+    with pytest.raises(OverrideTypeError, match=r"'Scoped.is_on'.*send true or false"):
+        featureflag.overrides({"Scoped.is_on": "yes"})
+    with pytest.raises(OverrideTypeError, match="bool or str"):
+        featureflag.overrides({"undeclared-yet": 3})  # type: ignore[dict-item]
+    with pytest.raises(featureflag.FlagNameError):
+        featureflag.overrides({"bad name": True})
+
+
+def test_wrong_type_in_a_request_scope_never_reaches_app_code() -> None:
+    with featureflag.request_scope({"Scoped.is_on": "yes", "Scoped.variant": True}):
+        assert Scoped().is_on() is False
+        assert Scoped().variant() == "a"
+        reasons = [e.rejected for e in featureflag.evaluations()]
+    assert all(r is not None for r in reasons)
+
+
+def test_literal_choices_are_enforced() -> None:
+    from typing import Literal
+
+    @featureflag.trap(name="lp-choice")
+    def lp() -> Literal["a", "b"]:
+        return "a"
+
+    with featureflag.request_scope({"lp-choice": "c"}):
+        assert lp() == "a"
+        assert "one of those" in (featureflag.evaluations()[0].rejected or "")
+    with featureflag.overrides({"lp-choice": "b"}):
+        assert lp() == "b"
+
+
+def test_limit_counts_further_flags_instead_of_storing_them() -> None:
+    names = [f"limit-{i}" for i in range(8)]
+    with featureflag.request_scope(limit=5):
+        for name in names:
+            featureflag.intercept(name, True)
+        for name in names:  # re-evaluating known flags still updates them
+            featureflag.intercept(name, True)
+        result = featureflag.evaluations()
+    assert [e.name for e in result] == names[:5]
+    assert result.dropped == 3
+
+
+async def test_concurrent_tasks_are_isolated() -> None:
+    async def one(i: int) -> list[tuple[str, object]]:
+        value = "even" if i % 2 == 0 else "odd"
+        with featureflag.request_scope({"Scoped.variant": value}):
+            await asyncio.sleep(0.001 * (i % 3))
+            assert Scoped().variant() == value
+            await asyncio.sleep(0)
+            return [(e.name, e.value) for e in featureflag.evaluations()]
+
+    results = await asyncio.gather(*(one(i) for i in range(50)))
+    for i, result in enumerate(results):
+        assert result == [("Scoped.variant", "even" if i % 2 == 0 else "odd")]
+
+
+async def test_threads_with_a_copied_context_see_and_report_into_the_request() -> None:
+    with featureflag.request_scope({"Scoped.is_on": True}):
+        # what starlette's threadpool (anyio.to_thread) does: run with a copied context
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        value = await loop.run_in_executor(None, ctx.run, Scoped().is_on)
+        assert value is True
+        assert featureflag.evaluations()[0].source == "override"
+
+
+def test_plain_thread_pool_needs_copy_context() -> None:
+    with featureflag.request_scope({"Scoped.is_on": True}), ThreadPoolExecutor(2) as pool:
+        # a plain submit runs in the worker's own (empty) context
+        assert pool.submit(Scoped().is_on).result() is False
+        ctx = contextvars.copy_context()
+        assert pool.submit(ctx.run, Scoped().is_on).result() is True
+
+
+def test_threads_running_their_own_scopes_do_not_mix() -> None:
+    errors: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def worker(i: int) -> None:
+        with featureflag.request_scope({"Scoped.variant": f"v{i}"}):
+            barrier.wait()
+            for _ in range(200):
+                if Scoped().variant() != f"v{i}":
+                    errors.append(f"thread {i}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
