@@ -1,0 +1,413 @@
+"""The web page: login, CSRF, and the fork forms, through httpx.ASGITransport."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import itsdangerous
+import pytest
+
+from server.memory_store import MemoryStore
+from server.settings import Settings
+from server.store import Fork
+from server.web import SESSION_COOKIE, create_web_app, session_key
+
+from .conftest import ALICE, BOB, SECRET
+
+BASE = "http://127.0.0.1:8000"
+CATALOG: list[dict[str, Any]] = [
+    {"name": "Checkout.is_one_click", "type": "bool", "choices": None, "default": None,
+     "kind": "trap", "module": "shop", "path": "shop.py", "line": 3,
+     "description": "One-click checkout."},
+    {"name": "banner-text", "type": "str", "choices": None, "default": "Hello",
+     "kind": "intercept", "module": "shop", "path": "shop.py", "line": 9, "description": None},
+    {"name": "new-lp", "type": "str", "choices": ["a", "b"], "default": None,
+     "kind": "trap", "module": "shop", "path": "shop.py", "line": 12,
+     "description": "Landing page variant."},
+]  # fmt: skip
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+async def memory() -> AsyncIterator[MemoryStore]:
+    store = MemoryStore()
+    await store.put_catalog(CATALOG)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def client(settings: Settings, memory: MemoryStore) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_web_app(settings, memory)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE) as c:
+        yield c
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF.search(html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+async def login(client: httpx.AsyncClient, token: str = ALICE) -> str:
+    """Log in; return the CSRF token of the logged-in session."""
+    page = await client.get("/login")
+    response = await client.post(
+        "/login", data={"api_token": token, "csrf_token": csrf_of(page.text)}
+    )
+    assert response.status_code == 303, response.text
+    index = await client.get("/")
+    assert index.status_code == 200
+    return csrf_of(index.text)
+
+
+def new_fork_form(csrf: str, **extra: str) -> dict[str, str]:
+    form = {
+        "csrf_token": csrf,
+        "name": "new-lp",
+        "upstream": "http://127.0.0.1:8001",
+        "flag-0-name": "Checkout.is_one_click",
+        "flag-0-value": "v:true",
+        "flag-1-name": "banner-text",
+        "flag-1-set": "1",
+        "flag-1-value": "Sale <today>",
+        "flag-2-name": "new-lp",
+        "flag-2-value": "v:b",
+        "flag-3-name": "",
+        "flag-3-set": "1",
+        "flag-3-value": "",
+        "flag-3-type": "str",
+    }
+    form.update(extra)
+    return form
+
+
+# -- login and the session ---------------------------------------------------------------
+
+
+async def test_logged_out_pages_redirect_to_login(client: httpx.AsyncClient) -> None:
+    for path in ("/", "/forks/new", "/forks/x/edit"):
+        response = await client.get(path)
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login"
+
+
+async def test_login_with_a_known_token_shows_the_forks(client: httpx.AsyncClient) -> None:
+    await login(client, BOB)
+    page = await client.get("/")
+    assert "Signed in as <strong>bob</strong>" in page.text
+    assert "Forks" in page.text
+
+
+async def test_login_with_an_unknown_token_is_refused(client: httpx.AsyncClient) -> None:
+    page = await client.get("/login")
+    response = await client.post(
+        "/login", data={"api_token": "not-a-token-at-all", "csrf_token": csrf_of(page.text)}
+    )
+    assert response.status_code == 401
+    assert "not known to this service" in response.text
+    assert (await client.get("/")).status_code == 303
+
+
+@pytest.mark.parametrize("csrf", [None, "", "forged-token"])
+async def test_login_without_the_right_csrf_token_is_refused(
+    client: httpx.AsyncClient, csrf: str | None
+) -> None:
+    await client.get("/login")
+    data = {"api_token": ALICE} if csrf is None else {"api_token": ALICE, "csrf_token": csrf}
+    response = await client.post("/login", data=data)
+    assert response.status_code == 403
+    assert "nothing was changed" in response.text
+    assert (await client.get("/")).status_code == 303
+
+
+async def test_the_session_cookie_is_lax_httponly_and_holds_no_api_token(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    page = await client.get("/login")
+    response = await client.post(
+        "/login", data={"api_token": ALICE, "csrf_token": csrf_of(page.text)}
+    )
+    set_cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in set_cookie
+    assert "samesite=lax" in set_cookie
+    assert "secure" not in set_cookie  # settings.secure_cookies is False
+    cookie = client.cookies[SESSION_COOKIE]
+    payload = base64.b64decode(cookie.split(".")[0])
+    session = json.loads(payload)
+    assert session["user"] == "alice"
+    assert ALICE not in payload.decode()
+    assert SECRET not in payload.decode()
+    # Signed with a key derived for the web session, not with the raw secret.
+    derived = itsdangerous.TimestampSigner(session_key(SECRET, settings.environment))
+    assert derived.unsign(cookie)
+    with pytest.raises(itsdangerous.BadSignature):
+        itsdangerous.TimestampSigner(SECRET).unsign(cookie)
+
+
+def test_session_keys_differ_by_secret_and_environment() -> None:
+    keys = {
+        session_key(SECRET, "test"),
+        session_key(SECRET, "production"),
+        session_key("t" * 40, "test"),
+    }
+    assert len(keys) == 3
+    assert SECRET not in keys
+
+
+async def test_secure_cookies_setting_marks_the_cookie_secure(
+    settings: Settings, memory: MemoryStore
+) -> None:
+    app = create_web_app(settings.model_copy(update={"secure_cookies": True}), memory)
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://127.0.0.1") as c:
+        response = await c.get("/login")
+        assert "secure" in response.headers["set-cookie"].lower()
+
+
+async def test_removing_the_api_token_ends_the_session(
+    client: httpx.AsyncClient, settings: Settings, memory: MemoryStore
+) -> None:
+    await login(client)
+    revoked = settings.model_copy(update={"api_tokens": {"bob": settings.api_tokens["bob"]}})
+    app = create_web_app(revoked, memory)
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as other:
+        other.cookies = client.cookies
+        response = await other.get("/")
+        assert response.status_code == 303
+
+
+async def test_logout_ends_the_session(client: httpx.AsyncClient) -> None:
+    csrf = await login(client)
+    response = await client.post("/logout", data={"csrf_token": csrf})
+    assert response.status_code == 303
+    assert (await client.get("/")).status_code == 303
+
+
+async def test_pages_carry_security_headers(client: httpx.AsyncClient) -> None:
+    response = await client.get("/login")
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_the_static_script_is_served(client: httpx.AsyncClient) -> None:
+    response = await client.get("/static/app.js")
+    assert response.status_code == 200
+    assert "data-copy" in response.text or "dataset.copy" in response.text
+
+
+# -- forks -------------------------------------------------------------------------------
+
+
+async def test_the_new_fork_form_has_type_aware_inputs(client: httpx.AsyncClient) -> None:
+    await login(client)
+    html = (await client.get("/forks/new")).text
+    # bool: a select true/false; Literal choices: a select of them; free str: a text field.
+    assert re.search(r'<select id="flag-0-value".*?v:true.*?v:false.*?</select>', html, re.S)
+    assert re.search(r'<select id="flag-2-value".*?value="v:a".*?value="v:b"', html, re.S)
+    assert 'type="checkbox" name="flag-1-set"' in html
+    assert '<input id="flag-1-value" name="flag-1-value"' in html
+    assert 'placeholder="another flag name"' in html
+
+
+async def test_create_a_fork_from_the_form(client: httpx.AsyncClient, memory: MemoryStore) -> None:
+    csrf = await login(client)
+    response = await client.post("/forks/new", data=new_fork_form(csrf))
+    assert response.status_code == 303, response.text
+    fork = await memory.get_fork("new-lp")
+    assert fork is not None
+    assert fork.upstream == "http://127.0.0.1:8001"
+    assert fork.flags == {
+        "Checkout.is_one_click": True,
+        "banner-text": "Sale <today>",
+        "new-lp": "b",
+    }
+    assert fork.created_by == "alice"
+    index = (await client.get("/")).text
+    assert "Created fork &#39;new-lp&#39;." in index
+    assert 'data-copy="http://new-lp.localhost:8000/"' in index
+    assert "Sale &lt;today&gt;" in index  # autoescaped
+    assert "<today>" not in index
+
+
+async def test_a_flag_outside_the_catalog_can_be_added(
+    client: httpx.AsyncClient, memory: MemoryStore
+) -> None:
+    csrf = await login(client)
+    form = new_fork_form(
+        csrf, **{"flag-3-name": "Other.enabled", "flag-3-type": "bool", "flag-3-value": "TRUE"}
+    )
+    assert (await client.post("/forks/new", data=form)).status_code == 303
+    fork = await memory.get_fork("new-lp")
+    assert fork is not None
+    assert fork.flags["Other.enabled"] is True
+
+
+async def test_unset_flags_are_left_out(client: httpx.AsyncClient, memory: MemoryStore) -> None:
+    csrf = await login(client)
+    form = new_fork_form(csrf, **{"flag-0-value": "", "flag-2-value": ""})
+    del form["flag-1-set"]
+    assert (await client.post("/forks/new", data=form)).status_code == 303
+    fork = await memory.get_fork("new-lp")
+    assert fork is not None
+    assert fork.flags == {}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"name": "New_LP"}, "DNS label"),
+        ({"name": "www"}, "reserved"),
+        ({"name": ""}, "DNS label"),
+        ({"upstream": "ftp://example.com"}, "http(s) URL"),
+        ({"upstream": "not a url"}, "http(s) URL"),
+        ({"flag-0-value": "v:maybe"}, "true or false"),
+        ({"flag-0-value": "true"}, "choose a value from the list"),
+        ({"flag-2-value": "v:c"}, "accepts only &#39;a&#39;, &#39;b&#39;"),
+        ({"flag-3-name": "bad name", "flag-3-value": "x"}, "no whitespace"),
+        ({"flag-3-name": "X.on", "flag-3-type": "bool", "flag-3-value": "yes"}, "true or false"),
+        ({"flag-3-name": "new-lp", "flag-3-value": "a"}, "appears twice"),
+    ],
+)
+async def test_validation_errors_rerender_the_form_and_store_nothing(
+    client: httpx.AsyncClient, memory: MemoryStore, changes: dict[str, str], message: str
+) -> None:
+    csrf = await login(client)
+    response = await client.post("/forks/new", data=new_fork_form(csrf, **changes))
+    assert response.status_code == 422
+    assert "The fork was not saved" in response.text
+    assert message in response.text
+    # The user's input is kept.
+    assert 'value="http://127.0.0.1:8001"' in response.text or "upstream" in changes
+    assert await memory.list_forks() == []
+
+
+async def test_a_taken_name_is_a_validation_error(
+    client: httpx.AsyncClient, memory: MemoryStore
+) -> None:
+    await memory.create_fork(Fork(name="new-lp", upstream="http://127.0.0.1:9", created_by="bob"))
+    csrf = await login(client)
+    response = await client.post("/forks/new", data=new_fork_form(csrf))
+    assert response.status_code == 422
+    assert "already exists" in response.text
+    fork = await memory.get_fork("new-lp")
+    assert fork is not None and fork.upstream == "http://127.0.0.1:9"
+
+
+async def test_edit_a_fork(client: httpx.AsyncClient, memory: MemoryStore) -> None:
+    original = await memory.create_fork(
+        Fork(
+            name="new-lp",
+            upstream="http://127.0.0.1:9",
+            flags={"new-lp": "a", "Legacy.flag": "kept", "Gone.flag": True},
+            created_by="bob",
+        )
+    )
+    csrf = await login(client)
+    html = (await client.get("/forks/new-lp/edit")).text
+    assert '<option value="v:a" selected>' in html
+    assert "Legacy.flag" in html and "not in the catalog" in html
+    # Find the rows the page gave the two flags outside the catalog.
+    legacy = re.search(r'name="flag-(\d+)-name" value="Legacy.flag"', html)
+    gone = re.search(r'name="flag-(\d+)-name" value="Gone.flag"', html)
+    assert legacy and gone
+    form = {
+        "csrf_token": csrf,
+        "upstream": "http://127.0.0.1:8001",
+        "flag-0-name": "Checkout.is_one_click",
+        "flag-0-value": "v:false",
+        "flag-2-name": "new-lp",
+        "flag-2-value": "v:b",
+        f"flag-{legacy.group(1)}-name": "Legacy.flag",
+        f"flag-{legacy.group(1)}-set": "1",
+        f"flag-{legacy.group(1)}-value": "kept",
+        f"flag-{legacy.group(1)}-type": "str",
+        f"flag-{gone.group(1)}-name": "Gone.flag",  # unchecked: removed
+        f"flag-{gone.group(1)}-value": "true",
+        f"flag-{gone.group(1)}-type": "bool",
+    }
+    response = await client.post("/forks/new-lp/edit", data=form)
+    assert response.status_code == 303, response.text
+    fork = await memory.get_fork("new-lp")
+    assert fork is not None
+    assert fork.upstream == "http://127.0.0.1:8001"
+    assert fork.flags == {"Checkout.is_one_click": False, "new-lp": "b", "Legacy.flag": "kept"}
+    assert fork.created_by == "bob"
+    assert fork.created_at == original.created_at
+    assert fork.updated_at >= original.updated_at
+
+
+async def test_an_invalid_edit_keeps_the_fork(
+    client: httpx.AsyncClient, memory: MemoryStore
+) -> None:
+    await memory.create_fork(Fork(name="new-lp", upstream="http://127.0.0.1:9"))
+    csrf = await login(client)
+    form = {"csrf_token": csrf, "upstream": "javascript:alert(1)"}
+    response = await client.post("/forks/new-lp/edit", data=form)
+    assert response.status_code == 422
+    assert "http(s) URL" in response.text
+    fork = await memory.get_fork("new-lp")
+    assert fork is not None and fork.upstream == "http://127.0.0.1:9"
+
+
+async def test_editing_a_missing_fork_is_404(client: httpx.AsyncClient) -> None:
+    await login(client)
+    response = await client.get("/forks/nope/edit")
+    assert response.status_code == 404
+    assert "No fork named “nope”" in response.text
+
+
+async def test_delete_a_fork(client: httpx.AsyncClient, memory: MemoryStore) -> None:
+    await memory.create_fork(Fork(name="new-lp", upstream="http://127.0.0.1:9"))
+    csrf = await login(client)
+    response = await client.post("/forks/new-lp/delete", data={"csrf_token": csrf})
+    assert response.status_code == 303
+    assert await memory.get_fork("new-lp") is None
+    assert "Deleted fork" in (await client.get("/")).text
+
+
+@pytest.mark.parametrize("csrf", [None, "forged-token"])
+@pytest.mark.parametrize(
+    "path", ["/forks/new", "/forks/new-lp/edit", "/forks/new-lp/delete", "/logout"]
+)
+async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
+    client: httpx.AsyncClient, memory: MemoryStore, path: str, csrf: str | None
+) -> None:
+    before = await memory.create_fork(Fork(name="new-lp", upstream="http://127.0.0.1:9"))
+    await login(client)
+    form = new_fork_form(csrf or "", name="other")
+    if csrf is None:
+        del form["csrf_token"]
+    response = await client.post(path, data=form)
+    assert response.status_code == 403
+    assert await memory.list_forks() == [before]
+    assert (await client.get("/")).status_code == 200  # still logged in
+
+
+async def test_a_csrf_token_from_another_session_is_refused(
+    settings: Settings, memory: MemoryStore, client: httpx.AsyncClient
+) -> None:
+    await login(client)
+    app = create_web_app(settings, memory)
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as attacker:
+        theirs = await login(attacker, BOB)
+    response = await client.post("/forks/new", data=new_fork_form(theirs))
+    assert response.status_code == 403
+    assert await memory.list_forks() == []
+
+
+async def test_the_catalog_is_listed(client: httpx.AsyncClient) -> None:
+    await login(client)
+    html = (await client.get("/")).text
+    assert "Flag catalog" in html
+    assert "<code>Checkout.is_one_click</code>" in html
+    assert "Landing page variant." in html
+    assert "<code>&#34;a&#34;</code> | <code>&#34;b&#34;</code>" in html
