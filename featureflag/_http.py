@@ -1,0 +1,194 @@
+"""What the ASGI and WSGI middleware share: reading the token, the per-request state,
+and the headers added to every response. Header names and the rules are in
+docs/middleware.md.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+from ._scope import Scope
+from .exceptions import ConfigurationError, TokenError
+from .report import format_report
+from .tokens import OverrideSigner, VerifiedOverrides
+
+TOKEN_HEADER = "Feature-Flag-Overrides"
+COOKIE = "featureflag_overrides"
+ERROR_HEADER = "Feature-Flag-Override-Error"
+REPORT_HEADER = "Feature-Flags"
+OFREP_PATH = "/ofrep/v1/evaluate/flags"
+VARY = "Cookie, Feature-Flag-Overrides"
+NO_STORE = "private, no-store"
+
+ReportMode = Literal["with-token", "always", "never"]
+RawHeaders = list[tuple[bytes, bytes]]
+
+logger = logging.getLogger("featureflag")
+
+# (verified raw token, the request's Host) while serving a request with a valid token.
+_token: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
+    "featureflag_token", default=None
+)
+
+
+def current_token() -> str | None:
+    """The verified override token of the request being served, for propagation.
+
+    None outside a request, when the request carried no token, or when it was refused.
+    """
+    current = _token.get()
+    return None if current is None else current[0]
+
+
+def current_host() -> str | None:
+    """The ``Host`` of the request being served, when it carried a valid token, else None.
+
+    Propagation uses it to send the token back to the same site only.
+    """
+    current = _token.get()
+    return None if current is None else current[1]
+
+
+class Config:
+    """The middleware's settings, resolved once at start-up (fail loudly here)."""
+
+    __slots__ = ("budget", "ofrep_path", "report", "signer")
+
+    def __init__(
+        self,
+        *,
+        secret: str | Sequence[str] | None,
+        environment: str | None,
+        signer: OverrideSigner | None,
+        report: ReportMode,
+        ofrep_path: str | None,
+        report_budget: int,
+    ) -> None:
+        if signer is None:
+            signer = OverrideSigner.from_env(secret=secret, environment=environment)
+        elif secret is not None or environment is not None:
+            raise ConfigurationError("Pass either signer= or secret=/environment=, not both.")
+        if report not in ("with-token", "always", "never"):
+            raise ConfigurationError(
+                f"report={report!r}: use 'with-token' (default), 'always' or 'never'."
+            )
+        if ofrep_path is not None and not ofrep_path.startswith("/"):
+            raise ConfigurationError(f"ofrep_path={ofrep_path!r} must start with '/'.")
+        if report_budget < 64:
+            raise ConfigurationError(f"report_budget={report_budget} is too small; use >= 64.")
+        self.signer = signer
+        self.report = report
+        self.ofrep_path = ofrep_path
+        self.budget = report_budget
+
+
+class Request:
+    """One request's state. Lives on the stack of the middleware call, never on ``self``."""
+
+    __slots__ = ("error", "raw", "report_due", "reported", "scope", "verified")
+
+    def __init__(self, config: Config, token: str | bytes | None) -> None:
+        self.raw: str | None = None
+        self.verified: VerifiedOverrides | None = None
+        self.error: str | None = None
+        # (flags, remote flags) already in the header: what came later is "late".
+        self.reported: tuple[int, int] | None = None
+        if token is not None:
+            try:
+                self.verified = config.signer.loads(token)
+            except TokenError as refused:
+                self.error = refused.reason
+                logger.debug("Override token refused (%s): %s", refused.reason, refused)
+            else:
+                self.raw = token if isinstance(token, str) else token.decode("ascii")
+        self.scope = Scope(self.verified.flags if self.verified is not None else {})
+        self.report_due = config.report == "always" or (
+            config.report == "with-token" and self.verified is not None
+        )
+
+
+def token_from_cookie(cookie: str) -> str | None:
+    """The ``featureflag_overrides`` value in a ``Cookie`` header, or None."""
+    for part in cookie.split(";"):
+        name, sep, value = part.partition("=")
+        if sep and name.strip() == COOKIE:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value or None
+    return None
+
+
+def token_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes | str | None:
+    """The token of an ASGI request: the header wins over the cookie."""
+    cookie: bytes | None = None
+    for name, value in headers:
+        if name == b"feature-flag-overrides":
+            return value
+        if name == b"cookie":
+            cookie = value if cookie is None else cookie + b"; " + value
+    # Parse cookies only when ours is in there: most requests carry none.
+    if cookie is not None and b"featureflag_overrides" in cookie:
+        return token_from_cookie(cookie.decode("latin-1"))
+    return None
+
+
+def response_headers(
+    config: Config, request: Request, headers: Iterable[Sequence[bytes]]
+) -> RawHeaders:
+    """*headers* plus Vary, the refusal reason, Cache-Control and the report."""
+    out: RawHeaders = []
+    vary: list[bytes] = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"vary":
+            vary.append(value)
+            continue
+        if lower == b"cache-control" and request.scope.used_override:
+            continue  # replaced below: an overridden response must not be stored
+        out.append((name, value))
+    out.append((b"vary", _merge_vary(vary)))
+    if request.error is not None:
+        out.append((b"feature-flag-override-error", request.error.encode()))
+    scope = request.scope
+    if scope.used_override:
+        out.append((b"cache-control", NO_STORE.encode()))
+    if request.report_due:
+        request.reported = (len(scope.seen), len(scope.remote))
+        report = format_report(scope.evaluations(), dropped=scope.dropped, budget=config.budget)
+        if report:
+            out.append((b"feature-flags", report.encode("ascii")))
+    return out
+
+
+def _merge_vary(existing: list[bytes]) -> bytes:
+    if not existing:
+        return VARY.encode()
+    joined = b", ".join(existing)
+    have = {part.strip().lower() for part in joined.split(b",")}
+    if b"*" in have:
+        return joined
+    missing = [m for m in (b"Cookie", b"Feature-Flag-Overrides") if m.lower() not in have]
+    return b", ".join([joined, *missing])
+
+
+def warn_late(request: Request, target: str) -> None:
+    """Log the flags evaluated after the report header went (streaming bodies)."""
+    if request.reported is None:
+        return
+    scope = request.scope
+    n_seen, n_remote = request.reported
+    late = list(scope.seen)[n_seen:] + [e.name for e in list(scope.remote.values())[n_remote:]]
+    if late:
+        shown = ", ".join(late[:20]) + (f" and {len(late) - 20} more" if len(late) > 20 else "")
+        logger.warning(
+            "%d flag(s) evaluated after the Feature-Flags header of %s was sent, so the "
+            "header does not list them: %s. Evaluate them before the response starts "
+            "(before the first body chunk of a streaming response) to have them reported.",
+            len(late),
+            target,
+            shown,
+        )

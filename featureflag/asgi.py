@@ -1,0 +1,156 @@
+"""``FeatureFlagMiddleware`` for ASGI apps (Starlette, FastAPI, Django ASGI, ...).
+
+Per request: read the override token (``Feature-Flag-Overrides`` header, else the
+``featureflag_overrides`` cookie), verify it, open the request's flag scope with its
+overrides, and add ``Vary``, ``Feature-Flag-Override-Error``, ``Cache-Control`` and the
+``Feature-Flags`` report to the response. Serves the OFREP endpoint. See
+docs/middleware.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ._http import (
+    OFREP_PATH,
+    Config,
+    ReportMode,
+    Request,
+    _token,
+    current_host,
+    current_token,
+    response_headers,
+    token_from_headers,
+    warn_late,
+)
+from ._scope import _current
+from .ofrep import MAX_BODY, evaluate
+from .report import DEFAULT_BUDGET
+from .tokens import OverrideSigner
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["FeatureFlagMiddleware", "current_host", "current_token"]
+
+
+class FeatureFlagMiddleware:
+    """Per-request flag overrides from a signed token, and the ``Feature-Flags`` report.
+
+    Keyword arguments left out come from ``FEATUREFLAG_SECRET`` and
+    ``FEATUREFLAG_ENVIRONMENT``; a missing or short secret fails here, at start-up.
+    ``report`` is ``"with-token"`` (report only to requests with a valid token),
+    ``"always"`` (a QA setting) or ``"never"``. ``ofrep_path=None`` turns the OFREP
+    endpoint off.
+
+    Example::
+
+        app = FeatureFlagMiddleware(app, report="with-token")
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secret: str | Sequence[str] | None = None,
+        environment: str | None = None,
+        signer: OverrideSigner | None = None,
+        report: ReportMode = "with-token",
+        ofrep_path: str | None = OFREP_PATH,
+        report_budget: int = DEFAULT_BUDGET,
+    ) -> None:
+        self.app = app
+        self.config = Config(
+            secret=secret,
+            environment=environment,
+            signer=signer,
+            report=report,
+            ofrep_path=ofrep_path,
+            report_budget=report_budget,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        config = self.config
+        request = Request(config, token_from_headers(scope["headers"]))
+        reset_scope = _current.set(request.scope)
+        reset_token = _token.set(None if request.raw is None else (request.raw, _host(scope)))
+        try:
+            if kind == "websocket":
+                await self.app(scope, receive, _websocket_send(request, send))
+            elif scope["path"] == config.ofrep_path:
+                await _serve_ofrep(config, request, scope, receive, send)
+            else:
+
+                async def send_with_headers(message: Message) -> None:
+                    if message["type"] == "http.response.start":
+                        message = dict(message)
+                        message["headers"] = response_headers(
+                            config, request, message.get("headers", ())
+                        )
+                    await send(message)
+
+                await self.app(scope, receive, send_with_headers)
+        finally:
+            if request.reported is not None:
+                warn_late(request, f"{scope.get('method', 'GET')} {scope.get('path', '')}")
+            _token.reset(reset_token)
+            _current.reset(reset_scope)
+
+
+def _host(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return str(value.decode("latin-1"))
+    server = scope.get("server")
+    if server:
+        host, port = server
+        return f"{host}:{port}" if port is not None else str(host)
+    return None
+
+
+def _websocket_send(request: Request, send: Send) -> Send:
+    # A websocket has no report (no response headers after the handshake); it keeps
+    # its handshake's overrides and says why a token was refused on accept.
+    async def send_accept(message: Message) -> None:
+        if message["type"] == "websocket.accept" and request.error is not None:
+            message = dict(message)
+            headers = list(message.get("headers", ()))
+            headers.append((b"feature-flag-override-error", request.error.encode()))
+            message["headers"] = headers
+        await send(message)
+
+    return send_accept
+
+
+async def _serve_ofrep(
+    config: Config, request: Request, scope: Scope, receive: Receive, send: Send
+) -> None:
+    chunks: list[bytes] = []
+    size = 0
+    more = scope["method"] == "POST"
+    while more and size <= MAX_BODY:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    if_none_match = None
+    for name, value in scope["headers"]:
+        if name == b"if-none-match":
+            if_none_match = value.decode("latin-1")
+    status, headers, content = evaluate(
+        config,
+        request,
+        method=scope["method"],
+        body=b"".join(chunks),
+        if_none_match=if_none_match,
+    )
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
