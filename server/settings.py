@@ -138,7 +138,9 @@ class Settings(BaseModel):
         """An :class:`featureflag.OverrideSigner` for these secrets and environment."""
         from featureflag.tokens import OverrideSigner
 
-        return OverrideSigner(self.secret_values, environment=self.environment)
+        return OverrideSigner(
+            self.secret_values, environment=self.environment, max_age_cap=self.max_token_ttl
+        )
 
     def fork_url(self, name: str, scheme: str = "http", port: int | None = None) -> str:
         """Where fork *name* is served: ``http://new-lp.localhost:8000/``.

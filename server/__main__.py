@@ -1,0 +1,60 @@
+"""``featureflag-server`` / ``python -m server``: run the override service on uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from featureflag.exceptions import ConfigurationError
+
+from .errors import StoreError
+from .settings import load_settings
+
+EXIT_CONFIG = 2  # like argparse: the command cannot run as configured
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Start the service; a configuration problem is one clear message and exit code 2."""
+    env = os.environ if environ is None else environ
+    try:
+        settings = load_settings(argv, env)
+        # Open the store here, not in the lifespan, so a bad --db is one clear line
+        # instead of uvicorn's start-up traceback.
+        from .sqlite_store import SQLiteStore
+
+        store = SQLiteStore(settings.db)
+    except (ConfigurationError, StoreError) as exc:
+        print(f"featureflag-server: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    import uvicorn
+
+    from .app import create_app
+
+    app = create_app(settings, store=store)
+    try:
+        print(
+            f"featureflag-server: serving on http://{settings.host}:{settings.port} "
+            f"(forks at http://NAME.{settings.fork_domain}:{settings.port}/, "
+            f"database {settings.db}, environment {settings.environment!r})",
+            file=sys.stderr,
+            flush=True,
+        )
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            server_header=False,
+            log_level="info",
+        )
+    finally:
+        asyncio.run(store.close())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""The OpenAPI 3.1 document served at ``/openapi.json``.
+
+Schemas come from the pydantic models in :mod:`server.schemas`; the paths are written
+out here, one entry per route in :data:`server.api.ROUTES` (a test checks they match).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from .schemas import (
+    Catalog,
+    ForkCreate,
+    ForkList,
+    ForkOut,
+    ForkUpdate,
+    Health,
+    Problem,
+    TokenRequest,
+    TokenResponse,
+)
+
+_MODELS: list[type[BaseModel]] = [
+    Catalog,
+    ForkCreate,
+    ForkList,
+    ForkOut,
+    ForkUpdate,
+    Health,
+    Problem,
+    TokenRequest,
+    TokenResponse,
+]
+_REF = "#/components/schemas/{model}"
+
+
+def _json(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}}}
+
+
+def _ok(description: str, model: type[BaseModel] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description}
+    if model is not None:
+        response["content"] = _json(model)
+    return response
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return _ok(description, Problem)
+
+
+def _op(
+    summary: str,
+    responses: dict[str, dict[str, Any]],
+    *,
+    body: type[BaseModel] | None = None,
+    auth: bool = False,
+    name_param: bool = False,
+    op_id: str,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "operationId": op_id, "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json(body)}
+        responses.setdefault("400", _problem("The body is not JSON"))
+        responses.setdefault("413", _problem("The body is too large"))
+        responses.setdefault("422", _problem("A field breaks a rule (see errors)"))
+    if auth:
+        op["security"] = [{"bearer": []}]
+        responses.setdefault("401", _problem("Missing or unknown API token"))
+    if name_param:
+        op["parameters"] = [
+            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+        ]
+    return op
+
+
+@cache
+def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
+    """The whole document (cached: it never changes while the process runs)."""
+    _, defs = models_json_schema(
+        [(m, "validation") for m in _MODELS if m not in (ForkOut, ForkList, TokenResponse)]
+        + [(m, "serialization") for m in (ForkOut, ForkList, TokenResponse)],
+        ref_template=_REF,
+    )
+    fork = "/api/forks/{name}"
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "featureflag override service",
+            "version": version,
+            "description": (
+                "Mints override tokens, keeps the flag catalog and serves fork URLs. "
+                "Writes need Authorization: Bearer <API token>."
+            ),
+        },
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/healthz": {"get": _op("Liveness", {"200": _ok("OK", Health)}, op_id="health")},
+            "/openapi.json": {
+                "get": _op("This document", {"200": _ok("OpenAPI 3.1")}, op_id="openapi")
+            },
+            "/api/tokens": {
+                "post": _op(
+                    "Mint an override token for the caller",
+                    {"201": _ok("Signed", TokenResponse)},
+                    body=TokenRequest,
+                    auth=True,
+                    op_id="create_token",
+                )
+            },
+            "/api/flags": {
+                "get": _op(
+                    "The flag catalog", {"200": _ok("The catalog", Catalog)}, op_id="get_flags"
+                ),
+                "put": _op(
+                    "Replace the flag catalog (python -m featureflag catalog --push)",
+                    {"200": _ok("The stored catalog", Catalog)},
+                    body=Catalog,
+                    auth=True,
+                    op_id="put_flags",
+                ),
+            },
+            "/api/forks": {
+                "get": _op("Every fork", {"200": _ok("Forks", ForkList)}, op_id="list_forks"),
+                "post": _op(
+                    "Create a fork",
+                    {
+                        "201": _ok("Created", ForkOut),
+                        "409": _problem("A fork with this name exists"),
+                    },
+                    body=ForkCreate,
+                    auth=True,
+                    op_id="create_fork",
+                ),
+            },
+            fork: {
+                "get": _op(
+                    "One fork",
+                    {"200": _ok("The fork", ForkOut), "404": _problem("No such fork")},
+                    name_param=True,
+                    op_id="get_fork",
+                ),
+                "put": _op(
+                    "Replace a fork's upstream and flags",
+                    {"200": _ok("Updated", ForkOut), "404": _problem("No such fork")},
+                    body=ForkUpdate,
+                    auth=True,
+                    name_param=True,
+                    op_id="update_fork",
+                ),
+                "delete": _op(
+                    "Delete a fork",
+                    {"204": _ok("Deleted"), "404": _problem("No such fork")},
+                    auth=True,
+                    name_param=True,
+                    op_id="delete_fork",
+                ),
+            },
+        },
+    }
