@@ -1,0 +1,346 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import itsdangerous
+import pytest
+
+import featureflag
+from featureflag.exceptions import (
+    BadSignature,
+    ConfigurationError,
+    InvalidOverride,
+    MalformedToken,
+    TokenExpired,
+    TokenTooLarge,
+    TooManyFlags,
+    WrongEnvironment,
+)
+from featureflag.tokens import (
+    CACHE_SIZE,
+    MAX_TOKEN_BYTES,
+    OverrideSigner,
+    VerifiedOverrides,
+    sign_main,
+)
+
+SECRET = "a-test-secret-that-is-long-enough-0123456789"
+OLD = "the-old-secret-which-is-also-long-enough-9876"
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def raw_token(payload: object, *, secret: str = SECRET, environment: str = "test") -> str:
+    """Sign any payload the way featureflag does, to make tokens dumps() would refuse."""
+    serializer = itsdangerous.URLSafeTimedSerializer(
+        secret, salt=f"featureflag.overrides/{environment}"
+    )
+    return str(serializer.dumps(payload))
+
+
+def payload(**changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "v": 1,
+        "env": "test",
+        "flags": {"A.b": True},
+        "sub": "ana",
+        "origin": "extension",
+        "exp": 4_000_000_000,
+    }
+    base.update(changes)
+    return base
+
+
+def test_round_trip() -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    token = signer.dumps({"SomeNewFeature.is_released": True, "new-lp": "b"}, sub="ana")
+    verified = signer.loads(token)
+    assert verified == VerifiedOverrides(
+        flags={"SomeNewFeature.is_released": True, "new-lp": "b"},
+        sub="ana",
+        origin="extension",
+        expires_at=verified.expires_at,
+    )
+    assert signer.loads(token.encode()) == verified
+    assert featureflag.OverrideSigner is OverrideSigner
+
+
+def test_payload_format_and_salt() -> None:
+    clock = Clock()
+    signer = OverrideSigner(SECRET, environment="qa", clock=clock)
+    token = signer.dumps({"x": "y"}, sub="bo", origin="fork:new-lp", ttl=60)
+    reader = itsdangerous.URLSafeTimedSerializer(SECRET, salt="featureflag.overrides/qa")
+    assert reader.loads(token) == {
+        "v": 1,
+        "env": "qa",
+        "flags": {"x": "y"},
+        "sub": "bo",
+        "origin": "fork:new-lp",
+        "exp": clock.now + 60,
+    }
+    # A token made elsewhere with the documented format and salt is accepted.
+    made = raw_token(payload(env="qa"), environment="qa")
+    assert signer.loads(made).flags == {"A.b": True}
+
+
+def test_rotation_first_signs_all_verify() -> None:
+    old_signer = OverrideSigner(OLD, environment="test")
+    rotated = OverrideSigner([SECRET, OLD], environment="test")
+    new_only = OverrideSigner(SECRET, environment="test")
+    old_token = old_signer.dumps({"a": True}, sub="x")
+    assert rotated.loads(old_token).flags == {"a": True}
+    fresh = rotated.dumps({"a": False}, sub="x")
+    assert new_only.loads(fresh).flags == {"a": False}
+    with pytest.raises(BadSignature):
+        old_signer.loads(fresh)
+    with pytest.raises(BadSignature) as caught:
+        new_only.loads(old_token)
+    assert caught.value.reason == "bad-signature"
+
+
+def test_expiry_uses_the_injected_clock_even_when_cached() -> None:
+    clock = Clock()
+    signer = OverrideSigner(SECRET, environment="test", clock=clock)
+    token = signer.dumps({"a": True}, sub="x", ttl=60)
+    assert signer.loads(token).expires_at == clock.now + 60
+    clock.now += 59
+    assert signer.loads(token).flags == {"a": True}  # now cached
+    clock.now += 1
+    with pytest.raises(TokenExpired) as caught:
+        signer.loads(token)
+    assert caught.value.reason == "expired"
+
+
+def test_max_age_cap_bounds_every_token() -> None:
+    clock = Clock()
+    capped = OverrideSigner(SECRET, environment="test", clock=clock, max_age_cap=100)
+    assert (
+        capped.loads(capped.dumps({"a": True}, sub="x", ttl=10_000)).expires_at == clock.now + 100
+    )
+    # A long-lived token minted by an uncapped signer is cut by the verifier's cap.
+    long = OverrideSigner(SECRET, environment="test", clock=clock).dumps(
+        {"a": True}, sub="x", ttl=1e6
+    )
+    clock.now += 101
+    with pytest.raises(TokenExpired):
+        capped.loads(long)
+
+
+def test_wrong_environment_is_named() -> None:
+    qa_token = OverrideSigner(SECRET, environment="qa").dumps({"a": True}, sub="x")
+    production = OverrideSigner(SECRET, environment="production")
+    with pytest.raises(WrongEnvironment) as caught:
+        production.loads(qa_token)
+    assert caught.value.reason == "wrong-environment"
+    assert "'qa'" in str(caught.value) and "'production'" in str(caught.value)
+
+
+def test_wrong_environment_claim_in_a_compressed_token() -> None:
+    # itsdangerous compresses long payloads; the peek must still find "env".
+    flags = {f"flag{i}": "same-value" for i in range(50)}
+    token = OverrideSigner(SECRET, environment="qa").dumps(flags, sub="x")
+    assert token.startswith(".")
+    with pytest.raises(WrongEnvironment):
+        OverrideSigner(SECRET, environment="production").loads(token)
+
+
+def test_altered_token_is_a_bad_signature() -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    token = signer.dumps({"a": False}, sub="x")
+    body, stamp, signature = token.rsplit(".", 2)
+    forged = raw_token(payload(flags={"a": True}), secret="x" * 40).rsplit(".", 2)[0]
+    with pytest.raises(BadSignature):
+        signer.loads(f"{forged}.{stamp}.{signature}")
+    with pytest.raises(BadSignature):
+        signer.loads(f"{body}.{stamp}.{signature[:-2]}AA")
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b", "a b.c.d", "", "..", "é.é.é"])
+def test_malformed(token: str) -> None:
+    with pytest.raises(MalformedToken) as caught:
+        OverrideSigner(SECRET, environment="test").loads(token)
+    assert caught.value.reason == "malformed"
+
+
+def test_non_ascii_bytes_are_malformed() -> None:
+    with pytest.raises(MalformedToken):
+        OverrideSigner(SECRET, environment="test").loads(b"\xff\xfe.a.b")
+
+
+def test_too_large_is_refused_before_any_crypto(monkeypatch: pytest.MonkeyPatch) -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+
+    def no_crypto(*args: object, **kwargs: object) -> None:
+        raise AssertionError("verified a token over the limit")
+
+    monkeypatch.setattr(signer._serializer, "loads", no_crypto)
+    with pytest.raises(TokenTooLarge) as caught:
+        signer.loads("a" * (MAX_TOKEN_BYTES + 1))
+    assert caught.value.reason == "too-large"
+    with pytest.raises(TokenTooLarge):
+        signer.loads(b"a" * (MAX_TOKEN_BYTES + 1))
+
+
+def test_dumps_refuses_a_token_it_could_not_read() -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    incompressible = {f"f{i}": os.urandom(40).hex() for i in range(150)}
+    with pytest.raises(TokenTooLarge):
+        signer.dumps(incompressible, sub="x")
+    with pytest.raises(TooManyFlags):
+        signer.dumps({f"f{i}": True for i in range(201)}, sub="x")
+    with pytest.raises(InvalidOverride):
+        signer.dumps({"a": 3}, sub="x")  # type: ignore[dict-item]
+    with pytest.raises(ValueError):
+        signer.dumps({"a": True}, sub="x", ttl=0)
+
+
+def test_too_many_flags_in_a_signed_token() -> None:
+    token = raw_token(payload(flags={f"f{i}": True for i in range(201)}))
+    with pytest.raises(TooManyFlags) as caught:
+        OverrideSigner(SECRET, environment="test").loads(token)
+    assert caught.value.reason == "too-many-flags"
+    ok = raw_token(payload(flags={f"f{i}": True for i in range(200)}))
+    assert len(OverrideSigner(SECRET, environment="test").loads(ok).flags) == 200
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        ({"A.b": 3}, "int"),
+        ({"A.b": None}, "NoneType"),
+        ({"A.b": ["x"]}, "list"),
+        ({"has space": True}, "Invalid flag name"),
+        ({"": True}, "Invalid flag name"),
+        ({"A.b": "x" * 1025}, "1024 bytes"),
+    ],
+)
+def test_invalid_override_in_a_signed_token(flags: dict[str, object], words: str) -> None:
+    with pytest.raises(InvalidOverride) as caught:
+        OverrideSigner(SECRET, environment="test").loads(raw_token(payload(flags=flags)))
+    assert caught.value.reason == "invalid-override"
+    assert words in str(caught.value)
+
+
+def test_value_of_exactly_one_kib_is_fine() -> None:
+    token = raw_token(payload(flags={"A.b": "é" * 512}))
+    assert OverrideSigner(SECRET, environment="test").loads(token).flags == {"A.b": "é" * 512}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"v": 2},
+        {"exp": "soon"},
+        {"exp": True},
+        {"sub": None},
+        {"flags": ["A.b"]},
+    ],
+)
+def test_signed_but_not_our_format(changes: dict[str, object]) -> None:
+    with pytest.raises(MalformedToken):
+        OverrideSigner(SECRET, environment="test").loads(raw_token(payload(**changes)))
+
+
+def test_signed_payload_claiming_another_environment() -> None:
+    # Same salt, but the payload names another environment: refused, never trusted.
+    token = raw_token(payload(env="production"))
+    with pytest.raises(WrongEnvironment):
+        OverrideSigner(SECRET, environment="test").loads(token)
+
+
+@pytest.mark.parametrize("secret", ["short", "x" * 31, ["x" * 40, "short"], []])
+def test_short_secret_is_a_configuration_error(secret: str | list[str]) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        OverrideSigner(secret, environment="test")
+    assert "secrets.token_urlsafe(32)" in str(caught.value)
+
+
+def test_from_env() -> None:
+    signer = OverrideSigner.from_env({"FEATUREFLAG_SECRET": f"{SECRET}, {OLD}"})
+    assert signer.environment == "development"
+    old = OverrideSigner(OLD, environment="development").dumps({"a": True}, sub="x")
+    assert signer.loads(old).flags == {"a": True}
+    qa = OverrideSigner.from_env({"FEATUREFLAG_SECRET": SECRET, "FEATUREFLAG_ENVIRONMENT": "qa"})
+    assert qa.environment == "qa"
+    with pytest.raises(ConfigurationError) as caught:
+        OverrideSigner.from_env({})
+    assert "FEATUREFLAG_SECRET" in str(caught.value)
+
+
+def test_cache_skips_verification_and_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    token = signer.dumps({"a": True}, sub="x")
+    calls: list[str] = []
+    verify = signer._verify
+
+    def counting(t: str) -> object:
+        calls.append(t)
+        return verify(t)
+
+    monkeypatch.setattr(signer, "_verify", counting)
+    for _ in range(3):
+        signer.loads(token)
+    assert calls == [token]
+    for i in range(CACHE_SIZE + 10):
+        signer.loads(signer.dumps({"a": True}, sub=str(i)))
+    assert len(signer._cache) == CACHE_SIZE
+
+
+def test_refusals_are_cached_and_raised_fresh() -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    errors = []
+    for _ in range(2):
+        with pytest.raises(BadSignature) as caught:
+            signer.loads("abc.def.ghi")
+        errors.append(caught.value)
+    assert errors[0] is not errors[1]
+    assert errors[1].__context__ is None
+
+
+def test_sign_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FEATUREFLAG_SECRET", SECRET)
+    monkeypatch.setenv("FEATUREFLAG_ENVIRONMENT", "qa")
+    monkeypatch.setenv("USER", "ana")
+    argv = ["--flag", "SomeNewFeature.is_released=true", "--flag", "new-lp=b", "--flag", "x=False"]
+    assert sign_main(argv) == 0
+    token = capsys.readouterr().out.strip()
+    verified = OverrideSigner(SECRET, environment="qa").loads(token)
+    assert verified.flags == {"SomeNewFeature.is_released": True, "new-lp": "b", "x": "False"}
+    assert verified.sub == "ana"
+    assert verified.origin == "cli"
+
+
+def test_sign_main_explains_problems(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("FEATUREFLAG_SECRET", raising=False)
+    assert sign_main(["--flag", "a=true"]) == 2
+    assert "FEATUREFLAG_SECRET" in capsys.readouterr().err
+    monkeypatch.setenv("FEATUREFLAG_SECRET", SECRET)
+    assert sign_main(["--flag", "has space=true"]) == 2
+    assert "Invalid flag name" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sign_main(["--flag", "no-equals-sign"])
+    assert "NAME=VALUE" in capsys.readouterr().err
+
+
+def test_python_m_featureflag_sign() -> None:
+    env = {**os.environ, "FEATUREFLAG_SECRET": SECRET, "FEATUREFLAG_ENVIRONMENT": "qa"}
+    done = subprocess.run(
+        [sys.executable, "-m", "featureflag", "sign", "--flag", "new-lp=b", "--ttl", "60"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert OverrideSigner(SECRET, environment="qa").loads(done.stdout.strip()).flags == {
+        "new-lp": "b"
+    }
