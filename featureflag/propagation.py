@@ -1,0 +1,313 @@
+"""Propagation: carry a request's override token to other services over httpx.
+
+Inside a request the middleware verified a token for, an outgoing httpx request to an
+*allowed* host carries the same ``Feature-Flag-Overrides`` header, and the downstream
+``Feature-Flags`` report is merged into this request's evaluations with ``service`` set,
+so the report (and the extension's popup) shows flags from the whole call tree::
+
+    client = featureflag.propagation.propagating_async_client(allow_hosts=["*.internal"])
+    # or: httpx.AsyncClient(transport=AsyncPropagatingTransport(allow_hosts=[...]))
+
+Allowed hosts are the ``allow_hosts`` patterns plus, unless ``same_host=False``, the
+host the incoming request was addressed to (its ``Host`` header). Any other host never
+sees the token: the transport also strips a ``Feature-Flag-Overrides`` header that
+something else put on a request to it (a redirect, a copied header set), and its
+``Feature-Flags`` answer is ignored. See ``docs/propagation.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import httpx
+
+from ._http import current_host, current_token
+from ._scope import current_scope
+from .exceptions import ConfigurationError
+from .report import parse_report
+
+__all__ = [
+    "AsyncPropagatingTransport",
+    "HostPolicy",
+    "PropagatingTransport",
+    "propagating_async_client",
+    "propagating_client",
+]
+
+TOKEN_HEADER = "Feature-Flag-Overrides"
+REPORT_HEADER = "Feature-Flags"
+ERROR_HEADER = "Feature-Flag-Override-Error"
+
+logger = logging.getLogger("featureflag.propagation")
+
+ServiceNames = Mapping[str, str] | Callable[[httpx.URL], str | None]
+
+
+def _normalize_host(host: str) -> str:
+    host = host.strip().lower().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host
+
+
+def host_of(host_header: str) -> str:
+    """The host name in a ``Host`` header value (port and IPv6 brackets removed)."""
+    value = host_header.strip()
+    if value.startswith("["):
+        end = value.find("]")
+        return _normalize_host(value[1:end] if end != -1 else value[1:])
+    if value.count(":") == 1:
+        value = value.partition(":")[0]
+    return _normalize_host(value)
+
+
+class HostPolicy:
+    """Which hosts may receive the token: exact names and ``*.domain`` patterns.
+
+    A pattern is a host name (``billing``, ``api.example.com``, ``127.0.0.1``, ``::1``)
+    or ``*.`` followed by a domain, which matches any name under it (``a.example.com``,
+    ``a.b.example.com``) but not the domain itself. Ports are not part of a pattern: a
+    host is trusted on every port, like a cookie. A bare ``*``, a URL or a port is a
+    :class:`ConfigurationError`, so a typo can never mean "everyone".
+    """
+
+    __slots__ = ("exact", "same_host", "suffixes")
+
+    def __init__(self, allow_hosts: Iterable[str] = (), *, same_host: bool = True) -> None:
+        if isinstance(allow_hosts, str):
+            allow_hosts = [allow_hosts]
+        exact: set[str] = set()
+        suffixes: list[str] = []
+        for raw in allow_hosts:
+            pattern = _normalize_host(raw)
+            if "://" in pattern or "/" in pattern:
+                raise ConfigurationError(
+                    f"allow_hosts takes host names, not URLs: {raw!r}; write "
+                    f"{httpx.URL(raw).host!r} instead"
+                    if "://" in pattern
+                    else f"allow_hosts takes host names, not paths: {raw!r}"
+                )
+            if pattern.count(":") == 1:
+                raise ConfigurationError(
+                    f"allow_hosts takes host names without a port: {raw!r}; write "
+                    f"{pattern.partition(':')[0]!r} (a host is trusted on every port)"
+                )
+            if pattern.startswith("*."):
+                domain = pattern[2:]
+                if not domain or "*" in domain:
+                    raise ConfigurationError(f"bad allow_hosts pattern {raw!r}")
+                suffixes.append("." + domain)
+            elif not pattern or "*" in pattern:
+                raise ConfigurationError(
+                    f"allow_hosts pattern {raw!r} would allow every host; the token "
+                    "must never reach third parties: list the hosts (or '*.your.domain')"
+                )
+            else:
+                exact.add(pattern)
+        self.exact = frozenset(exact)
+        self.suffixes = tuple(suffixes)
+        self.same_host = same_host
+
+    def allows(self, host: str, incoming_host: str | None = None) -> bool:
+        """True when *host* (a URL's host name) may receive the token.
+
+        *incoming_host* is the host the current request was addressed to; it counts
+        only when ``same_host`` is on.
+        """
+        host = _normalize_host(host)
+        if not host:
+            return False
+        if host in self.exact or host.endswith(self.suffixes):
+            return True
+        return self.same_host and incoming_host is not None and host == incoming_host
+
+
+def _incoming() -> tuple[str | None, str | None]:
+    """(the verified raw token, the incoming request's host name) of this context.
+
+    The middleware (ASGI or WSGI) sets both only while serving a request whose token
+    it verified; outside one, or with a refused token, both are None.
+    """
+    host = current_host()
+    return current_token(), (host_of(host) if host else None)
+
+
+class _Propagation:
+    """The logic both transports share: prepare the request, merge the answer."""
+
+    def __init__(
+        self,
+        allow_hosts: Iterable[str],
+        same_host: bool,
+        services: ServiceNames | None,
+    ) -> None:
+        self.policy = HostPolicy(allow_hosts, same_host=same_host)
+        self.services = services
+
+    def prepare(self, request: httpx.Request) -> tuple[httpx.Request, bool]:
+        """The request to send, and whether its host is allowed (its report is trusted)."""
+        token, incoming_host = _incoming()
+        allowed = self.policy.allows(request.url.host, incoming_host)
+        if not allowed:
+            if TOKEN_HEADER in request.headers:
+                headers = request.headers.copy()
+                del headers[TOKEN_HEADER]
+                return _with_headers(request, headers), False
+            return request, False
+        if token is None or TOKEN_HEADER in request.headers:
+            # Explicit beats implicit: a header the caller set for an allowed host stays.
+            return request, True
+        headers = request.headers.copy()
+        headers[TOKEN_HEADER] = token
+        return _with_headers(request, headers), True
+
+    def service_name(self, url: httpx.URL) -> str:
+        services = self.services
+        name: str | None = None
+        if callable(services):
+            name = services(url)
+        elif services is not None:
+            netloc = url.netloc.decode("ascii")
+            name = services.get(netloc) or services.get(url.host)
+        return name or url.netloc.decode("ascii")
+
+    def merge(self, request: httpx.Request, response: httpx.Response) -> None:
+        """Add the downstream report to the current scope (allowed hosts only)."""
+        scope = current_scope()
+        if scope is None:
+            return
+        refused = response.headers.get(ERROR_HEADER)
+        if refused is not None and TOKEN_HEADER in request.headers:
+            logger.warning(
+                "%s refused the propagated override token (%s); check that it shares "
+                "the secret and environment",
+                request.url.netloc.decode("ascii"),
+                refused,
+            )
+        values = response.headers.get_list(REPORT_HEADER)
+        if not values:
+            return
+        service = self.service_name(request.url)
+        for evaluation in parse_report(", ".join(values), service=service):
+            scope.add_remote(evaluation)
+
+
+def _with_headers(request: httpx.Request, headers: httpx.Headers) -> httpx.Request:
+    # A copy, never the caller's Request: httpx builds redirects from its headers.
+    return httpx.Request(
+        request.method,
+        request.url,
+        headers=headers,
+        stream=request.stream,
+        extensions=request.extensions,
+    )
+
+
+class PropagatingTransport(httpx.BaseTransport):
+    """A sync httpx transport that propagates the override token and merges reports.
+
+    Wraps *inner* (default: a new ``httpx.HTTPTransport()``). ``allow_hosts``: host
+    patterns trusted with the token (see :class:`HostPolicy`); ``same_host``: also
+    trust the host the incoming request was addressed to; ``services``: a mapping from
+    ``host:port`` or host to the service name shown in reports (or a callable taking
+    the URL), default the URL's ``host[:port]``.
+    """
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport | None = None,
+        *,
+        allow_hosts: Iterable[str] = (),
+        same_host: bool = True,
+        services: ServiceNames | None = None,
+    ) -> None:
+        self.inner = inner if inner is not None else httpx.HTTPTransport()
+        self._propagation = _Propagation(allow_hosts, same_host, services)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        sent, allowed = self._propagation.prepare(request)
+        response = self.inner.handle_request(sent)
+        if allowed:
+            self._propagation.merge(sent, response)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class AsyncPropagatingTransport(httpx.AsyncBaseTransport):
+    """The async twin of :class:`PropagatingTransport` (default inner:
+    ``httpx.AsyncHTTPTransport()``)."""
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport | None = None,
+        *,
+        allow_hosts: Iterable[str] = (),
+        same_host: bool = True,
+        services: ServiceNames | None = None,
+    ) -> None:
+        self.inner = inner if inner is not None else httpx.AsyncHTTPTransport()
+        self._propagation = _Propagation(allow_hosts, same_host, services)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        sent, allowed = self._propagation.prepare(request)
+        response = await self.inner.handle_async_request(sent)
+        if allowed:
+            self._propagation.merge(sent, response)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+_TRANSPORT_OPTIONS = ("verify", "cert", "trust_env", "http1", "http2", "limits")
+
+
+def _split(kwargs: dict[str, Any]) -> dict[str, Any]:
+    # httpx ignores these when given a transport: hand them to the inner one instead.
+    return {k: kwargs[k] for k in _TRANSPORT_OPTIONS if k in kwargs}
+
+
+def propagating_client(
+    *,
+    allow_hosts: Iterable[str] = (),
+    same_host: bool = True,
+    services: ServiceNames | None = None,
+    transport: httpx.BaseTransport | None = None,
+    **client_options: Any,
+) -> httpx.Client:
+    """An ``httpx.Client`` whose requests propagate overrides (see the module docs).
+
+    *client_options* go to ``httpx.Client`` (``base_url``, ``timeout``, ``limits``...);
+    *transport* is the inner transport to wrap.
+    """
+    if transport is None:
+        transport = httpx.HTTPTransport(**_split(client_options))
+    return httpx.Client(
+        transport=PropagatingTransport(
+            transport, allow_hosts=allow_hosts, same_host=same_host, services=services
+        ),
+        **client_options,
+    )
+
+
+def propagating_async_client(
+    *,
+    allow_hosts: Iterable[str] = (),
+    same_host: bool = True,
+    services: ServiceNames | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    **client_options: Any,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` whose requests propagate overrides (see the module docs)."""
+    if transport is None:
+        transport = httpx.AsyncHTTPTransport(**_split(client_options))
+    return httpx.AsyncClient(
+        transport=AsyncPropagatingTransport(
+            transport, allow_hosts=allow_hosts, same_host=same_host, services=services
+        ),
+        **client_options,
+    )
