@@ -1,0 +1,126 @@
+/**
+ * The service worker: reads the `Feature-Flags` / `Feature-Flag-Override-Error` headers
+ * of every tab's responses, takes the front end's evaluations from the content script,
+ * keeps one state per tab in `chrome.storage.session` and keeps the badge current.
+ *
+ * MV3 kills this worker when idle, so nothing lives in memory but a write queue.
+ */
+import type { FrontEndMessage } from "./frontend";
+import { parseFrontEndEvaluations } from "./frontend";
+import { type Applied, appliedKey, badgeFor, overrideStatus, siteOf } from "./overrides";
+import { parseRefusal, parseReport, type Report } from "./report";
+import { extraSites } from "./sites";
+import { addFrontEnd, addResponse, navigated, overrideCount, type TabState, tabKey } from "./state";
+
+const REPORT_HEADER = "feature-flags";
+const REFUSAL_HEADER = "feature-flag-override-error";
+
+// One promise chain per tab, so concurrent responses don't overwrite each other's writes.
+const queues = new Map<number, Promise<void>>();
+
+function update(tabId: number, change: (state: TabState | null) => TabState | null): Promise<void> {
+  const previous = queues.get(tabId) ?? Promise.resolve();
+  const next = previous.then(async () => {
+    const key = tabKey(tabId);
+    const stored = (await chrome.storage.session.get(key))[key] as TabState | undefined;
+    const state = change(stored ?? null);
+    if (state === null) return;
+    await chrome.storage.session.set({ [key]: state });
+    await refreshBadge(tabId, state);
+  });
+  const settled = next.catch((error: unknown) => console.error("featureflag: tab state", error));
+  queues.set(tabId, settled);
+  return settled;
+}
+
+async function refreshBadge(tabId: number, state: TabState): Promise<void> {
+  const origin = siteOf(state.url);
+  let applied: Applied | null = null;
+  if (origin) {
+    const key = appliedKey(origin);
+    applied = ((await chrome.storage.local.get(key))[key] as Applied | undefined) ?? null;
+  }
+  const status = overrideStatus(applied, state.refusal?.reason ?? null, overrideCount(state), Date.now());
+  const badge = badgeFor(status);
+  try {
+    await chrome.action.setBadgeText({ tabId, text: badge.text });
+    await chrome.action.setBadgeBackgroundColor({ tabId, color: badge.color });
+  } catch {
+    // the tab closed meanwhile
+  }
+}
+
+function header(headers: chrome.webRequest.HttpHeader[] | undefined, name: string): string | null {
+  const values = (headers ?? [])
+    .filter((h) => h.name.toLowerCase() === name && h.value !== undefined)
+    .map((h) => h.value as string);
+  // Several fields of one name form one list (RFC 9110 §5.3).
+  return values.length ? values.join(", ") : null;
+}
+
+chrome.webRequest.onHeadersReceived.addListener(
+  (details) => {
+    if (details.tabId < 0) return undefined; // service workers, the extension itself
+    const raw = header(details.responseHeaders, REPORT_HEADER);
+    const report: Report | null = raw === null ? null : parseReport(raw);
+    const refusalRaw = header(details.responseHeaders, REFUSAL_HEADER);
+    const refusal = refusalRaw === null ? null : parseRefusal(refusalRaw);
+    const response = { url: details.url, report, refusal };
+    if (details.type === "main_frame") {
+      void update(details.tabId, () => addResponse(navigated(details.url), response));
+    } else if (report || refusal) {
+      void update(details.tabId, (state) => addResponse(state ?? navigated(details.url), response));
+    }
+    return undefined;
+  },
+  { urls: ["<all_urls>"], types: ["main_frame", "sub_frame", "xmlhttprequest"] },
+  ["responseHeaders", "extraHeaders"],
+);
+
+chrome.runtime.onMessage.addListener((message: unknown, sender, sendResponse) => {
+  const msg = message as Partial<FrontEndMessage> | null;
+  // Only our own content script talks to us (no externally_connectable in the manifest).
+  if (msg?.kind !== "featureflag/frontend" || sender.id !== chrome.runtime.id) return false;
+  const tabId = sender.tab?.id;
+  if (tabId === undefined || tabId < 0) return false;
+  const evaluations = parseFrontEndEvaluations(msg); // validate again: never trust a page
+  void update(tabId, (state) => addFrontEnd(state ?? navigated(sender.tab?.url ?? sender.url ?? ""), evaluations)).then(
+    () => sendResponse({ ok: true }),
+  );
+  return true;
+});
+
+chrome.tabs.onRemoved.addListener((tabId) => {
+  queues.delete(tabId);
+  void chrome.storage.session.remove(tabKey(tabId));
+});
+
+// Applying or clearing overrides changes the badge of every tab on that site.
+chrome.storage.onChanged.addListener((changes, area) => {
+  if (area !== "local" || !Object.keys(changes).some((k) => k.startsWith("applied:"))) return;
+  void chrome.storage.session.get(null).then((all) => {
+    for (const [key, value] of Object.entries(all)) {
+      if (key.startsWith("tab:")) void refreshBadge(Number(key.slice(4)), value as TabState);
+    }
+  });
+});
+
+// Sites the user granted at run time get the content script too (the manifest's
+// content_scripts only cover the built-in localhost sites).
+const DYNAMIC_SCRIPT = "featureflag-granted-sites";
+
+async function syncContentScripts(): Promise<void> {
+  const { origins = [] } = await chrome.permissions.getAll();
+  const matches = extraSites(origins);
+  const existing = await chrome.scripting.getRegisteredContentScripts({ ids: [DYNAMIC_SCRIPT] });
+  if (existing.length) await chrome.scripting.unregisterContentScripts({ ids: [DYNAMIC_SCRIPT] });
+  if (matches.length === 0) return;
+  await chrome.scripting.registerContentScripts([
+    { id: DYNAMIC_SCRIPT, matches, js: ["content.js"], runAt: "document_start", allFrames: true },
+  ]);
+}
+
+const sync = (): void => void syncContentScripts().catch((e: unknown) => console.error("featureflag: sites", e));
+chrome.permissions.onAdded.addListener(sync);
+chrome.permissions.onRemoved.addListener(sync);
+chrome.runtime.onInstalled.addListener(sync);

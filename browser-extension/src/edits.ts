@@ -1,0 +1,38 @@
+/**
+ * The popup's edits: which overrides Apply will ask for. Starts from what is applied to
+ * the site (while its token is valid) and layers the user's changes on top.
+ */
+import type { Applied } from "./overrides";
+import type { FlagValue } from "./report";
+
+/** A change the user made in the popup: a new value, or `null` to drop the override. */
+export type Edits = Map<string, FlagValue | null>;
+
+/** Same rule as the Python SDK's `NAME_RULE`. */
+export const NAME_RULE =
+  "a flag name is a non-empty string of at most 200 characters with no whitespace or control characters";
+
+// Mirrors featureflag/_names.py: \s (Unicode whitespace), C0, DEL and C1 controls.
+const BAD_NAME = /[\s\u0000-\u001f\u007f-\u009f]/u;
+
+/** True when `name` follows the SDK's flag name rule. */
+export function isValidName(name: string): boolean {
+  return name.length > 0 && name.length <= 200 && !BAD_NAME.test(name);
+}
+
+/** The overrides that Apply will request: applied ones (unless expired) plus edits. */
+export function desiredOverrides(applied: Applied | null, edits: Edits, now: number): Record<string, FlagValue> {
+  const out: Record<string, FlagValue> = {};
+  if (applied && applied.expiresAt > now) Object.assign(out, applied.flags);
+  for (const [name, value] of edits) {
+    if (value === null) delete out[name];
+    else out[name] = value;
+  }
+  return out;
+}
+
+/** Do two override sets differ (so Apply has something to do)? */
+export function sameOverrides(a: Record<string, FlagValue>, b: Record<string, FlagValue>): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && b[k] === a[k]);
+}

@@ -1,0 +1,152 @@
+import { describe, expect, it } from "vitest";
+import type { Config } from "./config";
+import {
+  type Applied,
+  appliedKey,
+  badgeFor,
+  COOKIE_NAME,
+  cookieDetails,
+  mintToken,
+  overrideStatus,
+  ServiceError,
+  siteOf,
+  testConnection,
+} from "./overrides";
+
+const config: Config = { serviceUrl: "http://127.0.0.1:8000", apiToken: "dev-token-0123456789", ttlMinutes: 60 };
+
+/** A fetch that records calls and answers from a table. */
+function fakeFetch(answers: Record<string, () => Response>) {
+  const calls: { url: string; init: RequestInit | undefined }[] = [];
+  const fn = async (url: string, init?: RequestInit): Promise<Response> => {
+    calls.push({ url, init });
+    const answer = answers[`${init?.method ?? "GET"} ${url}`];
+    if (!answer) throw new TypeError("Failed to fetch");
+    return answer();
+  };
+  return { fn, calls };
+}
+
+const json = (status: number, body: unknown) =>
+  new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
+
+describe("mintToken", () => {
+  it("posts the flags and ttl with the bearer token and reads the token and expiry", async () => {
+    const { fn, calls } = fakeFetch({
+      "POST http://127.0.0.1:8000/api/tokens": () => json(201, { token: "tok.en", expires_at: "2030-01-01T00:00:00Z" }),
+    });
+    const out = await mintToken(config, { "Home.is_new": true, hero: "b" }, fn);
+    expect(out).toEqual({ token: "tok.en", expiresAt: Date.UTC(2030, 0, 1) });
+    const init = calls[0]?.init;
+    expect((init?.headers as Record<string, string>).Authorization).toBe("Bearer dev-token-0123456789");
+    expect(JSON.parse(init?.body as string)).toEqual({ flags: { "Home.is_new": true, hero: "b" }, ttl: 3600 });
+  });
+
+  it("says to check the API token on 401", async () => {
+    const { fn } = fakeFetch({ "POST http://127.0.0.1:8000/api/tokens": () => json(401, { detail: "bad token" }) });
+    await expect(mintToken(config, { a: true }, fn)).rejects.toThrow(/refused the API token.*Options/);
+  });
+
+  it("passes the service's own message on for other errors", async () => {
+    const { fn } = fakeFetch({
+      "POST http://127.0.0.1:8000/api/tokens": () => json(422, { detail: "Invalid flag name 'a b'" }),
+    });
+    const error = await mintToken(config, { "a b": true }, fn).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ServiceError);
+    expect((error as ServiceError).message).toContain("Invalid flag name 'a b'");
+    expect((error as ServiceError).status).toBe(422);
+  });
+
+  it("says the service is unreachable when fetch fails", async () => {
+    const { fn } = fakeFetch({});
+    await expect(mintToken(config, { a: true }, fn)).rejects.toThrow(/Cannot reach the override service/);
+  });
+
+  it("refuses an answer without a token", async () => {
+    const { fn } = fakeFetch({ "POST http://127.0.0.1:8000/api/tokens": () => json(200, { ok: true }) });
+    await expect(mintToken(config, { a: true }, fn)).rejects.toThrow(/without a token/);
+  });
+});
+
+describe("testConnection", () => {
+  it("checks /healthz and then the API token", async () => {
+    const { fn, calls } = fakeFetch({
+      "GET http://127.0.0.1:8000/healthz": () => json(200, { status: "ok" }),
+      "POST http://127.0.0.1:8000/api/tokens": () => json(201, { token: "t", expires_at: "2030-01-01T00:00:00Z" }),
+    });
+    expect(await testConnection(config, fn)).toMatch(/Connected/);
+    expect(calls.map((c) => c.url)).toEqual(["http://127.0.0.1:8000/healthz", "http://127.0.0.1:8000/api/tokens"]);
+    expect(JSON.parse(calls[1]?.init?.body as string)).toEqual({ flags: {}, ttl: 60 });
+  });
+
+  it("reports a wrong API token", async () => {
+    const { fn } = fakeFetch({
+      "GET http://127.0.0.1:8000/healthz": () => json(200, { status: "ok" }),
+      "POST http://127.0.0.1:8000/api/tokens": () => json(403, {}),
+    });
+    await expect(testConnection(config, fn)).rejects.toThrow(/refused the API token/);
+  });
+
+  it("reports a URL that is not the override service", async () => {
+    const { fn } = fakeFetch({ "GET http://127.0.0.1:8000/healthz": () => new Response("<html>", { status: 404 }) });
+    await expect(testConnection(config, fn)).rejects.toThrow(/is this the override service/);
+  });
+
+  it("says what is left to set when only the URL is known", async () => {
+    const { fn, calls } = fakeFetch({ "GET http://127.0.0.1:8000/healthz": () => json(200, { status: "ok" }) });
+    expect(await testConnection({ ...config, apiToken: "" }, fn)).toMatch(/set your API token/);
+    expect(calls).toHaveLength(1);
+  });
+});
+
+describe("cookie", () => {
+  it("puts the token on the tab's site, host-only, until the token expires", () => {
+    const details = cookieDetails("http://app.localhost:8000", "tok", Date.UTC(2030, 0, 1, 0, 0, 0, 900));
+    expect(details).toMatchObject({
+      url: "http://app.localhost:8000/",
+      name: COOKIE_NAME,
+      value: "tok",
+      path: "/",
+      httpOnly: true,
+      secure: false,
+      sameSite: "lax",
+      expirationDate: Date.UTC(2030, 0, 1) / 1000,
+    });
+    expect(details).not.toHaveProperty("domain");
+    expect(cookieDetails("https://qa.example.com", "tok", 0).secure).toBe(true);
+    expect(COOKIE_NAME).toBe("featureflag_overrides");
+  });
+
+  it("knows which tabs can carry a cookie", () => {
+    expect(siteOf("http://app.localhost:8000/a/b?c#d")).toBe("http://app.localhost:8000");
+    expect(siteOf("https://qa.example.com/")).toBe("https://qa.example.com");
+    expect(siteOf("chrome://extensions/")).toBeNull();
+    expect(siteOf("not a url")).toBeNull();
+    expect(siteOf(undefined)).toBeNull();
+    expect(appliedKey("http://a.localhost:1")).toBe("applied:http://a.localhost:1");
+  });
+});
+
+describe("status and badge", () => {
+  const applied: Applied = { origin: "http://a.localhost:1", flags: { a: true }, expiresAt: 2_000, appliedAt: 1_000 };
+
+  it("counts the overrides the tab reported", () => {
+    expect(overrideStatus(applied, null, 3, 1_500)).toEqual({ kind: "active", count: 3 });
+    expect(badgeFor({ kind: "active", count: 3 }).text).toBe("3");
+  });
+
+  it("shows nothing when no override is active", () => {
+    expect(overrideStatus(null, null, 0, 1_500)).toEqual({ kind: "none" });
+    expect(badgeFor({ kind: "none" }).text).toBe("");
+  });
+
+  it("warns when the applied token expired", () => {
+    expect(overrideStatus(applied, null, 0, 2_000)).toEqual({ kind: "expired", applied });
+    expect(badgeFor({ kind: "expired", applied }).text).toBe("!");
+  });
+
+  it("warns when the app refused the token, before anything else", () => {
+    expect(overrideStatus(applied, "bad-signature", 2, 2_500)).toEqual({ kind: "refused", reason: "bad-signature" });
+    expect(badgeFor({ kind: "refused", reason: "x" }).text).toBe("!");
+  });
+});

@@ -1,0 +1,300 @@
+/**
+ * The popup: lists the flags the tab reported, lets the user edit them, and applies
+ * overrides (token from the service → cookie on the tab's site → reload).
+ *
+ * The target tab is `?tab=N` when given (tests open the popup in a tab of its own),
+ * else the active tab of the current window.
+ */
+import { CONFIG_KEY, type Config, missingSettings, readConfig } from "./config";
+import { desiredOverrides, type Edits, isValidName, NAME_RULE, sameOverrides } from "./edits";
+import {
+  type Applied,
+  appliedKey,
+  COOKIE_NAME,
+  cookieDetails,
+  mintToken,
+  overrideStatus,
+  siteOf,
+} from "./overrides";
+import { describeRefusal, type FlagValue, whereLabel } from "./report";
+import { originPattern } from "./sites";
+import { type FlagRow, flagRows, navigated, overrideCount, type TabState, tabKey } from "./state";
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+
+interface View {
+  tabId: number;
+  url: string | null;
+  origin: string | null;
+  state: TabState;
+  config: Config;
+  applied: Applied | null;
+  /** Whether the extension may read this site's responses (host permission). */
+  readable: boolean;
+}
+
+const edits: Edits = new Map();
+let view: View | null = null;
+let busy = false;
+let lastError: string | null = null;
+
+async function targetTab(): Promise<chrome.tabs.Tab | null> {
+  const param = new URLSearchParams(location.search).get("tab");
+  if (param !== null && /^\d+$/.test(param)) return chrome.tabs.get(Number(param));
+  const [tab] = await chrome.tabs.query({ active: true, currentWindow: true });
+  return tab ?? null;
+}
+
+async function load(tabId: number, url: string | null): Promise<View> {
+  const origin = siteOf(url ?? undefined);
+  const keys = [CONFIG_KEY, ...(origin ? [appliedKey(origin)] : [])];
+  const [local, session] = await Promise.all([
+    chrome.storage.local.get(keys),
+    chrome.storage.session.get(tabKey(tabId)),
+  ]);
+  const state = (session[tabKey(tabId)] as TabState | undefined) ?? navigated(url ?? "");
+  const applied = origin ? ((local[appliedKey(origin)] as Applied | undefined) ?? null) : null;
+  const readable = origin ? await chrome.permissions.contains({ origins: [originPattern(origin)] }) : false;
+  return { tabId, url, origin, state, config: readConfig(local[CONFIG_KEY]), applied, readable };
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Partial<HTMLElementTagNameMap[K]> & { className?: string } = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+function notice(kind: "warn" | "error" | "info", text: string, ...actions: HTMLElement[]): HTMLElement {
+  return el("div", { className: `notice ${kind}` }, text, ...actions);
+}
+
+function clearButton(): HTMLElement {
+  const button = el("button", { textContent: "Clear the cookie" });
+  button.addEventListener("click", () => void clear());
+  return button;
+}
+
+function setStatus(text: string): void {
+  $("status").textContent = text;
+}
+
+function valueControl(row: { name: string; value: FlagValue }, desired: Record<string, FlagValue>): HTMLElement {
+  const current = Object.hasOwn(desired, row.name) ? desired[row.name] : row.value;
+  if (typeof row.value === "boolean") {
+    const input = el("input", { type: "checkbox", className: "switch", checked: current === true });
+    input.setAttribute("aria-label", `${row.name} on/off`);
+    input.addEventListener("change", () => {
+      edits.set(row.name, input.checked);
+      render();
+    });
+    return input;
+  }
+  const input = el("input", { type: "text", value: String(current ?? "") });
+  input.setAttribute("aria-label", `${row.name} value`);
+  input.spellcheck = false;
+  input.addEventListener("change", () => {
+    edits.set(row.name, input.value);
+    render();
+  });
+  return input;
+}
+
+function rowElement(row: FlagRow, desired: Record<string, FlagValue>): HTMLTableRowElement {
+  const tr = el("tr");
+  tr.dataset.flag = row.name;
+  if (edits.has(row.name)) tr.classList.add("changed");
+  const nameCell = el("td", { className: "name" }, row.name);
+  if (row.rejected) nameCell.append(el("div", { className: "rejected" }, `override rejected: ${row.rejected}`));
+  if (row.differs) {
+    const detail = row.evaluations.map((e) => `${whereLabel(e.where)}=${String(e.value)}`).join(", ");
+    nameCell.append(el("div", { className: "differs" }, `values differ: ${detail}`));
+  }
+  const valueCell = el("td", { className: "value" }, valueControl(row, desired));
+  valueCell.dataset.value = String(row.value);
+  const sourceCell = el("td", { className: "source" }, el("span", { className: `chip ${row.source}` }, row.source));
+  const whereCell = el(
+    "td",
+    { className: "where" },
+    ...row.where.map((w) => el("span", { className: `chip ${w.kind}` }, whereLabel(w))),
+  );
+  const actions = el("td");
+  if (Object.hasOwn(desired, row.name)) {
+    const reset = el("button", { className: "reset", title: "Remove this override", textContent: "×" });
+    reset.addEventListener("click", () => {
+      edits.set(row.name, null);
+      render();
+    });
+    actions.append(reset);
+  }
+  tr.append(nameCell, valueCell, sourceCell, whereCell, actions);
+  return tr;
+}
+
+function render(): void {
+  if (!view) return;
+  const { state, config, applied, origin } = view;
+  const now = Date.now();
+  const desired = desiredOverrides(applied, edits, now);
+  $("site").textContent = origin ?? "";
+
+  // Rows: what the tab reported, plus flags added by name or applied but not reported.
+  const rows = flagRows(state);
+  const known = new Set(rows.map((r) => r.name));
+  for (const [name, value] of Object.entries(desired)) {
+    if (!known.has(name)) {
+      rows.push({ name, value, source: "default", where: [], rejected: null, differs: false, evaluations: [] });
+    }
+  }
+  const tbody = $<HTMLTableElement>("flags").tBodies[0] as HTMLTableSectionElement;
+  tbody.replaceChildren(...rows.map((row) => rowElement(row, desired)));
+  $("flags").hidden = rows.length === 0;
+  const empty = $("empty");
+  empty.hidden = rows.length > 0;
+  empty.textContent = origin
+    ? "No Feature-Flags header seen since this page loaded. Is the app using featureflag with report=\"always\", or carrying an override token? Reload the page after installing the extension."
+    : "This tab is not a web page (http or https), so it has no flags.";
+  const omitted = $("omitted");
+  omitted.hidden = state.omitted === 0;
+  omitted.textContent = `${state.omitted} more flag(s) were left out of the report by the app's header size budget.`;
+
+  // Notices: refused or expired tokens (with a one-click re-apply), missing settings.
+  const notices: HTMLElement[] = [];
+  if (lastError) notices.push(notice("error", lastError));
+  const status = overrideStatus(applied, state.refusal?.reason ?? null, overrideCount(state), now);
+  const reapply = el("button", { id: "reapply", textContent: "Re-apply" });
+  reapply.addEventListener("click", () => void apply(true));
+  if (status.kind === "refused") {
+    notices.push(
+      notice(
+        "warn",
+        `The app refused the override token (${status.reason}): ${describeRefusal(status.reason)}.`,
+        ...(applied ? [reapply] : [clearButton()]),
+      ),
+    );
+  } else if (status.kind === "expired") {
+    const at = new Date(status.applied.expiresAt).toLocaleString();
+    notices.push(notice("warn", `Your overrides expired at ${at}.`, reapply));
+  }
+  if (origin && !view.readable) {
+    const enable = el("button", { textContent: "Enable on this site" });
+    enable.addEventListener("click", () => void enableSite(origin));
+    notices.push(notice("info", `The extension does not read ${origin} yet.`, enable));
+  }
+  const missing = missingSettings(config);
+  if (missing.length) {
+    const link = el("a", { href: "options.html", target: "_blank", textContent: "Options" });
+    notices.push(notice("info", `To override flags, set ${missing.join(" and ")} in `, link));
+  }
+  $("notices").replaceChildren(...notices);
+  notices.forEach((n) => n.setAttribute("data-kind", n.className));
+
+  const changed = !sameOverrides(desired, desiredOverrides(applied, new Map(), now));
+  $<HTMLButtonElement>("apply").disabled = busy || !origin || missing.length > 0 || !changed;
+  $<HTMLButtonElement>("clear").disabled = busy || !origin;
+}
+
+async function apply(reapply = false): Promise<void> {
+  if (!view?.origin) return;
+  const { origin, config, applied, tabId } = view;
+  const flags = reapply
+    ? { ...(applied?.flags ?? {}), ...desiredOverrides(null, edits, Date.now()) }
+    : desiredOverrides(applied, edits, Date.now());
+  if (Object.keys(flags).length === 0) return clear();
+  busy = true;
+  lastError = null;
+  render();
+  setStatus("Asking the override service for a token…");
+  try {
+    const { token, expiresAt } = await mintToken(config, flags);
+    await chrome.cookies.set(cookieDetails(origin, token, expiresAt));
+    const record: Applied = { origin, flags, expiresAt, appliedAt: Date.now() };
+    await chrome.storage.local.set({ [appliedKey(origin)]: record });
+    edits.clear();
+    setStatus(`Applied ${Object.keys(flags).length} override(s); reloading the page.`);
+    await chrome.tabs.reload(tabId);
+  } catch (error) {
+    setStatus("");
+    lastError = error instanceof Error ? error.message : String(error);
+  } finally {
+    busy = false;
+    await refresh();
+  }
+}
+
+async function clear(): Promise<void> {
+  if (!view?.origin) return;
+  const { origin, tabId } = view;
+  busy = true;
+  lastError = null;
+  try {
+    await chrome.cookies.remove({ url: `${origin}/`, name: COOKIE_NAME });
+    await chrome.storage.local.remove(appliedKey(origin));
+    edits.clear();
+    setStatus("Overrides cleared; reloading the page.");
+    await chrome.tabs.reload(tabId);
+  } finally {
+    busy = false;
+    await refresh();
+  }
+}
+
+/** Ask for access to the tab's site (a click is the user gesture Chrome requires). */
+async function enableSite(origin: string): Promise<void> {
+  if (!view) return;
+  if (await chrome.permissions.request({ origins: [originPattern(origin)] })) {
+    await chrome.tabs.reload(view.tabId);
+    await refresh();
+  }
+}
+
+async function refresh(): Promise<void> {
+  if (!view) return;
+  view = await load(view.tabId, view.url);
+  render();
+}
+
+function addFlag(event: SubmitEvent): void {
+  event.preventDefault();
+  const name = $<HTMLInputElement>("add-name").value.trim();
+  if (!isValidName(name)) {
+    setStatus(`Cannot add "${name}": ${NAME_RULE}.`);
+    return;
+  }
+  const type = $<HTMLSelectElement>("add-type").value;
+  edits.set(name, type === "string" ? $<HTMLInputElement>("add-value").value : type === "true");
+  $<HTMLInputElement>("add-name").value = "";
+  $<HTMLInputElement>("add-value").value = "";
+  setStatus("");
+  render();
+}
+
+async function main(): Promise<void> {
+  const tab = await targetTab();
+  if (tab?.id === undefined) {
+    setStatus("No tab to show flags for.");
+    return;
+  }
+  view = await load(tab.id, tab.url ?? null);
+  render();
+  $<HTMLFormElement>("add").addEventListener("submit", addFlag);
+  $("add-type").addEventListener("change", () => {
+    $("add-value").hidden = $<HTMLSelectElement>("add-type").value !== "string";
+  });
+  $("apply").addEventListener("click", () => void apply());
+  $("clear").addEventListener("click", () => void clear());
+  chrome.storage.onChanged.addListener(() => {
+    void (async () => {
+      if (!view) return;
+      // The tab may have navigated elsewhere (a link, a redirect): follow its URL.
+      const current = await chrome.tabs.get(view.tabId).catch(() => null);
+      if (current?.url) view.url = current.url;
+      await refresh();
+    })();
+  });
+}
+
+void main();

@@ -1,0 +1,90 @@
+import { serializeList, Token } from "structured-headers";
+import { describe, expect, it } from "vitest";
+import { describeRefusal, parseRefusal, parseReport, TRUNCATED_MARKER, whereKey, whereLabel } from "./report";
+
+describe("parseReport", () => {
+  it("reads the example from the design", () => {
+    const report = parseReport(
+      '"SomeNewFeature.is_released";value=?1;source=override, "new-lp";value="b";source=default',
+    );
+    expect(report.omitted).toBe(0);
+    expect(report.evaluations).toEqual([
+      { name: "SomeNewFeature.is_released", value: true, source: "override", rejected: null, where: { kind: "server" } },
+      { name: "new-lp", value: "b", source: "default", rejected: null, where: { kind: "server" } },
+    ]);
+  });
+
+  it("keeps false values, rejection reasons and downstream services", () => {
+    const header = serializeList([
+      ["Checkout.is_new", new Map<string, string | boolean | Token>([["value", false], ["source", new Token("default")], ["rejected", "Flag 'Checkout.is_new' is declared -> bool but the override is the string 'on'"]])],
+      ["pricing.banner", new Map<string, string | boolean | Token>([["value", "spring"], ["source", new Token("override")], ["service", "pricing"]])],
+    ]);
+    const [first, second] = parseReport(header).evaluations;
+    expect(first?.value).toBe(false);
+    expect(first?.rejected).toContain("declared -> bool");
+    expect(first?.where).toEqual({ kind: "server" });
+    expect(second?.where).toEqual({ kind: "downstream", service: "pricing" });
+  });
+
+  it("round-trips names and values with quotes, backslashes and commas", () => {
+    const name = 'odd "name", with\\slash';
+    const value = 'a, "b"; c';
+    const header = serializeList([[name, new Map<string, string | Token>([["value", value], ["source", new Token("default")]])]]);
+    expect(parseReport(header).evaluations[0]).toMatchObject({ name, value });
+  });
+
+  it("counts the flags cut by the byte budget", () => {
+    const report = parseReport(`"a";value=?1;source=default, "${TRUNCATED_MARKER}";omitted=12`);
+    expect(report.evaluations.map((e) => e.name)).toEqual(["a"]);
+    expect(report.omitted).toBe(12);
+  });
+
+  it("skips items that break the contract and keeps the rest", () => {
+    const report = parseReport(
+      '"ok";value=?0;source=default, token;value=?1;source=default, "no-value";source=default, ' +
+        '"bad-source";value=?1;source=maybe, "string-source";value=?1;source="default", ' +
+        '"number";value=3;source=default, ("inner");value=?1;source=default, "ok2";value="x";source=override',
+    );
+    expect(report.evaluations.map((e) => e.name)).toEqual(["ok", "ok2"]);
+  });
+
+  it.each(["", "garbage ,,,", '"unterminated', "\u00e9", '"a";value=?2'])("gives nothing for a garbled header %j", (value) => {
+    expect(parseReport(value).evaluations).toEqual([]);
+  });
+
+  it("caps rejection reasons at 200 characters", () => {
+    const reason = "x".repeat(500);
+    const [e] = parseReport(`"a";value=?1;source=default;rejected="${reason}"`).evaluations;
+    expect(e?.rejected).toHaveLength(200);
+  });
+});
+
+describe("parseRefusal", () => {
+  it.each(["expired", "bad-signature", "wrong-environment", "malformed", "too-large", "too-many-flags", "invalid-override"])(
+    "reads the token %s and describes it",
+    (reason) => {
+      expect(parseRefusal(reason)).toBe(reason);
+      expect(describeRefusal(reason)).not.toBe(reason);
+    },
+  );
+
+  it("passes an unknown reason through", () => {
+    expect(parseRefusal("revoked")).toBe("revoked");
+    expect(describeRefusal("revoked")).toBe("revoked");
+  });
+
+  it("gives null for a garbled header", () => {
+    expect(parseRefusal("")).toBeNull();
+    expect(parseRefusal("a b c")).toBeNull();
+    expect(parseRefusal("?1")).toBeNull();
+  });
+});
+
+describe("where", () => {
+  it("labels and keys each place", () => {
+    expect(whereLabel({ kind: "server" })).toBe("server");
+    expect(whereLabel({ kind: "frontend" })).toBe("front end");
+    expect(whereLabel({ kind: "downstream", service: "pricing" })).toBe("pricing");
+    expect(whereKey({ kind: "downstream", service: "pricing" })).not.toBe(whereKey({ kind: "server" }));
+  });
+});

@@ -1,0 +1,114 @@
+import { describe, expect, it } from "vitest";
+import { parseFrontEndEvaluations } from "./frontend";
+import { parseReport } from "./report";
+import { addFrontEnd, addResponse, flagRows, navigated, overrideCount, tabKey } from "./state";
+
+const page = "http://app.localhost:8000/";
+const main = parseReport('"Home.is_new";value=?0;source=default, "hero";value="a";source=default');
+
+describe("tab state", () => {
+  it("starts empty on a navigation and takes the top-level report", () => {
+    const state = addResponse(navigated(page), { url: page, report: main, refusal: null });
+    expect(state.url).toBe(page);
+    expect(state.reports).toBe(1);
+    expect(flagRows(state).map((r) => [r.name, r.value, r.source])).toEqual([
+      ["Home.is_new", false, "default"],
+      ["hero", "a", "default"],
+    ]);
+  });
+
+  it("adds sub-requests' reports and the downstream services they name", () => {
+    let state = addResponse(navigated(page), { url: page, report: main, refusal: null });
+    state = addResponse(state, {
+      url: `${page}api/prices`,
+      report: parseReport('"Prices.vat";value=?1;source=default;service="pricing", "late";value="x";source=default'),
+      refusal: null,
+    });
+    const rows = flagRows(state);
+    expect(rows.map((r) => r.name)).toEqual(["Home.is_new", "Prices.vat", "hero", "late"]);
+    expect(rows.find((r) => r.name === "Prices.vat")?.where).toEqual([{ kind: "downstream", service: "pricing" }]);
+    expect(state.reports).toBe(2);
+  });
+
+  it("lets a later report of the same flag from the same place replace the earlier one", () => {
+    let state = addResponse(navigated(page), { url: page, report: main, refusal: null });
+    state = addResponse(state, { url: `${page}x`, report: parseReport('"hero";value="b";source=override'), refusal: null });
+    expect(state.evaluations).toHaveLength(2);
+    const hero = flagRows(state).find((r) => r.name === "hero");
+    expect(hero).toMatchObject({ value: "b", source: "override", differs: false });
+  });
+
+  it("merges the front end's evaluations into the server's rows, by name", () => {
+    let state = addResponse(navigated(page), { url: page, report: main, refusal: null });
+    state = addFrontEnd(
+      state,
+      parseFrontEndEvaluations({
+        evaluations: [
+          { name: "hero", value: "a", source: "default" },
+          { name: "Banner.show", value: true, source: "default" },
+        ],
+      }),
+    );
+    const rows = flagRows(state);
+    expect(rows.find((r) => r.name === "hero")?.where).toEqual([{ kind: "server" }, { kind: "frontend" }]);
+    expect(rows.find((r) => r.name === "Banner.show")?.where).toEqual([{ kind: "frontend" }]);
+  });
+
+  it("flags a disagreement between places and marks the row overridden when any place was", () => {
+    let state = addResponse(navigated(page), {
+      url: page,
+      report: parseReport('"hero";value="b";source=override'),
+      refusal: null,
+    });
+    state = addFrontEnd(state, parseFrontEndEvaluations({ evaluations: [{ name: "hero", value: "a", source: "default" }] }));
+    const [hero] = flagRows(state);
+    expect(hero).toMatchObject({ source: "override", differs: true, value: "a" });
+    expect(overrideCount(state)).toBe(1);
+  });
+
+  it("keeps the rejection reason of a refused override", () => {
+    const state = addResponse(navigated(page), {
+      url: page,
+      report: parseReport('"Home.is_new";value=?0;source=default;rejected="declared -> bool, got the string \'on\'"'),
+      refusal: null,
+    });
+    expect(flagRows(state)[0]?.rejected).toBe("declared -> bool, got the string 'on'");
+  });
+
+  it("remembers a token refusal from any response until the next navigation", () => {
+    let state = addResponse(navigated(page), { url: page, report: main, refusal: "bad-signature" });
+    state = addResponse(state, { url: `${page}api`, report: null, refusal: null });
+    expect(state.refusal).toEqual({ reason: "bad-signature", url: page });
+    expect(navigated(page).refusal).toBeNull();
+  });
+
+  it("sums flags omitted by the byte budget", () => {
+    let state = addResponse(navigated(page), { url: page, report: parseReport('"featureflag.truncated";omitted=3'), refusal: null });
+    state = addResponse(state, { url: page, report: parseReport('"featureflag.truncated";omitted=2'), refusal: null });
+    expect(state.omitted).toBe(5);
+  });
+
+  it("counts overridden flags once each, wherever they were evaluated", () => {
+    let state = addResponse(navigated(page), {
+      url: page,
+      report: parseReport('"a";value=?1;source=override, "b";value="x";source=override, "c";value=?0;source=default'),
+      refusal: null,
+    });
+    state = addFrontEnd(state, parseFrontEndEvaluations({ evaluations: [{ name: "a", value: true, source: "override" }] }));
+    expect(overrideCount(state)).toBe(2);
+  });
+
+  it("does not change the state it was given (storage snapshots stay valid)", () => {
+    const before = navigated(page);
+    const snapshot = JSON.stringify(before);
+    addResponse(before, { url: page, report: main, refusal: "expired" });
+    addFrontEnd(before, parseFrontEndEvaluations({ evaluations: [{ name: "a", value: true, source: "default" }] }));
+    expect(JSON.stringify(before)).toBe(snapshot);
+  });
+
+  it("survives a JSON round trip (chrome.storage.session stores JSON)", () => {
+    const state = addResponse(navigated(page), { url: page, report: main, refusal: null });
+    expect(flagRows(JSON.parse(JSON.stringify(state)))).toEqual(flagRows(state));
+    expect(tabKey(7)).toBe("tab:7");
+  });
+});

@@ -1,0 +1,110 @@
+/**
+ * Per-tab state: what the tab's responses and front end reported since its last
+ * navigation. Pure functions over plain JSON, so the MV3 service worker can keep the
+ * state in `chrome.storage.session` (it is killed when idle) and tests need no browser.
+ */
+import { type Evaluation, type FlagValue, type Report, type Where, whereKey } from "./report";
+
+/** What one tab reported since its last top-level navigation. */
+export interface TabState {
+  /** The top-level document's URL. */
+  url: string;
+  /** Evaluations, one per (where, name); a later report of the same pair replaces it. */
+  evaluations: Evaluation[];
+  /** Flags the app left out of its report (byte budget), summed over responses. */
+  omitted: number;
+  /** The latest `Feature-Flag-Override-Error` seen since the navigation. */
+  refusal: { reason: string; url: string } | null;
+  /** How many responses carried a `Feature-Flags` header. */
+  reports: number;
+}
+
+/** The storage key of a tab's state in `chrome.storage.session`. */
+export function tabKey(tabId: number): string {
+  return `tab:${tabId}`;
+}
+
+/** A fresh state for a top-level navigation to `url`. */
+export function navigated(url: string): TabState {
+  return { url, evaluations: [], omitted: 0, refusal: null, reports: 0 };
+}
+
+function merge(evaluations: readonly Evaluation[], incoming: readonly Evaluation[]): Evaluation[] {
+  const out = [...evaluations];
+  const index = new Map(out.map((e, i) => [`${whereKey(e.where)}\u0000${e.name}`, i]));
+  for (const e of incoming) {
+    const key = `${whereKey(e.where)}\u0000${e.name}`;
+    const at = index.get(key);
+    if (at === undefined) {
+      index.set(key, out.length);
+      out.push(e);
+    } else {
+      out[at] = e;
+    }
+  }
+  return out;
+}
+
+/** Fold one response (top-level or sub-request) into the state. */
+export function addResponse(
+  state: TabState,
+  response: { url: string; report: Report | null; refusal: string | null },
+): TabState {
+  const next: TabState = { ...state };
+  if (response.report) {
+    next.evaluations = merge(state.evaluations, response.report.evaluations);
+    next.omitted = state.omitted + response.report.omitted;
+    next.reports = state.reports + 1;
+  }
+  if (response.refusal) next.refusal = { reason: response.refusal, url: response.url };
+  return next;
+}
+
+/** Fold the front end's evaluations into the state. */
+export function addFrontEnd(state: TabState, evaluations: readonly Evaluation[]): TabState {
+  return { ...state, evaluations: merge(state.evaluations, evaluations) };
+}
+
+/** One popup row: a flag and every place that evaluated it. */
+export interface FlagRow {
+  name: string;
+  /** The value last reported (see `evaluations` when `differs`). */
+  value: FlagValue;
+  /** `override` when any place used an override. */
+  source: "default" | "override";
+  where: Where[];
+  /** Why an override of this flag was refused, if one was. */
+  rejected: string | null;
+  /** True when places disagree on the value (e.g. the front end did not get the override). */
+  differs: boolean;
+  evaluations: Evaluation[];
+}
+
+/** Merge the server, downstream and front-end evaluations into one row per flag, by name. */
+export function flagRows(state: TabState): FlagRow[] {
+  const byName = new Map<string, Evaluation[]>();
+  for (const e of state.evaluations) {
+    const list = byName.get(e.name);
+    if (list) list.push(e);
+    else byName.set(e.name, [e]);
+  }
+  const rows: FlagRow[] = [];
+  for (const [name, list] of byName) {
+    const last = list[list.length - 1] as Evaluation;
+    rows.push({
+      name,
+      value: last.value,
+      source: list.some((e) => e.source === "override") ? "override" : "default",
+      where: list.map((e) => e.where),
+      rejected: list.find((e) => e.rejected !== null)?.rejected ?? null,
+      differs: list.some((e) => e.value !== last.value),
+      evaluations: list,
+    });
+  }
+  return rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** How many flags on the tab are currently overridden (what the badge shows). */
+export function overrideCount(state: TabState): number {
+  return flagRows(state).filter((row) => row.source === "override").length;
+}
