@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import http_sf
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from featureflag import Evaluation
+from featureflag._names import is_valid_name
+from featureflag.report import TRUNCATED, format_report, parse_report
+
+
+def test_format() -> None:
+    value = format_report(
+        [
+            Evaluation("SomeNewFeature.is_released", True, "override"),
+            Evaluation("new-lp", "b"),
+            Evaluation("off", False),
+            Evaluation("typed", "a", "default", rejected="Flag 'typed' is declared `-> bool`"),
+            Evaluation("remote", True, "override", service="billing"),
+        ]
+    )
+    assert value == (
+        '"SomeNewFeature.is_released";value;source=override, '
+        '"new-lp";value="b";source=default, '
+        '"off";value=?0;source=default, '
+        '"typed";value="a";source=default;rejected="Flag \'typed\' is declared `-> bool`", '
+        '"remote";value;source=override;service="billing"'
+    )
+
+
+def test_format_is_a_valid_structured_list() -> None:
+    value = format_report([Evaluation('q"uo\\te', 'say "hi"\\'), Evaluation("x", True)])
+    parsed = http_sf.parse(value.encode(), tltype="list")
+    assert parsed == [
+        ('q"uo\\te', {"value": 'say "hi"\\', "source": http_sf.Token("default")}),
+        ("x", {"value": True, "source": http_sf.Token("default")}),
+    ]
+
+
+def test_non_ascii_travels_as_display_strings() -> None:
+    value = format_report([Evaluation("café.open", "ünïcode", rejected="naïve")])
+    assert value.isascii()
+    assert value.startswith('%"caf%c3%a9.open"')
+    assert parse_report(value) == [Evaluation("café.open", "ünïcode", rejected="naïve")]
+
+
+def test_reason_is_cut_to_200_characters() -> None:
+    value = format_report([Evaluation("a", "x", rejected="r" * 500)])
+    assert parse_report(value)[0].rejected == "r" * 200
+
+
+def test_values_that_are_not_flags_are_left_out() -> None:
+    # A default that returned None (untyped flag): the name is still reported.
+    assert format_report([Evaluation("a", None)]) == '"a";source=default'
+
+
+def test_nothing_evaluated_is_no_header() -> None:
+    assert format_report([]) == ""
+
+
+def _items(value: str) -> list[tuple[object, dict[str, object]]]:
+    parsed = http_sf.parse(value.encode(), tltype="list")
+    assert isinstance(parsed, list)
+    return parsed  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("budget", [64, 100, 500, 1000, 4096])
+def test_budget_cuts_the_list_and_says_how_many(budget: int) -> None:
+    evaluations = [Evaluation(f"flag.number{i}", "v" * 20) for i in range(300)]
+    value = format_report(evaluations, budget=budget)
+    assert len(value.encode()) <= budget
+    items = _items(value)
+    last_name, last_params = items[-1]
+    assert last_name == TRUNCATED
+    kept = len(items) - 1
+    assert last_params == {"omitted": 300 - kept}
+    assert [name for name, _ in items[:-1]] == [f"flag.number{i}" for i in range(kept)]
+    assert parse_report(value).dropped == 300 - kept  # type: ignore[attr-defined]
+
+
+def test_everything_that_fits_has_no_marker() -> None:
+    evaluations = [Evaluation(f"f{i}", True) for i in range(10)]
+    value = format_report(evaluations, budget=4096)
+    assert TRUNCATED not in value
+    exact = len(value)
+    assert format_report(evaluations, budget=exact) == value
+    assert TRUNCATED in format_report(evaluations, budget=exact - 1)
+
+
+def test_dropped_upstream_is_announced() -> None:
+    value = format_report([Evaluation("a", True)], dropped=7)
+    assert value == '"a";value;source=default, "featureflag.truncated";omitted=7'
+
+
+def test_parse_is_lenient() -> None:
+    assert parse_report("not a ;; list ((") == []
+    assert parse_report("") == []
+    assert parse_report("\u2603") == []  # not latin-1: garbled, not an exception
+    value = '"a";value;source=override;future=1, ("inner" "list"), 42, "has space";value, "b"'
+    assert parse_report(value, service="down") == [
+        Evaluation("a", True, "override", service="down"),
+        Evaluation("b", None, "default", service="down"),
+    ]
+
+
+def test_parse_keeps_a_deeper_service_name() -> None:
+    value = format_report([Evaluation("a", "x", service="tax"), Evaluation("b", "y")])
+    assert [e.service for e in parse_report(value, service="billing")] == ["tax", "billing"]
+
+
+names = st.text(min_size=1, max_size=40).filter(is_valid_name)
+values = st.one_of(st.booleans(), st.text(max_size=50))
+evaluations = st.lists(
+    st.builds(
+        Evaluation,
+        names,
+        values,
+        st.sampled_from(["default", "override"]),
+        st.one_of(st.none(), st.text(max_size=60)),
+        st.one_of(st.none(), st.text(min_size=1, max_size=20)),
+    ),
+    max_size=8,
+)
+
+
+@given(evaluations)
+def test_round_trip(items: list[Evaluation]) -> None:
+    value = format_report(items, budget=100_000)
+    assert parse_report(value) == items
+
+
+@given(st.binary(max_size=300))
+def test_parse_never_raises(data: bytes) -> None:
+    for evaluation in parse_report(data.decode("latin-1")):
+        assert is_valid_name(evaluation.name)
