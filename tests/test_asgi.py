@@ -1,0 +1,463 @@
+"""featureflag.asgi.FeatureFlagMiddleware: in-process through httpx.ASGITransport, and
+once through a real uvicorn process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+import featureflag
+from featureflag import Evaluation
+from featureflag._scope import current_scope
+from featureflag.asgi import FeatureFlagMiddleware, current_host, current_token
+from featureflag.exceptions import ConfigurationError
+from featureflag.report import TRUNCATED, parse_report
+from featureflag.tokens import OverrideSigner
+from tests.support.servers import run_uvicorn
+
+SECRET = "asgi-test-secret-" + "k" * 32
+OTHER_SECRET = "another-secret-entirely-" + "z" * 32
+
+
+@featureflag.trap(name="AsgiDemo")
+class AsgiDemo:
+    @staticmethod
+    def is_released() -> bool:
+        return False
+
+    @staticmethod
+    def checkout() -> str:
+        return "classic"
+
+
+def landing() -> str:
+    return featureflag.intercept("asgi-lp", lambda: "a")
+
+
+async def home(request: Request) -> Response:
+    body = f"released={AsgiDemo.is_released()} lp={landing()} token={current_token() is not None}"
+    return PlainTextResponse(body, headers={"Cache-Control": "public, max-age=60"})
+
+
+async def many(request: Request) -> Response:
+    for i in range(int(request.query_params["n"])):
+        featureflag.intercept(f"asgi.many.flag{i}", True)
+    return PlainTextResponse("ok")
+
+
+async def vary(request: Request) -> Response:
+    return PlainTextResponse("ok", headers={"Vary": request.query_params["vary"]})
+
+
+async def stream(request: Request) -> Response:
+    released = AsgiDemo.is_released()  # before the headers: reported
+
+    async def body() -> AsyncIterator[str]:
+        yield f"released={released}\n"
+        yield f"checkout={AsgiDemo.checkout()}\n"  # after the headers: late
+
+    return StreamingResponse(body())
+
+
+async def token_info(request: Request) -> Response:
+    return JSONResponse({"token": current_token(), "host": current_host()})
+
+
+async def boom(request: Request) -> Response:
+    AsgiDemo.is_released()
+    raise RuntimeError("boom")
+
+
+async def socket(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text(f"released={AsgiDemo.is_released()} lp={landing()}")
+    await websocket.close()
+
+
+def create_app(**options: Any) -> FeatureFlagMiddleware:
+    routes = [
+        Route("/", home),
+        Route("/many", many),
+        Route("/vary", vary),
+        Route("/stream", stream),
+        Route("/token", token_info),
+        Route("/boom", boom),
+        WebSocketRoute("/ws", socket),
+    ]
+    return FeatureFlagMiddleware(Starlette(routes=routes), **options)
+
+
+def uvicorn_app() -> FeatureFlagMiddleware:
+    """For ``uvicorn --factory``: secret and environment from the environment."""
+    return create_app()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def signer(clock: Clock) -> OverrideSigner:
+    return OverrideSigner(SECRET, environment="test", clock=clock)
+
+
+def client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://app.test")
+
+
+OVERRIDES = {"AsgiDemo.is_released": True, "asgi-lp": "b"}
+
+
+async def test_no_token_runs_the_defaults_and_reports_nothing(signer: OverrideSigner) -> None:
+    async with client(create_app(signer=signer)) as c:
+        r = await c.get("/")
+    assert r.text == "released=False lp=a token=False"
+    assert "feature-flags" not in r.headers
+    assert "feature-flag-override-error" not in r.headers
+    assert r.headers["cache-control"] == "public, max-age=60"
+    # A shared cache must never hand this response to someone with a token.
+    assert r.headers["vary"] == "Cookie, Feature-Flag-Overrides"
+
+
+async def test_token_in_header_overrides_and_is_reported(signer: OverrideSigner) -> None:
+    token = signer.dumps(OVERRIDES, sub="ana")
+    async with client(create_app(signer=signer)) as c:
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.text == "released=True lp=b token=True"
+    assert parse_report(r.headers["feature-flags"]) == [
+        Evaluation("AsgiDemo.is_released", True, "override"),
+        Evaluation("asgi-lp", "b", "override"),
+    ]
+    assert r.headers["cache-control"] == "private, no-store"
+    assert r.headers["vary"] == "Cookie, Feature-Flag-Overrides"
+
+
+async def test_token_in_cookie(signer: OverrideSigner) -> None:
+    token = signer.dumps(OVERRIDES, sub="ana")
+    async with client(create_app(signer=signer)) as c:
+        r = await c.get("/", headers={"Cookie": f"session=x; featureflag_overrides={token}; a=b"})
+    assert r.text == "released=True lp=b token=True"
+
+
+async def test_header_wins_over_cookie(signer: OverrideSigner) -> None:
+    header = signer.dumps({"asgi-lp": "from-header"}, sub="ana")
+    cookie = signer.dumps({"asgi-lp": "from-cookie"}, sub="ana")
+    async with client(create_app(signer=signer)) as c:
+        r = await c.get(
+            "/",
+            headers={"Feature-Flag-Overrides": header, "Cookie": f"featureflag_overrides={cookie}"},
+        )
+        assert "lp=from-header" in r.text
+        # Even a refused header wins: the cookie is not a fallback for a bad header.
+        r = await c.get(
+            "/",
+            headers={"Feature-Flag-Overrides": "bad", "Cookie": f"featureflag_overrides={cookie}"},
+        )
+    assert "lp=a" in r.text
+    assert r.headers["feature-flag-override-error"] == "malformed"
+
+
+def refused_tokens(clock: Clock) -> dict[str, str]:
+    test = OverrideSigner(SECRET, environment="test", clock=clock)
+    expired = test.dumps(OVERRIDES, sub="ana", ttl=10)
+    clock.now += 11
+    import itsdangerous
+
+    raw = itsdangerous.URLSafeTimedSerializer(SECRET, salt="featureflag.overrides/test")
+    base = {"v": 1, "env": "test", "sub": "ana", "origin": "extension", "exp": 4e9}
+    return {
+        "expired": expired,
+        "bad-signature": OverrideSigner(OTHER_SECRET, environment="test").dumps(
+            OVERRIDES, sub="ana"
+        ),
+        "wrong-environment": OverrideSigner(SECRET, environment="production").dumps(
+            OVERRIDES, sub="ana"
+        ),
+        "too-large": "x" * 5000,
+        "malformed": "not-a-token",
+        "invalid-override": raw.dumps({**base, "flags": {"AsgiDemo.is_released": 1}}),
+        "too-many-flags": raw.dumps({**base, "flags": {f"f{i}": True for i in range(201)}}),
+    }
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "expired",
+        "bad-signature",
+        "wrong-environment",
+        "too-large",
+        "malformed",
+        "invalid-override",
+        "too-many-flags",
+    ],
+)
+async def test_refused_token_runs_the_app_normally_and_says_why(
+    reason: str, clock: Clock, signer: OverrideSigner
+) -> None:
+    token = refused_tokens(clock)[reason]
+    async with client(create_app(signer=signer)) as c:
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.status_code == 200
+    assert r.text == "released=False lp=a token=False"
+    assert r.headers["feature-flag-override-error"] == reason
+    assert "feature-flags" not in r.headers
+    assert r.headers["cache-control"] == "public, max-age=60"
+
+
+async def test_rotation_accepts_tokens_of_the_old_secret() -> None:
+    old = OverrideSigner(OTHER_SECRET, environment="test").dumps(OVERRIDES, sub="ana")
+    async with client(create_app(secret=[SECRET, OTHER_SECRET], environment="test")) as c:
+        r = await c.get("/", headers={"Feature-Flag-Overrides": old})
+    assert r.text == "released=True lp=b token=True"
+
+
+async def test_wrong_typed_override_is_rejected_with_a_readable_reason(
+    signer: OverrideSigner,
+) -> None:
+    token = signer.dumps({"AsgiDemo.is_released": "yes"}, sub="ana")
+    async with client(create_app(signer=signer)) as c:
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.text == "released=False lp=a token=True"
+    first = parse_report(r.headers["feature-flags"])[0]
+    assert first.name == "AsgiDemo.is_released"
+    assert (first.value, first.source) == (False, "default")
+    assert first.rejected is not None
+    assert "declared `-> bool`" in first.rejected and "send true or false" in first.rejected
+    # Nothing was overridden: the app's own caching stands.
+    assert r.headers["cache-control"] == "public, max-age=60"
+
+
+async def test_report_always_and_never(signer: OverrideSigner) -> None:
+    token = signer.dumps(OVERRIDES, sub="ana")
+    async with client(create_app(signer=signer, report="always")) as c:
+        r = await c.get("/")
+    assert parse_report(r.headers["feature-flags"]) == [
+        Evaluation("AsgiDemo.is_released", False),
+        Evaluation("asgi-lp", "a"),
+    ]
+    async with client(create_app(signer=signer, report="never")) as c:
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.text == "released=True lp=b token=True"
+    assert "feature-flags" not in r.headers
+    assert r.headers["cache-control"] == "private, no-store"
+
+
+async def test_report_budget(signer: OverrideSigner) -> None:
+    token = signer.dumps({}, sub="ana")
+    async with client(create_app(signer=signer, report_budget=300)) as c:
+        r = await c.get("/many?n=100", headers={"Feature-Flag-Overrides": token})
+    header = r.headers["feature-flags"]
+    assert len(header) <= 300
+    assert header.endswith(f'"{TRUNCATED}";omitted={100 - header.count("asgi.many.flag")}')
+
+
+@pytest.mark.parametrize(
+    ("existing", "expected"),
+    [
+        ("Accept-Encoding", "Accept-Encoding, Cookie, Feature-Flag-Overrides"),
+        ("cookie", "cookie, Feature-Flag-Overrides"),
+        ("Feature-Flag-Overrides, Cookie", "Feature-Flag-Overrides, Cookie"),
+        ("*", "*"),
+    ],
+)
+async def test_vary_is_merged(existing: str, expected: str, signer: OverrideSigner) -> None:
+    async with client(create_app(signer=signer)) as c:
+        r = await c.get("/vary", params={"vary": existing})
+    assert r.headers.get_list("vary") == [expected]
+
+
+async def test_streaming_rule_late_flags_are_logged_not_lost(
+    signer: OverrideSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = signer.dumps({"AsgiDemo.is_released": True, "AsgiDemo.checkout": "new"}, sub="ana")
+    async with client(create_app(signer=signer)) as c:
+        with caplog.at_level(logging.WARNING, logger="featureflag"):
+            r = await c.get("/stream", headers={"Feature-Flag-Overrides": token})
+    # The streamed body still gets its override...
+    assert r.text == "released=True\ncheckout=new\n"
+    # ...but the header went before the flag ran, so only the early one is listed,
+    assert [e.name for e in parse_report(r.headers["feature-flags"])] == ["AsgiDemo.is_released"]
+    # ...and the late one is named in a warning instead of vanishing.
+    [record] = [r for r in caplog.records if "after the Feature-Flags header" in r.message]
+    assert "AsgiDemo.checkout" in record.message and "GET /stream" in record.message
+
+
+async def test_no_warning_when_nothing_came_late(
+    signer: OverrideSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = signer.dumps(OVERRIDES, sub="ana")
+    async with client(create_app(signer=signer)) as c:
+        with caplog.at_level(logging.WARNING, logger="featureflag"):
+            await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert caplog.records == []
+
+
+async def test_current_token_and_host(signer: OverrideSigner) -> None:
+    token = signer.dumps(OVERRIDES, sub="ana")
+    async with client(create_app(signer=signer)) as c:
+        with_token = (await c.get("/token", headers={"Feature-Flag-Overrides": token})).json()
+        refused = (await c.get("/token", headers={"Feature-Flag-Overrides": "x.y.z"})).json()
+        without = (await c.get("/token")).json()
+    assert with_token == {"token": token, "host": "app.test"}
+    assert refused == without == {"token": None, "host": None}
+    assert current_token() is None and current_host() is None
+
+
+async def test_state_is_reset_after_an_error(signer: OverrideSigner) -> None:
+    token = signer.dumps(OVERRIDES, sub="ana")
+    app = create_app(signer=signer)
+    with pytest.raises(RuntimeError):
+        async with client(app) as c:
+            await c.get("/boom", headers={"Feature-Flag-Overrides": token})
+    assert current_token() is None
+    assert current_scope() is None
+
+
+async def test_concurrent_requests_each_see_their_own_token(signer: OverrideSigner) -> None:
+    app = create_app(signer=signer)
+    tokens = [signer.dumps({"asgi-lp": f"v{i}"}, sub=str(i)) for i in range(50)]
+    async with client(app) as c:
+        responses = await asyncio.gather(
+            *(c.get("/", headers={"Feature-Flag-Overrides": t}) for t in tokens)
+        )
+    for i, r in enumerate(responses):
+        assert f"lp=v{i} " in r.text
+        assert parse_report(r.headers["feature-flags"])[1] == Evaluation(
+            "asgi-lp", f"v{i}", "override"
+        )
+
+
+async def test_lifespan_passes_through(signer: OverrideSigner) -> None:
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+        assert current_scope() is None
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: Any) -> None:
+        pass
+
+    await FeatureFlagMiddleware(app, signer=signer)({"type": "lifespan"}, receive, send)
+    assert seen == ["lifespan"]
+
+
+async def websocket_exchange(app: Any, headers: list[tuple[bytes, bytes]]) -> list[Any]:
+    """Drive one websocket connection by hand: connect, collect what the app sends."""
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "root_path": "",
+        "query_string": b"",
+        "scheme": "ws",
+        "server": ("app.test", 80),
+        "client": ("127.0.0.1", 5000),
+        "subprotocols": [],
+        "headers": [(b"host", b"app.test"), *headers],
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_websocket_keeps_its_handshake_overrides(signer: OverrideSigner) -> None:
+    token = signer.dumps(OVERRIDES, sub="ana").encode()
+    app = create_app(signer=signer)
+    for headers in (
+        [(b"feature-flag-overrides", token)],
+        [(b"cookie", b"featureflag_overrides=" + token)],
+    ):
+        sent = await websocket_exchange(app, headers)
+        assert [m["type"] for m in sent] == [
+            "websocket.accept",
+            "websocket.send",
+            "websocket.close",
+        ]
+        assert sent[1]["text"] == "released=True lp=b"
+    sent = await websocket_exchange(app, [])
+    assert sent[1]["text"] == "released=False lp=a"
+    assert current_scope() is None
+
+
+async def test_websocket_accept_says_why_a_token_was_refused(signer: OverrideSigner) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "websocket.accept", "headers": [(b"x-app", b"1")]})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/ws", "headers": [(b"feature-flag-overrides", b"bad")]}
+    await FeatureFlagMiddleware(app, signer=signer)(scope, receive, send)
+    assert sent[0]["headers"] == [(b"x-app", b"1"), (b"feature-flag-override-error", b"malformed")]
+
+
+def test_configuration_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FEATUREFLAG_SECRET", raising=False)
+    with pytest.raises(ConfigurationError, match="FEATUREFLAG_SECRET"):
+        create_app()
+    with pytest.raises(ConfigurationError, match="token_urlsafe"):
+        create_app(secret="short")
+    with pytest.raises(ConfigurationError, match="report="):
+        create_app(secret=SECRET, report="sometimes")
+    with pytest.raises(ConfigurationError, match="ofrep_path"):
+        create_app(secret=SECRET, ofrep_path="no-slash")
+    monkeypatch.setenv("FEATUREFLAG_SECRET", SECRET)
+    monkeypatch.setenv("FEATUREFLAG_ENVIRONMENT", "qa")
+    assert create_app().config.signer.environment == "qa"
+
+
+@pytest.mark.integration
+def test_through_a_real_uvicorn(tmp_path: Path) -> None:
+    env = {"FEATUREFLAG_SECRET": SECRET, "FEATUREFLAG_ENVIRONMENT": "qa"}
+    token = OverrideSigner(SECRET, environment="qa").dumps(OVERRIDES, sub="ana")
+    with run_uvicorn("tests.test_asgi:uvicorn_app", factory=True, env=env, log_dir=tmp_path) as s:
+        r = httpx.get(s.url + "/", headers={"Feature-Flag-Overrides": token})
+        assert r.text == "released=True lp=b token=True"
+        assert r.headers["cache-control"] == "private, no-store"
+        assert [e.source for e in parse_report(r.headers["feature-flags"])] == ["override"] * 2
+        r = httpx.get(s.url + "/", cookies={"featureflag_overrides": "x" * 5000})
+        assert r.headers["feature-flag-override-error"] == "too-large"
+        assert r.text == "released=False lp=a token=False"
+        r = httpx.post(
+            s.url + "/ofrep/v1/evaluate/flags",
+            json={"context": {}},
+            headers={"Feature-Flag-Overrides": token},
+        )
+        assert [f["key"] for f in r.json()["flags"]] == ["AsgiDemo.is_released", "asgi-lp"]
