@@ -89,6 +89,7 @@ class TokenRequest(_Body):
     ttl: float | None = Field(
         default=None,
         gt=0,
+        strict=True,
         allow_inf_nan=False,
         description="lifetime in seconds (default 3600), capped at the service's maximum",
     )

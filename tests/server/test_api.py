@@ -1,0 +1,542 @@
+"""The JSON API through httpx.ASGITransport, on an in-memory store."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+import featureflag
+from featureflag.tokens import OverrideSigner
+from server.app import create_app
+from server.memory_store import MemoryStore
+from server.settings import Settings
+
+from .conftest import ALICE, BOB, SECRET
+
+AUTH = {"Authorization": f"Bearer {ALICE}"}
+BOB_AUTH = {"Authorization": f"Bearer {BOB}"}
+FORK = {"name": "new-lp", "upstream": "http://127.0.0.1:9000", "flags": {"x.y": True}}
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=make_app(settings), base_url="http://127.0.0.1:8000"
+    ) as c:
+        yield c
+
+
+def make_app(settings: Settings) -> httpx.ASGITransport:
+    # An injected proxy transport: these tests never reach the proxy, and it spares the
+    # proxy's client from loading the system's CA certificates for every app.
+    unused = httpx.MockTransport(lambda request: httpx.Response(599))
+    app = create_app(settings, store=MemoryStore(), proxy_transport=unused)
+    return httpx.ASGITransport(app=app)
+
+
+def signer() -> OverrideSigner:
+    return OverrideSigner(SECRET, environment="test")
+
+
+# -- health, auth, routing ----------------------------------------------------------
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/tokens"),
+        ("PUT", "/api/flags"),
+        ("POST", "/api/forks"),
+        ("PUT", "/api/forks/new-lp"),
+        ("DELETE", "/api/forks/new-lp"),
+    ],
+)
+async def test_every_write_needs_a_bearer_token(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    response = await client.request(method, path, json={})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="featureflag"'
+    assert "FEATUREFLAG_API_TOKENS" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "header", [f"Bearer {ALICE}x", f"Bearer {ALICE[:-1]}", f"Basic {ALICE}", "Bearer", ALICE]
+)
+async def test_a_wrong_token_is_refused(client: httpx.AsyncClient, header: str) -> None:
+    response = await client.post("/api/forks", json=FORK, headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith('Bearer realm="featureflag"')
+    assert await_list_is_empty(await client.get("/api/forks"))
+
+
+def await_list_is_empty(response: httpx.Response) -> bool:
+    return bool(response.json() == {"forks": []})
+
+
+async def test_an_unknown_token_gets_invalid_token_in_the_challenge(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/api/tokens",
+        json={"flags": {}},
+        headers=BOB_AUTH | {"Authorization": "Bearer nope-nope-nope-nope"},
+    )
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+async def test_unknown_api_path_is_a_json_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not-found"
+
+
+async def test_wrong_method_is_a_json_405(client: httpx.AsyncClient) -> None:
+    response = await client.patch("/api/forks", json={})
+    assert response.status_code == 405
+    assert response.json()["error"] == "method-not-allowed"
+    assert "GET" in response.headers["allow"]
+
+
+# -- bad bodies ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body", [b"{", b"", b"   ", b"\xff\xfe", b'{"flags": NaN}', b"[" * 100_000]
+)
+async def test_malformed_json_is_a_400_with_a_message(
+    client: httpx.AsyncClient, body: bytes
+) -> None:
+    response = await client.post("/api/tokens", content=body, headers=AUTH)
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed-json"
+    assert "JSON" in response.json()["message"]
+
+
+@pytest.mark.parametrize("body", [[], "text", 3, None, {"flags": {}, "extra": 1}, {"flag": {}}])
+async def test_a_body_of_the_wrong_shape_is_a_422(client: httpx.AsyncClient, body: Any) -> None:
+    response = await client.post("/api/tokens", content=json.dumps(body), headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["errors"]
+
+
+async def test_a_huge_body_is_a_413(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/tokens", content=b" " * (5 * 1024 * 1024), headers=AUTH)
+    assert response.status_code == 413
+
+
+# -- tokens -------------------------------------------------------------------------
+
+
+async def test_mint_a_token_for_the_caller(client: httpx.AsyncClient) -> None:
+    flags = {"SomeNewFeature.is_released": True, "new-lp": "b"}
+    before = time.time()
+    response = await client.post("/api/tokens", json={"flags": flags, "ttl": 600}, headers=AUTH)
+    after = time.time()
+    assert response.status_code == 201
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    verified = signer().loads(body["token"])
+    assert verified.flags == flags
+    assert verified.sub == "alice"
+    assert verified.origin == "extension"
+    assert before + 600 - 1 <= verified.expires_at <= after + 600 + 1
+    assert body["expires_at"].endswith("Z")
+    assert body["sub"] == "alice"
+
+
+async def test_the_token_is_for_the_configured_environment_only(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/api/tokens", json={"flags": {"a": True}}, headers=AUTH)
+    with pytest.raises(featureflag.TokenError) as info:
+        OverrideSigner(SECRET, environment="production").loads(response.json()["token"])
+    assert info.value.reason == "wrong-environment"
+
+
+async def test_default_ttl_is_an_hour(client: httpx.AsyncClient) -> None:
+    before = time.time()
+    response = await client.post("/api/tokens", json={"flags": {}}, headers=AUTH)
+    expires = signer().loads(response.json()["token"]).expires_at
+    assert before + 3600 - 1 <= expires <= time.time() + 3600 + 1
+
+
+async def test_ttl_is_capped(settings: Settings) -> None:
+    capped = settings.model_copy(update={"max_token_ttl": 120.0})
+    async with httpx.AsyncClient(transport=make_app(capped), base_url="http://t") as client:
+        before = time.time()
+        response = await client.post("/api/tokens", json={"flags": {}, "ttl": 10**9}, headers=AUTH)
+        after = time.time()
+    assert response.status_code == 201
+    expires = signer().loads(response.json()["token"]).expires_at
+    assert before + 120 - 1 <= expires <= after + 120 + 1
+
+
+@pytest.mark.parametrize("ttl", [0, -5, "long", True, 1e400])
+async def test_a_bad_ttl_is_a_422(client: httpx.AsyncClient, ttl: object) -> None:
+    body = f'{{"flags": {{}}, "ttl": {json.dumps(ttl) if ttl != 1e400 else "1e400"}}}'
+    response = await client.post("/api/tokens", content=body, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "ttl"
+
+
+@pytest.mark.parametrize(
+    ("flags", "field"),
+    [
+        ({"has space": True}, "flags"),
+        ({"": True}, "flags"),
+        ({"a": 1}, "flags.a"),
+        ({"a": None}, "flags.a"),
+        ({"a": ["b"]}, "flags.a"),
+        ({"a": "x" * 2000}, "flags"),
+        ({f"f{i}": True for i in range(201)}, "flags"),
+    ],
+)
+async def test_bad_overrides_are_a_422_naming_the_field(
+    client: httpx.AsyncClient, flags: dict[str, Any], field: str
+) -> None:
+    response = await client.post("/api/tokens", json={"flags": flags}, headers=AUTH)
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert errors[0]["field"] == field
+    assert errors[0]["rule"]
+
+
+async def test_a_fork_origin_cannot_be_minted_through_the_api(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/tokens", json={"flags": {}, "origin": "fork:new-lp"}, headers=AUTH
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "origin"
+
+
+CATALOG = [
+    {"name": "Page.is_new", "type": "bool", "default": False},
+    {"name": "layout", "type": "str", "choices": ["a", "b"], "default": "a"},
+    {"name": "title", "type": "str"},
+]
+
+
+@pytest.mark.parametrize(
+    ("flags", "status", "field"),
+    [
+        ({"Page.is_new": "yes"}, 422, "flags.Page.is_new"),
+        ({"Page.is_new": True}, 201, None),
+        ({"layout": "c"}, 422, "flags.layout"),
+        ({"layout": True}, 422, "flags.layout"),
+        ({"layout": "b"}, 201, None),
+        ({"title": False}, 422, "flags.title"),
+        ({"title": "anything"}, 201, None),
+        ({"not.in.catalog": 7 == 7}, 201, None),
+    ],
+)
+async def test_override_types_are_checked_against_the_catalog(
+    client: httpx.AsyncClient, flags: dict[str, Any], status: int, field: str | None
+) -> None:
+    assert (await client.put("/api/flags", json={"flags": CATALOG}, headers=AUTH)).is_success
+    response = await client.post("/api/tokens", json={"flags": flags}, headers=AUTH)
+    assert response.status_code == status
+    if field is not None:
+        problem = response.json()["errors"][0]
+        assert problem["field"] == field
+        assert problem["rule"].startswith("flag ")
+
+
+# -- catalog ------------------------------------------------------------------------
+
+
+@featureflag.trap(name="ApiTestFeature")
+class _Feature:
+    def is_released(self) -> bool:
+        return False
+
+    def variant(self) -> Literal["a", "b"]:
+        return "a"
+
+
+async def test_put_then_get_round_trips_real_catalog_output(client: httpx.AsyncClient) -> None:
+    # Exactly what `python -m featureflag catalog --push URL` sends.
+    document = {"flags": [info.to_json() for info in featureflag.catalog()]}
+    assert any(f["name"] == "ApiTestFeature.variant" for f in document["flags"])
+    assert (await client.get("/api/flags")).json() == {"flags": []}
+    put = await client.put("/api/flags", content=json.dumps(document).encode(), headers=AUTH)
+    assert put.status_code == 200
+    assert put.json() == document
+    assert (await client.get("/api/flags")).json() == document
+
+
+async def test_put_catalog_fills_in_left_out_fields(client: httpx.AsyncClient) -> None:
+    response = await client.put("/api/flags", json={"flags": [{"name": "x"}]}, headers=AUTH)
+    assert response.json()["flags"] == [
+        {
+            "name": "x",
+            "type": None,
+            "choices": None,
+            "default": None,
+            "kind": "",
+            "module": "",
+            "path": "",
+            "line": 0,
+            "description": None,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ({"name": "has space"}, "flags.0.name"),
+        ({"name": "a", "type": "int"}, "flags.0.type"),
+        ({"name": "a", "type": "bool", "choices": ["x"]}, "flags.0"),
+        ({"name": "a", "type": "bool", "default": "yes"}, "flags.0"),
+        ({"name": "a", "line": -1}, "flags.0.line"),
+        ({"type": "bool"}, "flags.0.name"),
+    ],
+)
+async def test_bad_catalog_entries_are_a_422(
+    client: httpx.AsyncClient, entry: dict[str, Any], field: str
+) -> None:
+    response = await client.put("/api/flags", json={"flags": [entry]}, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == field
+    assert (await client.get("/api/flags")).json() == {"flags": []}
+
+
+async def test_a_catalog_with_a_name_twice_is_a_422(client: httpx.AsyncClient) -> None:
+    response = await client.put(
+        "/api/flags", json={"flags": [{"name": "a"}, {"name": "a"}]}, headers=AUTH
+    )
+    assert response.status_code == 422
+    assert "twice" in response.json()["errors"][0]["rule"]
+
+
+# -- forks --------------------------------------------------------------------------
+
+
+async def test_create_a_fork(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/forks", json=FORK, headers=AUTH)
+    assert response.status_code == 201
+    assert response.headers["location"] == "/api/forks/new-lp"
+    body = response.json()
+    assert body["name"] == "new-lp"
+    assert body["upstream"] == "http://127.0.0.1:9000"
+    assert body["flags"] == {"x.y": True}
+    assert body["url"] == "http://new-lp.localhost:8000/"
+    assert body["created_by"] == "alice"
+    assert body["created_at"] == body["updated_at"]
+    assert body["created_at"].endswith("Z")
+    assert (await client.get("/api/forks/new-lp")).json() == body
+    assert (await client.get("/api/forks")).json() == {"forks": [body]}
+
+
+async def test_fork_url_follows_the_scheme_and_port_the_client_used(settings: Settings) -> None:
+    qa = settings.model_copy(update={"fork_domain": "qa.example.com"})
+    async with httpx.AsyncClient(
+        transport=make_app(qa), base_url="https://qa.example.com"
+    ) as client:
+        response = await client.post("/api/forks", json=FORK, headers=AUTH)
+    assert response.json()["url"] == "https://new-lp.qa.example.com/"
+
+
+async def test_a_duplicate_fork_is_a_409(client: httpx.AsyncClient) -> None:
+    await client.post("/api/forks", json=FORK, headers=AUTH)
+    response = await client.post(
+        "/api/forks", json=FORK | {"upstream": "http://other:1"}, headers=BOB_AUTH
+    )
+    assert response.status_code == 409
+    assert response.json()["errors"][0]["field"] == "name"
+    assert "already exists" in response.json()["message"]
+    assert (await client.get("/api/forks/new-lp")).json()["upstream"] == FORK["upstream"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "-lp",
+        "lp-",
+        "New-lp",
+        "new_lp",
+        "new.lp",
+        "x" * 64,
+        "www",
+        "api",
+        "admin",
+        "localhost",
+        "ünï",
+        "a b",
+        7,
+    ],
+)
+async def test_fork_names_are_dns_labels_and_not_reserved(
+    client: httpx.AsyncClient, name: object
+) -> None:
+    response = await client.post("/api/forks", json=FORK | {"name": name}, headers=AUTH)
+    assert response.status_code == 422
+    problem = response.json()["errors"][0]
+    assert problem["field"] == "name"
+    assert (
+        "DNS label" in problem["rule"]
+        or "reserved" in problem["rule"]
+        or "string" in problem["rule"]
+    )
+
+
+@pytest.mark.parametrize("name", ["a", "0", "x" * 63, "new-lp-2", "9-lives"])
+async def test_good_fork_names(client: httpx.AsyncClient, name: str) -> None:
+    response = await client.post("/api/forks", json=FORK | {"name": name}, headers=AUTH)
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "upstream",
+    [
+        "ftp://x",
+        "not a url",
+        "http://",
+        "//host:80",
+        "http://u:p@host",
+        "http://h/?q=1",
+        "http://h/#frag",
+        "javascript:alert(1)",
+        "http://h:99999",
+        "http://h /x",
+        42,
+    ],
+)
+async def test_upstream_must_be_an_http_url(client: httpx.AsyncClient, upstream: object) -> None:
+    response = await client.post("/api/forks", json=FORK | {"upstream": upstream}, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "upstream"
+
+
+@pytest.mark.parametrize(
+    "upstream", ["http://127.0.0.1:9000", "https://app.internal/base/", "http://[::1]:8080"]
+)
+async def test_good_upstreams(client: httpx.AsyncClient, upstream: str) -> None:
+    response = await client.post("/api/forks", json=FORK | {"upstream": upstream}, headers=AUTH)
+    assert response.status_code == 201
+
+
+async def test_fork_flags_are_checked_against_the_catalog(client: httpx.AsyncClient) -> None:
+    await client.put("/api/flags", json={"flags": CATALOG}, headers=AUTH)
+    response = await client.post(
+        "/api/forks", json=FORK | {"flags": {"layout": "zzz"}}, headers=AUTH
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "flags.layout"
+
+
+async def test_get_an_unknown_fork_is_a_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/forks/ghost")
+    assert response.status_code == 404
+    assert "ghost" in response.json()["message"]
+
+
+async def test_update_a_fork_keeps_who_created_it(client: httpx.AsyncClient) -> None:
+    created = (await client.post("/api/forks", json=FORK, headers=AUTH)).json()
+    response = await client.put(
+        "/api/forks/new-lp",
+        json={"upstream": "https://elsewhere", "flags": {"x.y": False, "z": "q"}},
+        headers=BOB_AUTH,
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["upstream"] == "https://elsewhere"
+    assert body["flags"] == {"x.y": False, "z": "q"}
+    assert body["created_by"] == "alice"
+    assert body["created_at"] == created["created_at"]
+    assert body["updated_at"] >= created["updated_at"]
+    assert (await client.get("/api/forks/new-lp")).json() == body
+
+
+async def test_update_cannot_rename(client: httpx.AsyncClient) -> None:
+    await client.post("/api/forks", json=FORK, headers=AUTH)
+    response = await client.put("/api/forks/new-lp", json=FORK | {"name": "other"}, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "name"
+
+
+async def test_update_with_the_same_name_in_the_body_is_fine(client: httpx.AsyncClient) -> None:
+    await client.post("/api/forks", json=FORK, headers=AUTH)
+    response = await client.put("/api/forks/new-lp", json=FORK, headers=AUTH)
+    assert response.status_code == 200
+
+
+async def test_update_an_unknown_fork_is_a_404(client: httpx.AsyncClient) -> None:
+    response = await client.put("/api/forks/ghost", json={"upstream": "http://h"}, headers=AUTH)
+    assert response.status_code == 404
+
+
+async def test_update_validates_the_body(client: httpx.AsyncClient) -> None:
+    await client.post("/api/forks", json=FORK, headers=AUTH)
+    response = await client.put("/api/forks/new-lp", json={"upstream": "ftp://x"}, headers=AUTH)
+    assert response.status_code == 422
+
+
+async def test_delete_a_fork(client: httpx.AsyncClient) -> None:
+    await client.post("/api/forks", json=FORK, headers=AUTH)
+    assert (await client.delete("/api/forks/new-lp", headers=AUTH)).status_code == 204
+    assert (await client.get("/api/forks/new-lp")).status_code == 404
+    assert (await client.delete("/api/forks/new-lp", headers=AUTH)).status_code == 404
+
+
+# -- never a 500 ----------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+BODIES = st.one_of(
+    JSON,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "name": JSON | st.from_regex(r"[a-z0-9-]{1,70}", fullmatch=True),
+            "upstream": JSON | st.just("http://h:1"),
+            "flags": st.dictionaries(st.text(max_size=8), JSON, max_size=4),
+            "ttl": JSON,
+            "origin": JSON,
+        },
+    ),
+)
+
+
+@hsettings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=BODIES,
+    target=st.sampled_from(
+        [
+            ("POST", "/api/tokens"),
+            ("POST", "/api/forks"),
+            ("PUT", "/api/forks/a"),
+            ("PUT", "/api/flags"),
+        ]
+    ),
+)
+async def test_no_body_makes_a_500(body: object, target: tuple[str, str]) -> None:
+    settings = Settings(secret=SECRET, environment="test", api_tokens={"alice": ALICE})
+    async with httpx.AsyncClient(
+        transport=make_app(settings), base_url="http://127.0.0.1:8000"
+    ) as client:
+        await client.post("/api/forks", json=FORK | {"name": "a"}, headers=AUTH)
+        method, path = target
+        response = await client.request(method, path, content=json.dumps(body), headers=AUTH)
+    assert response.status_code in {200, 201, 400, 409, 413, 422}, response.text
+    if response.status_code >= 400:
+        assert response.json()["message"]
