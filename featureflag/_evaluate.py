@@ -9,8 +9,14 @@ from ._registry import Flag
 from ._scope import Scope, _Overridden, _Rejected
 
 
-def apply_override(scope: Scope, flag: Flag, call_default: Callable[[], Any]) -> Any:
-    """Return the override for *flag*, or the default when the override doesn't fit."""
+def apply_override(
+    scope: Scope, flag: Flag, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> Any:
+    """Return the override for *flag*, or ``fn(*args, **kwargs)`` when it doesn't fit."""
+
+    def call_default() -> Any:
+        return fn(*args, **kwargs)
+
     value = scope.overrides[flag.name]
     if flag.type is None:
         # No annotation: the type comes from what the default returns.
@@ -32,9 +38,13 @@ def apply_override(scope: Scope, flag: Flag, call_default: Callable[[], Any]) ->
 
 
 async def apply_override_async(
-    scope: Scope, flag: Flag, call_default: Callable[[], Awaitable[Any]]
+    scope: Scope, flag: Flag, fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any
 ) -> Any:
-    """:func:`apply_override` for an awaitable default."""
+    """:func:`apply_override` for a coroutine function."""
+
+    def call_default() -> Awaitable[Any]:
+        return fn(*args, **kwargs)
+
     value = scope.overrides[flag.name]
     if flag.type is None:
         result = await call_default()

@@ -17,13 +17,16 @@ _T = TypeVar("_T")
 
 # The generated wrapper keeps the hot path to one ContextVar lookup, one membership
 # test and one dict store, and passes arguments without packing them into *args.
+# The override path gets the function and its arguments rather than a closure: a
+# closure would turn every parameter into a cell, slowing the common path too.
 _SYNC = """\
 def __ff_wrapper({params}):
     __ff_s = __ff_get()
     if __ff_s is None:
         return __ff_fn({call})
-    if __ff_name in __ff_s.overrides:
-        return __ff_override(__ff_s, __ff_flag, lambda: __ff_fn({call}))
+    __ff_o = __ff_s.overrides
+    if __ff_o and __ff_name in __ff_o:
+        return __ff_override(__ff_s, __ff_flag, __ff_fn, {call})
     __ff_v = __ff_fn({call})
     __ff_seen = __ff_s.seen
     if __ff_name in __ff_seen or len(__ff_seen) < __ff_s.limit:
@@ -39,7 +42,7 @@ async def __ff_wrapper({params}):
     if __ff_s is None:
         return await __ff_fn({call})
     if __ff_name in __ff_s.overrides:
-        return await __ff_override(__ff_s, __ff_flag, lambda: __ff_fn({call}))
+        return await __ff_override(__ff_s, __ff_flag, __ff_fn, {call})
     __ff_v = await __ff_fn({call})
     __ff_s.record(__ff_name, __ff_v)
     return __ff_v
