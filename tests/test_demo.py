@@ -1,0 +1,172 @@
+"""``./scripts/demo`` as a user runs it: three real processes, a fork, Ctrl-C stops them."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import stat
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.servers import ROOT, free_port
+
+pytestmark = pytest.mark.integration
+
+LABELS = "Override service|Demo app|Fork new-lp|Downstream service|API token"
+LINE = re.compile(rf"^\s+({LABELS}):\s+(\S+)")
+
+
+@dataclass
+class Demo:
+    process: subprocess.Popen[str]
+    urls: dict[str, str]
+    output: list[str]
+    ports: tuple[int, int, int]
+
+
+def _reader(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.put(line)
+    lines.put(None)
+
+
+@contextmanager
+def run_demo(state: Path, ports: tuple[int, int, int]) -> Iterator[Demo]:
+    service, app, downstream = ports
+    argv = ["./scripts/demo", "--no-install", "--state-dir", str(state)]
+    argv += ["--service-port", str(service), "--app-port", str(app)]
+    argv += ["--downstream-port", str(downstream)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEATUREFLAG_")}
+    process = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_reader, args=(process, lines), daemon=True).start()
+    output: list[str] = []
+    urls: dict[str, str] = {}
+    try:
+        while "API token" not in urls:
+            line = lines.get(timeout=90)
+            if line is None:
+                raise AssertionError("the demo exited before it was ready:\n" + "".join(output))
+            output.append(line)
+            if match := LINE.match(line):
+                urls[match.group(1)] = match.group(2)
+        demo = Demo(process, urls, output, ports)
+        yield demo
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        while (line := lines.get(timeout=10)) is not None:
+            output.append(line)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def refuses(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def three_ports() -> tuple[int, int, int]:
+    ports: set[int] = set()
+    while len(ports) < 3:
+        ports.add(free_port())
+    a, b, c = sorted(ports)
+    return a, b, c
+
+
+def test_the_demo_starts_everything_serves_the_fork_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    ports = three_ports()
+    with run_demo(state, ports) as demo:
+        urls = demo.urls
+        service_port = ports[0]
+        assert urls["Override service"] == f"http://127.0.0.1:{service_port}/"
+        assert urls["Fork new-lp"] == f"http://new-lp.localhost:{service_port}/"
+        token = urls["API token"]
+
+        # The app on its own: defaults.
+        page = httpx.get(urls["Demo app"], timeout=10)
+        assert page.status_code == 200
+        assert 'data-variant="a"' in page.text
+        assert '<strong data-testid="strategy">popular</strong>' in page.text
+
+        # The fork URL (Host new-lp.localhost): "new-lp" = "b" is baked in, and the
+        # downstream service's flag comes back through propagation.
+        fork = httpx.get(
+            f"http://127.0.0.1:{service_port}/",
+            headers={"Host": f"new-lp.localhost:{service_port}"},
+            timeout=10,
+        )
+        assert fork.status_code == 200
+        assert 'data-variant="b"' in fork.text
+        assert '<strong data-testid="strategy">personal</strong>' in fork.text
+        report = fork.headers["feature-flags"]
+        assert '"new-lp";value="b";source=override' in report
+        assert '"Recommendations.strategy";value="personal";source=override;service=' in report
+
+        # The printed token is an API token of the service; the catalog was pushed.
+        auth = {"Authorization": f"Bearer {token}"}
+        forks = httpx.get(f"{urls['Override service']}api/forks", headers=auth).json()
+        assert [f["name"] for f in forks["forks"]] == ["new-lp"]
+        catalog = httpx.get(f"{urls['Override service']}api/flags", headers=auth).json()
+        names = {f["name"] for f in catalog["flags"]}
+        assert {"new-lp", "Checkout.is_one_click", "Recommendations.strategy"} <= names
+
+        # The service's web page is there.
+        assert "Log in" in httpx.get(f"{urls['Override service']}login").text
+
+    assert demo.process.returncode == 0, "".join(demo.output)
+    assert "Stopped the override service" in "".join(demo.output)
+    assert all(refuses(port) for port in ports)
+
+    # Secret and token are kept, owner-only, and reused by the next run.
+    for name in ("secret", "api-token"):
+        assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
+    assert (state / "featureflag.sqlite3").exists()
+    with run_demo(state, ports) as again:
+        assert again.urls["API token"] == token
+        fork = httpx.get(
+            f"http://127.0.0.1:{service_port}/",
+            headers={"Host": f"new-lp.localhost:{service_port}"},
+            timeout=10,
+        )
+        assert 'data-variant="b"' in fork.text
+    assert again.process.returncode == 0
+    assert all(refuses(port) for port in ports)
+
+
+def test_a_taken_port_is_named_with_the_flag_to_change(tmp_path: Path) -> None:
+    ports = three_ports()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports[1]))
+        taken.listen()
+        result = subprocess.run(
+            [
+                "./scripts/demo", "--no-install", "--state-dir", str(tmp_path),
+                "--service-port", str(ports[0]), "--app-port", str(ports[1]),
+                "--downstream-port", str(ports[2]),
+            ],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert f"port {ports[1]} on 127.0.0.1 is taken" in result.stderr
+    assert "--app-port" in result.stderr
+    assert refuses(ports[0])
