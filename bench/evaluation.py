@@ -49,7 +49,7 @@ def loop(call: Callable[[], Any]) -> Callable[[], int]:
             c()
             c()
             c()
-            c()  # noqa: E702
+            c()
         return time.perf_counter_ns() - t0
 
     return run
