@@ -1,0 +1,163 @@
+"""create_app: Host dispatch between the fork proxy and the service, and the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+from server import app as app_module
+from server.app import create_app
+from server.errors import StoreError
+from server.memory_store import MemoryStore
+from server.settings import Settings
+from server.sqlite_store import SQLiteStore
+from server.store import Fork
+
+from .conftest import ALICE
+
+
+class Upstream:
+    """An injected proxy transport that records what reached the 'upstream'."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(200, text=f"upstream saw {request.url.path}")
+
+
+@pytest.fixture
+async def forked(settings: Settings) -> tuple[Any, Upstream]:
+    store = MemoryStore()
+    await store.create_fork(Fork("new-lp", "http://upstream.test:9000", {"a.b": True}, "alice"))
+    upstream = Upstream()
+    app = create_app(settings, store=store, proxy_transport=httpx.MockTransport(upstream))
+    return app, upstream
+
+
+async def get(app: Any, path: str, host: str) -> httpx.Response:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000"
+    ) as client:
+        return await client.get(path, headers={"Host": host})
+
+
+@pytest.mark.parametrize("host", ["new-lp.localhost:8000", "new-lp.localhost", "NEW-LP.localhost"])
+async def test_a_fork_host_goes_to_the_upstream(forked: tuple[Any, Upstream], host: str) -> None:
+    app, upstream = forked
+    response = await get(app, "/api/forks", host)  # even the service's own paths
+    assert response.text == "upstream saw /api/forks"
+    assert len(upstream.requests) == 1
+    assert "feature-flag-overrides" in upstream.requests[0].headers
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost:8000", "127.0.0.1:8000", "qa.example.com", "www.localhost:8000", ""]
+)
+async def test_any_other_host_is_the_service(forked: tuple[Any, Upstream], host: str) -> None:
+    app, upstream = forked
+    response = await get(app, "/healthz", host)
+    assert response.json() == {"status": "ok"}
+    assert upstream.requests == []
+
+
+async def test_the_web_page_answers_on_the_service_host(forked: tuple[Any, Upstream]) -> None:
+    app, _ = forked
+    response = await get(app, "/", "localhost:8000")
+    assert response.status_code in (200, 303, 307)
+
+
+async def test_without_the_optional_modules_the_api_still_runs(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing(name: str) -> ModuleType | None:
+        return None
+
+    monkeypatch.setattr(app_module, "_optional", missing)
+    app = create_app(settings, store=MemoryStore())
+    assert (await get(app, "/healthz", "new-lp.localhost:8000")).json() == {"status": "ok"}
+    page = await get(app, "/", "localhost:8000")
+    assert "/openapi.json" in page.text
+    assert (await get(app, "/nothing", "localhost:8000")).status_code == 404
+
+
+def test_a_missing_optional_module_is_none_but_its_own_import_errors_surface(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ff_probe_broken.py").write_text("import ff_probe_dependency_missing\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert app_module._optional("ff_probe_absent") is None
+    with pytest.raises(ModuleNotFoundError, match="ff_probe_dependency_missing"):
+        app_module._optional("ff_probe_broken")
+
+
+class Lifespan:
+    """Drive an ASGI lifespan by hand."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    async def send(self, event: str) -> dict[str, Any]:
+        if self.task is None:
+            self.task = asyncio.create_task(
+                self.app({"type": "lifespan"}, self.inbox.get, self.outbox.put)
+            )
+        await self.inbox.put({"type": event})
+        return await asyncio.wait_for(self.outbox.get(), 30)
+
+
+async def test_lifespan_opens_and_closes_its_own_store(settings: Settings) -> None:
+    app = create_app(settings)
+    assert (await get(app, "/healthz", "localhost")).status_code == 503
+    lifespan = Lifespan(app)
+    assert (await lifespan.send("lifespan.startup"))["type"] == "lifespan.startup.complete"
+    assert isinstance(app.store, SQLiteStore)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000"
+    ) as client:
+        response = await client.post(
+            "/api/forks",
+            json={"name": "new-lp", "upstream": "http://h:1"},
+            headers={"Authorization": f"Bearer {ALICE}"},
+        )
+    assert response.status_code == 201
+    assert (await lifespan.send("lifespan.shutdown"))["type"] == "lifespan.shutdown.complete"
+    with pytest.raises(StoreError):
+        await app.store.list_forks()
+    reopened = SQLiteStore(settings.db)
+    try:
+        assert await reopened.get_fork("new-lp") is not None
+    finally:
+        await reopened.close()
+
+
+async def test_lifespan_leaves_a_given_store_open(settings: Settings) -> None:
+    store = MemoryStore()
+    closed: list[bool] = []
+
+    async def close() -> None:
+        closed.append(True)
+
+    store.close = close  # type: ignore[method-assign]
+    lifespan = Lifespan(create_app(settings, store=store))
+    await lifespan.send("lifespan.startup")
+    assert (await lifespan.send("lifespan.shutdown"))["type"] == "lifespan.shutdown.complete"
+    assert closed == []
+
+
+async def test_a_store_that_cannot_open_fails_startup_with_the_reason(
+    settings: Settings, tmp_path: Path
+) -> None:
+    bad = settings.model_copy(update={"db": tmp_path / "missing" / "dir" / "x.sqlite3"})
+    message = await Lifespan(create_app(bad)).send("lifespan.startup")
+    assert message["type"] == "lifespan.startup.failed"
+    assert "--db" in message["message"]
