@@ -22,6 +22,8 @@ REPORT_HEADER = "Feature-Flags"
 OFREP_PATH = "/ofrep/v1/evaluate/flags"
 VARY = "Cookie, Feature-Flag-Overrides"
 NO_STORE = "private, no-store"
+_VARY = VARY.encode()
+_NO_STORE = NO_STORE.encode()
 
 ReportMode = Literal["with-token", "always", "never"]
 RawHeaders = list[tuple[bytes, bytes]]
@@ -140,22 +142,22 @@ def response_headers(
     config: Config, request: Request, headers: Iterable[Sequence[bytes]]
 ) -> RawHeaders:
     """*headers* plus Vary, the refusal reason, Cache-Control and the report."""
+    scope = request.scope
+    # Without a verified token nothing can have been overridden: skip the scan.
+    no_store = request.verified is not None and scope.used_override
     out: RawHeaders = []
     vary: list[bytes] = []
     for name, value in headers:
         lower = name.lower()
         if lower == b"vary":
             vary.append(value)
-            continue
-        if lower == b"cache-control" and request.scope.used_override:
-            continue  # replaced below: an overridden response must not be stored
-        out.append((name, value))
-    out.append((b"vary", _merge_vary(vary)))
+        elif not (no_store and lower == b"cache-control"):
+            out.append((name, value))
+    out.append((b"vary", _merge_vary(vary) if vary else _VARY))
     if request.error is not None:
         out.append((b"feature-flag-override-error", request.error.encode()))
-    scope = request.scope
-    if scope.used_override:
-        out.append((b"cache-control", NO_STORE.encode()))
+    if no_store:
+        out.append((b"cache-control", _NO_STORE))
     if request.report_due:
         request.reported = (len(scope.seen), len(scope.remote))
         report = format_report(scope.evaluations(), dropped=scope.dropped, budget=config.budget)
@@ -165,8 +167,6 @@ def response_headers(
 
 
 def _merge_vary(existing: list[bytes]) -> bytes:
-    if not existing:
-        return VARY.encode()
     joined = b", ".join(existing)
     have = {part.strip().lower() for part in joined.split(b",")}
     if b"*" in have:
