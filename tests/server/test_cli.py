@@ -1,0 +1,145 @@
+"""``featureflag-server``: start-up errors are one clear message and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.__main__ import main
+from tests.support.servers import free_port, run_server
+
+SECRET = "k" * 40
+TOKEN = "alice-token-0123456789"
+ENV = {"FEATUREFLAG_SECRET": SECRET, "FEATUREFLAG_API_TOKENS": f"alice:{TOKEN}"}
+COMMAND = str(Path(sys.executable).with_name("featureflag-server"))
+
+
+@pytest.mark.parametrize(
+    ("environ", "argv", "says"),
+    [
+        ({}, [], "FEATUREFLAG_SECRET"),
+        (ENV | {"FEATUREFLAG_SECRET": "weak"}, [], "shorter than 32 bytes"),
+        (ENV | {"FEATUREFLAG_API_TOKENS": "alice"}, [], "FEATUREFLAG_API_TOKENS"),
+        (ENV, ["--port", "99999"], "--port"),
+        (ENV, ["--db", "/nonexistent-dir/x/ff.sqlite3"], "--db"),
+    ],
+)
+def test_startup_errors_exit_2_with_a_message(
+    environ: dict[str, str], argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv, environ) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("featureflag-server: ")
+    assert says in err
+    assert "Traceback" not in err
+
+
+def test_an_unknown_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--nope"], ENV)
+    assert info.value.code == 2
+    assert "unrecognized arguments: --nope" in capsys.readouterr().err
+
+
+def test_a_newer_database_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    db = tmp_path / "new.sqlite3"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (999)")
+    conn.close()
+    assert main(["--db", str(db)], ENV) == 2
+    assert "Upgrade featureflag" in capsys.readouterr().err
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEATUREFLAG_")}
+    return env | extra
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("command", [[COMMAND], [sys.executable, "-m", "server"]])
+def test_the_real_command_fails_cleanly(command: list[str], tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*command, "--db", str(tmp_path / "x.sqlite3")],
+        env=_env(FEATUREFLAG_SECRET="weak", FEATUREFLAG_API_TOKENS=f"alice:{TOKEN}"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "FEATUREFLAG_SECRET is invalid" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x.sqlite3").exists()
+
+
+@pytest.mark.integration
+def test_help_exits_0() -> None:
+    done = subprocess.run(
+        [COMMAND, "--help"], env=_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    assert "--fork-domain" in done.stdout and "FEATUREFLAG_API_TOKENS" in done.stdout
+
+
+APP_MODULE = """
+from typing import Literal
+
+import featureflag
+
+
+@featureflag.trap(name="PushedFeature")
+class Feature:
+    def is_released(self) -> bool:
+        return False
+
+    def layout(self) -> Literal["grid", "list"]:
+        return "grid"
+
+
+def banner() -> str:
+    return featureflag.intercept("pushed-banner", lambda: "hello")
+"""
+
+
+@pytest.mark.integration
+def test_catalog_push_round_trips_through_a_real_server(tmp_path: Path) -> None:
+    (tmp_path / "pushed_app.py").write_text(APP_MODULE)
+    port = free_port()
+    argv = [COMMAND, "--port", str(port), "--db", str(tmp_path / "ff.sqlite3")]
+    with run_server(
+        argv, port=port, ready_path="/healthz", env=_env(**ENV), log_dir=tmp_path
+    ) as server:
+        printed = subprocess.run(
+            [sys.executable, "-m", "featureflag", "catalog", "pushed_app"],
+            cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        pushed = subprocess.run(
+            [sys.executable, "-m", "featureflag", "catalog", "pushed_app", "--push",
+             f"{server.url}/api/flags"],
+            cwd=tmp_path, env=_env(FEATUREFLAG_API_TOKEN=TOKEN), capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+        assert pushed.returncode == 0, pushed.stderr
+        stored = httpx.get(f"{server.url}/api/flags").json()
+        refused = subprocess.run(
+            [sys.executable, "-m", "featureflag", "catalog", "pushed_app", "--push",
+             f"{server.url}/api/flags"],
+            cwd=tmp_path, env=_env(FEATUREFLAG_API_TOKEN="wrong-token-0123456789"),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert stored == json.loads(printed.stdout)
+    names = [f["name"] for f in stored["flags"]]
+    assert names == ["PushedFeature.is_released", "PushedFeature.layout"]
+    assert stored["flags"][1]["choices"] == ["grid", "list"]
+    assert refused.returncode == 1
+    assert "401" in refused.stderr

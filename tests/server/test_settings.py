@@ -1,0 +1,150 @@
+"""Settings: defaults, the environment, and start-up errors that say what to set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from featureflag.exceptions import ConfigurationError
+from server.settings import DEFAULT_MAX_TOKEN_TTL, Settings, load_settings
+
+SECRET = "k" * 40
+OLD = "o" * 40
+TOKENS = "alice:alice-token-0123456789,bob:bob-token-0123456789ab"
+ENV = {"FEATUREFLAG_SECRET": SECRET, "FEATUREFLAG_API_TOKENS": TOKENS}
+
+
+def test_defaults() -> None:
+    s = load_settings([], ENV)
+    assert (s.host, s.port, s.db, s.fork_domain) == (
+        "127.0.0.1",
+        8000,
+        Path("featureflag.sqlite3"),
+        "localhost",
+    )
+    assert s.environment == "development"
+    assert s.max_token_ttl == DEFAULT_MAX_TOKEN_TTL == 12 * 3600
+    assert s.secret_values == [SECRET]
+    assert set(s.api_tokens) == {"alice", "bob"}
+    assert s.secure_cookies is False
+
+
+def test_options() -> None:
+    s = load_settings(
+        [
+            "--host", "0.0.0.0", "--port", "9000", "--db", "/var/lib/ff.db",
+            "--fork-domain", "QA.Example.com.", "--max-token-ttl", "600", "--secure-cookies",
+        ],
+        ENV | {"FEATUREFLAG_ENVIRONMENT": "qa"},
+    )  # fmt: skip
+    assert (s.host, s.port, s.db) == ("0.0.0.0", 9000, Path("/var/lib/ff.db"))
+    assert s.fork_domain == "qa.example.com"
+    assert s.max_token_ttl == 600
+    assert s.environment == "qa"
+    assert s.secure_cookies is True
+
+
+def test_max_token_ttl_from_the_environment_and_the_option_wins() -> None:
+    assert load_settings([], ENV | {"FEATUREFLAG_MAX_TOKEN_TTL": "60"}).max_token_ttl == 60
+    both = load_settings(["--max-token-ttl", "30"], ENV | {"FEATUREFLAG_MAX_TOKEN_TTL": "60"})
+    assert both.max_token_ttl == 30
+
+
+def test_several_secrets_the_first_signs() -> None:
+    s = load_settings([], ENV | {"FEATUREFLAG_SECRET": f" {SECRET} , {OLD} ,"})
+    assert s.secret_values == [SECRET, OLD]
+    assert s.signing_secret == SECRET
+    from featureflag.tokens import OverrideSigner
+
+    token = s.signer().dumps({"a": True}, sub="alice")
+    assert OverrideSigner(SECRET, environment="development").loads(token).flags == {"a": True}
+    old_token = OverrideSigner(OLD, environment="development").dumps({"b": "x"}, sub="bob")
+    assert s.signer().loads(old_token).flags == {"b": "x"}  # rotation: old still verifies
+
+
+@pytest.mark.parametrize(
+    ("environ", "says"),
+    [
+        ({}, ["FEATUREFLAG_SECRET", "FEATUREFLAG_API_TOKENS", "secrets.token_urlsafe"]),
+        ({"FEATUREFLAG_API_TOKENS": TOKENS}, ["Set FEATUREFLAG_SECRET"]),
+        ({"FEATUREFLAG_SECRET": SECRET}, ["Set FEATUREFLAG_API_TOKENS", "name:token"]),
+        (ENV | {"FEATUREFLAG_SECRET": "short"}, ["FEATUREFLAG_SECRET", "32 bytes"]),
+        (ENV | {"FEATUREFLAG_SECRET": f"{SECRET},short"}, ["secret number 2"]),
+        (ENV | {"FEATUREFLAG_SECRET": " , "}, ["FEATUREFLAG_SECRET", "32 bytes"]),
+        (ENV | {"FEATUREFLAG_API_TOKENS": " , "}, ["Set FEATUREFLAG_API_TOKENS"]),
+        (ENV | {"FEATUREFLAG_API_TOKENS": "alice"}, ["FEATUREFLAG_API_TOKENS", "name:token"]),
+        (ENV | {"FEATUREFLAG_API_TOKENS": "alice:"}, ["FEATUREFLAG_API_TOKENS", "name:token"]),
+        (ENV | {"FEATUREFLAG_API_TOKENS": ":x" * 10}, ["FEATUREFLAG_API_TOKENS"]),
+        (ENV | {"FEATUREFLAG_API_TOKENS": "alice:short"}, ["FEATUREFLAG_API_TOKENS", "16"]),
+        (ENV | {"FEATUREFLAG_API_TOKENS": TOKENS + ",alice:x" + "y" * 20}, ["twice"]),
+        (
+            ENV | {"FEATUREFLAG_API_TOKENS": "a:same-token-0123456789,b:same-token-0123456789"},
+            ["another user's token"],
+        ),
+        (ENV | {"FEATUREFLAG_API_TOKENS": "al ice:abcdefghijklmnopqrstu"}, ["letters"]),
+        (ENV | {"FEATUREFLAG_ENVIRONMENT": "x" * 65}, ["FEATUREFLAG_ENVIRONMENT"]),
+        (ENV | {"FEATUREFLAG_MAX_TOKEN_TTL": "soon"}, ["FEATUREFLAG_MAX_TOKEN_TTL"]),
+        (ENV | {"FEATUREFLAG_MAX_TOKEN_TTL": "0"}, ["FEATUREFLAG_MAX_TOKEN_TTL"]),
+    ],
+)
+def test_bad_environment_says_what_to_set(environ: dict[str, str], says: list[str]) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_settings([], environ)
+    for words in says:
+        assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--port", "70000"], "--port"),
+        (["--fork-domain", "http://qa.example.com"], "--fork-domain"),
+        (["--fork-domain", "qa.example.com:8000"], "--fork-domain"),
+        (["--fork-domain", ""], "--fork-domain"),
+        (["--max-token-ttl", "-1"], "--max-token-ttl"),
+    ],
+)
+def test_bad_options_say_which(argv: list[str], says: str) -> None:
+    with pytest.raises(ConfigurationError, match=says):
+        load_settings(argv, ENV)
+
+
+def test_secrets_never_appear_in_messages_or_repr() -> None:
+    secret_token = "supersecret-token-value-0123"
+    with pytest.raises(ConfigurationError) as info:
+        load_settings([], ENV | {"FEATUREFLAG_API_TOKENS": f"alice:{secret_token},bob"})
+    assert secret_token not in str(info.value)
+    s = load_settings([], ENV)
+    assert SECRET not in repr(s) and "alice-token" not in repr(s)
+    assert SECRET not in str(s.model_dump())
+
+
+def test_authenticate() -> None:
+    s = load_settings([], ENV)
+    assert s.authenticate("alice-token-0123456789") == "alice"
+    assert s.authenticate("bob-token-0123456789ab") == "bob"
+    assert s.authenticate("alice-token-012345678") is None
+    assert s.authenticate("") is None
+
+
+@pytest.mark.parametrize(
+    ("domain", "scheme", "port", "url"),
+    [
+        ("localhost", "http", 8000, "http://new-lp.localhost:8000/"),
+        ("localhost", "http", 80, "http://new-lp.localhost/"),
+        ("localhost", "http", None, "http://new-lp.localhost/"),
+        ("qa.example.com", "https", 443, "https://new-lp.qa.example.com/"),
+        ("qa.example.com", "https", 8443, "https://new-lp.qa.example.com:8443/"),
+    ],
+)
+def test_fork_url(domain: str, scheme: str, port: int | None, url: str) -> None:
+    s = Settings(secret=SECRET, fork_domain=domain)
+    assert s.fork_url("new-lp", scheme, port) == url
+
+
+def test_settings_can_be_built_directly_with_plain_values() -> None:
+    s = Settings(secret=[SECRET, OLD], api_tokens={"alice": "alice-token-0123456789"})
+    assert s.secret_values == [SECRET, OLD]
+    with pytest.raises(ValueError, match="32 bytes"):
+        Settings(secret="short")
