@@ -100,16 +100,25 @@ class Request:
         self.reported: tuple[int, int] | None = None
         if token is not None:
             try:
+                if not isinstance(token, str):
+                    token = token.decode("latin-1")
                 self.verified = config.signer.loads(token)
             except TokenError as refused:
                 self.error = refused.reason
                 logger.debug("Override token refused (%s): %s", refused.reason, refused)
             else:
-                self.raw = token if isinstance(token, str) else token.decode("ascii")
-        self.scope = Scope(self.verified.flags if self.verified is not None else {})
+                self.raw = token
         self.report_due = config.report == "always" or (
             config.report == "with-token" and self.verified is not None
         )
+        # A fresh scope only when there is something to apply or to report. Otherwise
+        # the context is left alone: a request without a token pays nothing per flag,
+        # and overrides a test set around an in-process call still reach the app.
+        self.scope: Scope | None = None
+        if self.verified is not None:
+            self.scope = Scope(self.verified.flags)
+        elif self.report_due:
+            self.scope = Scope({})
 
 
 def token_from_cookie(cookie: str) -> str | None:
@@ -144,7 +153,7 @@ def response_headers(
     """*headers* plus Vary, the refusal reason, Cache-Control and the report."""
     scope = request.scope
     # Without a verified token nothing can have been overridden: skip the scan.
-    no_store = request.verified is not None and scope.used_override
+    no_store = scope is not None and request.verified is not None and scope.used_override
     out: RawHeaders = []
     vary: list[bytes] = []
     for name, value in headers:
@@ -158,7 +167,7 @@ def response_headers(
         out.append((b"feature-flag-override-error", request.error.encode()))
     if no_store:
         out.append((b"cache-control", _NO_STORE))
-    if request.report_due:
+    if request.report_due and scope is not None:
         request.reported = (len(scope.seen), len(scope.remote))
         report = format_report(scope.evaluations(), dropped=scope.dropped, budget=config.budget)
         if report:
@@ -177,9 +186,13 @@ def _merge_vary(existing: list[bytes]) -> bytes:
 
 def warn_late(request: Request, target: str) -> None:
     """Log the flags evaluated after the report header went (streaming bodies)."""
-    if request.reported is None:
-        return
     scope = request.scope
+    if (
+        scope is None
+        or request.reported is None
+        or request.reported == (len(scope.seen), len(scope.remote))
+    ):
+        return
     n_seen, n_remote = request.reported
     late = list(scope.seen)[n_seen:] + [e.name for e in list(scope.remote.values())[n_remote:]]
     if late:

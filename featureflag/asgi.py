@@ -77,8 +77,8 @@ class FeatureFlagMiddleware:
             return
         config = self.config
         request = Request(config, token_from_headers(scope["headers"]))
-        reset_scope = _current.set(request.scope)
-        reset_token = _token.set(None if request.raw is None else (request.raw, _host(scope)))
+        reset_scope = None if request.scope is None else _current.set(request.scope)
+        reset_token = None if request.raw is None else _token.set((request.raw, _host(scope)))
         try:
             if kind == "websocket":
                 await self.app(scope, receive, _websocket_send(request, send))
@@ -98,8 +98,10 @@ class FeatureFlagMiddleware:
         finally:
             if request.reported is not None:
                 warn_late(request, f"{scope.get('method', 'GET')} {scope.get('path', '')}")
-            _token.reset(reset_token)
-            _current.reset(reset_scope)
+            if reset_token is not None:
+                _token.reset(reset_token)
+            if reset_scope is not None:
+                _current.reset(reset_scope)
 
 
 def _host(scope: Scope) -> str | None:

@@ -70,17 +70,6 @@ class FeatureFlagMiddleware:
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        # A copied context per request: the ContextVars set here stay with this request
-        # while the server iterates the body, after this call has returned.
-        context = contextvars.copy_context()
-        return context.run(self._call, context, environ, start_response)
-
-    def _call(
-        self,
-        context: contextvars.Context,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-    ) -> Iterable[bytes]:
         config = self.config
         token = environ.get("HTTP_FEATURE_FLAG_OVERRIDES")
         if token is None:
@@ -88,21 +77,8 @@ class FeatureFlagMiddleware:
             if cookie is not None and "featureflag_overrides" in cookie:
                 token = token_from_cookie(cookie)
         request = Request(config, token)
-        reset_scope = _current.set(request.scope)
-        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
-        reset_token = _token.set(None if request.raw is None else (request.raw, host))
-
-        def finish() -> None:
-            if request.reported is not None:
-                warn_late(request, f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}")
-            _token.reset(reset_token)
-            _current.reset(reset_scope)
-
         if environ.get("PATH_INFO") == config.ofrep_path:
-            try:
-                return _serve_ofrep(config, request, environ, start_response)
-            finally:
-                finish()
+            return _serve_ofrep(config, request, environ, start_response)
 
         def start_with_headers(
             status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None, /
@@ -112,8 +88,37 @@ class FeatureFlagMiddleware:
             out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in added]
             return start_response(status, out, exc_info)
 
+        if request.scope is None and request.raw is None:
+            # Nothing to apply or report: no context to manage, only headers to add.
+            return self.app(environ, start_with_headers)
+        # A copied context per request: the ContextVars set here stay with this request
+        # while the server iterates the body, after this call has returned.
+        context = contextvars.copy_context()
+        return context.run(self._call, context, request, environ, start_with_headers)
+
+    def _call(
+        self,
+        context: contextvars.Context,
+        request: Request,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        reset_scope = None if request.scope is None else _current.set(request.scope)
+        reset_token = None
+        if request.raw is not None:
+            host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
+            reset_token = _token.set((request.raw, host))
+
+        def finish() -> None:
+            if request.reported is not None:
+                warn_late(request, f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}")
+            if reset_token is not None:
+                _token.reset(reset_token)
+            if reset_scope is not None:
+                _current.reset(reset_scope)
+
         try:
-            result = self.app(environ, start_with_headers)
+            result = self.app(environ, start_response)
         except BaseException:
             finish()
             raise

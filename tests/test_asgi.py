@@ -248,6 +248,22 @@ async def test_wrong_typed_override_is_rejected_with_a_readable_reason(
     assert r.headers["cache-control"] == "public, max-age=60"
 
 
+async def test_without_a_token_the_callers_context_is_left_alone(signer: OverrideSigner) -> None:
+    # What featureflag.testing relies on: overrides set around an in-process call.
+    async with client(create_app(signer=signer)) as c:
+        with featureflag.overrides({"asgi-lp": "from-test"}):
+            r = await c.get("/")
+            assert r.text == "released=False lp=from-test token=False"
+            assert [e.name for e in featureflag.evaluations()] == [
+                "AsgiDemo.is_released",
+                "asgi-lp",
+            ]
+            # A request with a token gets the token's overrides and nothing else.
+            token = signer.dumps({"AsgiDemo.is_released": True}, sub="ana")
+            r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+            assert r.text == "released=True lp=a token=True"
+
+
 async def test_report_always_and_never(signer: OverrideSigner) -> None:
     token = signer.dumps(OVERRIDES, sub="ana")
     async with client(create_app(signer=signer, report="always")) as c:

@@ -198,6 +198,15 @@ def test_wrong_typed_override_is_rejected_with_a_readable_reason(
     assert first.rejected is not None and "send true or false" in first.rejected
 
 
+def test_without_a_token_the_callers_context_is_left_alone(signer: OverrideSigner) -> None:
+    c = client(signer)
+    with featureflag.overrides({"wsgi-lp": "from-test"}):
+        assert c.get("/").text == "released=False lp=from-test token=False"
+        token = signer.dumps({"WsgiDemo.is_released": True}, sub="ana")
+        r = c.get("/", headers={"Feature-Flag-Overrides": token})
+        assert r.text == "released=True lp=a token=True"
+
+
 def test_report_always_and_never(signer: OverrideSigner) -> None:
     r = client(signer, report="always").get("/")
     assert [e.name for e in parse_report(r.headers["Feature-Flags"])] == [
