@@ -25,7 +25,7 @@ function update(tabId: number, change: (state: TabState | null) => TabState | nu
     const stored = (await chrome.storage.session.get(key))[key] as TabState | undefined;
     const state = change(stored ?? null);
     if (state === null) return;
-    await chrome.storage.session.set({ [key]: state });
+    if (state !== stored) await chrome.storage.session.set({ [key]: state });
     await refreshBadge(tabId, state);
   });
   const settled = next.catch((error: unknown) => console.error("featureflag: tab state", error));
@@ -88,6 +88,12 @@ chrome.runtime.onMessage.addListener((message: unknown, sender, sendResponse) =>
     () => sendResponse({ ok: true }),
   );
   return true;
+});
+
+// Chrome clears a tab's badge when a navigation commits, which is after the response
+// headers arrived: set it again once the tab reports progress.
+chrome.tabs.onUpdated.addListener((tabId, changeInfo) => {
+  if (changeInfo.status) void update(tabId, (state) => state);
 });
 
 chrome.tabs.onRemoved.addListener((tabId) => {

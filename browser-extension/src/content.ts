@@ -13,3 +13,9 @@ window.addEventListener("message", (event: MessageEvent) => {
     // the extension was reloaded; this page's content script is orphaned
   });
 });
+
+// The JS SDK answers this with every flag it reported so far, in case some were posted
+// before this script listened (it runs at document_start, so normally none were).
+window.addEventListener("load", () => {
+  window.postMessage({ source: "featureflag-extension", type: "hello" }, window.location.origin);
+});

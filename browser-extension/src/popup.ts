@@ -96,9 +96,12 @@ function valueControl(row: { name: string; value: FlagValue }, desired: Record<s
   const input = el("input", { type: "text", value: String(current ?? "") });
   input.setAttribute("aria-label", `${row.name} value`);
   input.spellcheck = false;
-  input.addEventListener("change", () => {
+  // "input", not "change": Apply must see the value without the field losing focus first.
+  // No full re-render here, which would replace the field being typed in.
+  input.addEventListener("input", () => {
     edits.set(row.name, input.value);
-    render();
+    input.closest("tr")?.classList.add("changed");
+    renderButtons();
   });
   return input;
 }
@@ -192,8 +195,18 @@ function render(): void {
   $("notices").replaceChildren(...notices);
   notices.forEach((n) => n.setAttribute("data-kind", n.className));
 
+  renderButtons();
+}
+
+/** Apply is enabled when the edits change what is applied and the settings allow it. */
+function renderButtons(): void {
+  if (!view) return;
+  const { applied, origin, config } = view;
+  const now = Date.now();
+  const desired = desiredOverrides(applied, edits, now);
   const changed = !sameOverrides(desired, desiredOverrides(applied, new Map(), now));
-  $<HTMLButtonElement>("apply").disabled = busy || !origin || missing.length > 0 || !changed;
+  const ready = missingSettings(config).length === 0;
+  $<HTMLButtonElement>("apply").disabled = busy || !origin || !ready || !changed;
   $<HTMLButtonElement>("clear").disabled = busy || !origin;
 }
 

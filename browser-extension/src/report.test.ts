@@ -33,6 +33,15 @@ describe("parseReport", () => {
     expect(parseReport(header).evaluations[0]).toMatchObject({ name, value });
   });
 
+  it("reads Display Strings, which the app uses for text that is not ASCII", () => {
+    const [e] = parseReport('%"caf%c3%a9";value=%"cr%c3%a8me";source=default;service=%"pr%c3%afcing"').evaluations;
+    expect(e).toMatchObject({ name: "café", value: "crème", where: { kind: "downstream", service: "prïcing" } });
+  });
+
+  it("reads a bare value parameter as true (RFC 9651 boolean shorthand)", () => {
+    expect(parseReport('"a";value;source=override').evaluations[0]?.value).toBe(true);
+  });
+
   it("counts the flags cut by the byte budget", () => {
     const report = parseReport(`"a";value=?1;source=default, "${TRUNCATED_MARKER}";omitted=12`);
     expect(report.evaluations.map((e) => e.name)).toEqual(["a"]);

@@ -6,7 +6,7 @@
  * parsed structure onto the contract and stays lenient: a garbled header yields nothing
  * rather than an exception in the service worker.
  */
-import { parseItem, parseList, Token } from "structured-headers";
+import { DisplayString, parseItem, parseList, Token } from "structured-headers";
 
 /** Where a flag was evaluated: the responding server, a named downstream service, or the page's JS. */
 export type Where =
@@ -38,6 +38,13 @@ export const TRUNCATED_MARKER = "featureflag.truncated";
 /** The longest rejection reason kept (the contract caps it at 200 characters). */
 const MAX_REASON = 200;
 
+/** An sf-string, or a Display String (`%"..."`, how the app sends text that is not ASCII). */
+function text(bare: unknown): string | null {
+  if (typeof bare === "string") return bare;
+  if (bare instanceof DisplayString) return bare.toString();
+  return null;
+}
+
 /** Parse one `Feature-Flags` header value. Items that break the contract are skipped. */
 export function parseReport(value: string): Report {
   const report: Report = { evaluations: [], omitted: 0 };
@@ -49,28 +56,30 @@ export function parseReport(value: string): Report {
   }
   for (const member of list) {
     const [bare, params] = member;
-    if (typeof bare !== "string") continue; // an inner list or a non-string item
-    if (bare === TRUNCATED_MARKER) {
+    const name = text(bare);
+    if (name === null || name === "") continue; // an inner list or a non-string item
+    if (name === TRUNCATED_MARKER) {
       const omitted = params.get("omitted");
       if (typeof omitted === "number" && Number.isInteger(omitted) && omitted > 0) {
         report.omitted += omitted;
       }
       continue;
     }
-    const flagValue = params.get("value");
-    if (typeof flagValue !== "boolean" && typeof flagValue !== "string") continue;
+    const rawValue = params.get("value");
+    const flagValue = typeof rawValue === "boolean" ? rawValue : text(rawValue);
+    if (flagValue === null) continue;
     const source = params.get("source");
     const sourceName = source instanceof Token ? source.toString() : null;
     if (sourceName !== "default" && sourceName !== "override") continue;
-    const rejected = params.get("rejected");
-    const service = params.get("service");
+    const rejected = text(params.get("rejected"));
+    const service = text(params.get("service"));
     report.evaluations.push({
-      name: bare,
+      name,
       value: flagValue,
       source: sourceName,
-      rejected: typeof rejected === "string" ? rejected.slice(0, MAX_REASON) : null,
+      rejected: rejected === null ? null : rejected.slice(0, MAX_REASON),
       where:
-        typeof service === "string" && service !== ""
+        service !== null && service !== ""
           ? { kind: "downstream", service }
           : { kind: "server" },
     });

@@ -1,0 +1,345 @@
+"""The browser extension in a real Chromium, against the real demo stack.
+
+The override service, the demo shop and its downstream service run as real processes on
+127.0.0.1; Chromium loads the unpacked extension built by ``scripts/build-extension``. The
+popup is opened as a tab (``popup.html?tab=N``) so the test can drive it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import (
+    BrowserContext,
+    Page,
+    Playwright,
+    Response,
+    Worker,
+    expect,
+)
+
+from featureflag.report import parse_report
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, LiveDemo
+from tests.support.servers import ROOT
+
+pytestmark = pytest.mark.browser
+
+EXTENSION = ROOT / "browser-extension"
+DIST = EXTENSION / "dist"
+SCREENSHOT = ROOT / "docs" / "extension-popup.png"
+
+# -- fixtures (the stack itself is ``live_demo`` from conftest.py) -------------------
+
+
+@pytest.fixture(scope="session")
+def extension_dir() -> Path:
+    """The unpacked extension, (re)built once per session (the build takes about a second)."""
+    subprocess.run([str(ROOT / "scripts" / "build-extension")], check=True, capture_output=True)
+    assert (DIST / "manifest.json").exists()
+    return DIST
+
+
+@dataclass
+class Extension:
+    """A Chromium profile with the extension loaded, and helpers to drive it."""
+
+    context: BrowserContext
+    worker: Worker
+    id: str
+    api: Page  # an extension page to call chrome.* APIs from
+
+    def call(self, script: str, arg: Any = None) -> Any:
+        return self.api.evaluate(script, arg)
+
+    def configure(self, service_url: str, api_token: str) -> None:
+        config = {"serviceUrl": service_url, "apiToken": api_token, "ttlMinutes": 60}
+        self.call("c => chrome.storage.local.set({config: c})", config)
+
+    def open(self, url: str) -> Page:
+        page = self.context.new_page()
+        page.goto(url)
+        return page
+
+    def tab_id(self, page: Page) -> int:
+        tabs = self.call("() => chrome.tabs.query({})")
+        ids = [t["id"] for t in tabs if t.get("url") == page.url]
+        assert len(ids) == 1, (page.url, tabs)
+        return int(ids[0])
+
+    def popup(self, page: Page) -> Page:
+        popup = self.context.new_page()
+        popup.set_viewport_size({"width": 484, "height": 560})
+        popup.goto(f"chrome-extension://{self.id}/popup.html?tab={self.tab_id(page)}")
+        return popup
+
+    def expect_badge(self, page: Page, text: str) -> None:
+        """Wait until the tab's badge reads *text* (the worker sets it after the popup renders)."""
+        self.api.wait_for_function(
+            "async ([id, text]) => (await chrome.action.getBadgeText({tabId: id})) === text",
+            arg=[self.tab_id(page), text],
+        )
+
+
+def expected_id() -> str:
+    """The id Chrome derives from the manifest's public key (so it is the same everywhere)."""
+    key = json.loads((EXTENSION / "manifest.json").read_text())["key"]
+    digest = hashlib.sha256(base64.b64decode(key)).hexdigest()[:32]
+    return "".join(chr(ord("a") + int(c, 16)) for c in digest)
+
+
+@pytest.fixture
+def ext(playwright_session: Playwright, extension_dir: Path, tmp_path: Path) -> Iterator[Extension]:
+    context = playwright_session.chromium.launch_persistent_context(
+        str(tmp_path / "profile"),
+        executable_path=CHROMIUM,
+        headless=True,
+        ignore_default_args=["--disable-extensions"],
+        args=[
+            *CHROMIUM_ARGS,
+            f"--disable-extensions-except={extension_dir}",
+            f"--load-extension={extension_dir}",
+        ],
+    )
+    try:
+        worker = (
+            context.service_workers[0]
+            if context.service_workers
+            else context.wait_for_event("serviceworker")
+        )
+        # A round trip into the worker: its listeners are live before the first navigation.
+        worker.evaluate("async () => { await chrome.storage.session.get(null); }")
+        ext_id = worker.url.split("/")[2]
+        api = context.new_page()
+        api.goto(f"chrome-extension://{ext_id}/options.html")
+        yield Extension(context, worker, ext_id, api)
+    finally:
+        context.close()
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def row(popup: Page, name: str) -> Any:
+    return popup.locator(f'tr[data-flag="{name}"]')
+
+
+def expect_flag(popup: Page, name: str, value: str, source: str, where: str) -> None:
+    r = row(popup, name)
+    expect(r.locator("td.value")).to_have_attribute("data-value", value)
+    expect(r.locator("td.source")).to_have_text(source)
+    expect(r.locator("td.where")).to_have_text(where)
+
+
+def report_of(response: Response) -> dict[str, Any]:
+    header = response.headers.get("feature-flags")
+    assert header, f"no Feature-Flags header on {response.url}"
+    return {e.name: e for e in parse_report(header)}
+
+
+def carried_token(response: Response) -> bool:
+    cookie = response.request.all_headers().get("cookie", "")
+    return "featureflag_overrides=" in cookie
+
+
+def apply_and_reload(popup: Page, page: Page) -> Response:
+    """Press Apply; return the app's response to the reload it triggers."""
+    with page.expect_response(
+        lambda r: r.url == page.url and r.request.is_navigation_request()
+    ) as info:
+        popup.locator("#apply").click()
+    response = info.value
+    page.wait_for_load_state()
+    return response
+
+
+# -- tests -------------------------------------------------------------------------------
+
+
+def test_id_is_stable_from_the_manifest_key(ext: Extension) -> None:
+    assert ext.id == expected_id()
+
+
+def test_popup_lists_the_pages_flags_with_defaults(ext: Extension, live_demo: LiveDemo) -> None:
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    expect_flag(popup, "new-lp", "a", "default", "server")
+    expect_flag(popup, "Checkout.is_one_click", "false", "default", "server")
+    expect_flag(popup, "promo-banner", "Free shipping over $50", "default", "server")
+    # Nothing configured: the flags still show, and the popup says what to set.
+    notice = popup.locator(".notice.info")
+    expect(notice).to_contain_text("override service URL")
+    expect(notice).to_contain_text("API token")
+    expect(popup.locator("#apply")).to_be_disabled()
+    ext.expect_badge(page, "")
+
+
+def test_bool_override_changes_the_page(ext: Extension, live_demo: LiveDemo) -> None:
+    ext.configure(live_demo.service_url, live_demo.api_token)
+    page = ext.open(live_demo.app_url + "/")
+    expect(page.get_by_test_id("checkout")).to_be_visible()
+    popup = ext.popup(page)
+    switch = row(popup, "Checkout.is_one_click").locator("input.switch")
+    expect(switch).not_to_be_checked()
+    switch.check()
+    response = apply_and_reload(popup, page)
+
+    assert carried_token(response)
+    reported = report_of(response)["Checkout.is_one_click"]
+    assert (reported.value, reported.source) == (True, "override")
+    expect(page.get_by_test_id("one-click")).to_be_visible()
+    expect_flag(popup, "Checkout.is_one_click", "true", "override", "server")
+    expect_flag(popup, "new-lp", "a", "default", "server")
+    ext.expect_badge(page, "1")
+    cookies = [
+        c for c in ext.context.cookies(live_demo.app_url) if c["name"] == "featureflag_overrides"
+    ]
+    assert len(cookies) == 1 and cookies[0]["httpOnly"]
+
+
+def test_string_override_changes_the_page(ext: Extension, live_demo: LiveDemo) -> None:
+    ext.configure(live_demo.service_url, live_demo.api_token)
+    page = ext.open(live_demo.app_url + "/")
+    expect(page.get_by_test_id("landing")).to_have_attribute("data-variant", "a")
+    popup = ext.popup(page)
+    row(popup, "new-lp").locator("input[type=text]").fill("b")
+    # A flag the page did not report can be added by name, too.
+    popup.locator("#add-name").fill("promo-banner")
+    popup.locator("#add-type").select_option("string")
+    popup.locator("#add-value").fill("Spring sale: 20% off")
+    popup.locator("#add button").click()
+    response = apply_and_reload(popup, page)
+
+    reported = report_of(response)
+    assert (reported["new-lp"].value, reported["new-lp"].source) == ("b", "override")
+    assert reported["promo-banner"].value == "Spring sale: 20% off"
+    expect(page.get_by_test_id("landing")).to_have_attribute("data-variant", "b")
+    expect(page.get_by_test_id("banner")).to_have_text("Spring sale: 20% off")
+    expect_flag(popup, "new-lp", "b", "override", "server")
+    expect_flag(popup, "promo-banner", "Spring sale: 20% off", "override", "server")
+    ext.expect_badge(page, "2")
+
+
+def test_clear_restores_the_defaults(ext: Extension, live_demo: LiveDemo) -> None:
+    ext.configure(live_demo.service_url, live_demo.api_token)
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    row(popup, "Checkout.is_one_click").locator("input.switch").check()
+    apply_and_reload(popup, page)
+    expect(page.get_by_test_id("one-click")).to_be_visible()
+
+    with page.expect_response(lambda r: r.url == page.url) as info:
+        popup.locator("#clear").click()
+    page.wait_for_load_state()
+    assert not carried_token(info.value)
+    assert report_of(info.value)["Checkout.is_one_click"].source == "default"
+    expect(page.get_by_test_id("checkout")).to_be_visible()
+    expect_flag(popup, "Checkout.is_one_click", "false", "default", "server")
+    names = [c["name"] for c in ext.context.cookies(live_demo.app_url)]
+    assert "featureflag_overrides" not in names
+    ext.expect_badge(page, "")
+
+
+def test_tampered_cookie_shows_the_apps_refusal(ext: Extension, live_demo: LiveDemo) -> None:
+    ext.configure(live_demo.service_url, live_demo.api_token)
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    row(popup, "Checkout.is_one_click").locator("input.switch").check()
+    apply_and_reload(popup, page)
+    expect(page.get_by_test_id("one-click")).to_be_visible()
+
+    # Someone edits the cookie: change the payload, keep the signature.
+    [cookie] = [
+        c for c in ext.context.cookies(live_demo.app_url) if c["name"] == "featureflag_overrides"
+    ]
+    payload, rest = cookie["value"].split(".", 1)
+    forged = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB")
+    ext.context.add_cookies([{**cookie, "value": f"{forged}.{rest}"}])
+    response = page.reload()
+    assert response is not None
+    reason = response.headers.get("feature-flag-override-error")
+    assert reason in {"bad-signature", "malformed"}
+    expect(page.get_by_test_id("checkout")).to_be_visible()  # the app failed open
+
+    warning = popup.locator(".notice.warn")
+    expect(warning).to_contain_text(f"refused the override token ({reason})")
+    ext.expect_badge(page, "!")
+    # One click mints a fresh token with the same overrides.
+    with page.expect_response(lambda r: r.url == page.url) as info:
+        warning.locator("#reapply").click()
+    page.wait_for_load_state()
+    assert "feature-flag-override-error" not in info.value.headers
+    expect(page.get_by_test_id("one-click")).to_be_visible()
+    expect(warning).to_have_count(0)
+    ext.expect_badge(page, "1")
+
+
+def test_downstream_and_front_end_flags_appear(
+    ext: Extension, live_demo: LiveDemo, sdk_bundle: Path
+) -> None:
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    expect_flag(popup, "Recommendations.strategy", "popular", "default", "downstream")
+    popup.close()
+
+    front = ext.open(live_demo.app_url + "/frontend")
+    expect(front.get_by_test_id("frontend-flag")).to_have_attribute("data-status", "ready")
+    popup = ext.popup(front)
+    expect_flag(popup, "frontend.chat-widget", "false", "default", "front end")
+
+
+def test_downstream_override_and_popup_screenshot(ext: Extension, live_demo: LiveDemo) -> None:
+    """Override a flag evaluated downstream; the popup then shows every kind of row."""
+    ext.configure(live_demo.service_url, live_demo.api_token)
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    row(popup, "Recommendations.strategy").locator("input[type=text]").fill("personal")
+    row(popup, "Checkout.is_one_click").locator("input.switch").check()
+    response = apply_and_reload(popup, page)
+    assert report_of(response)["Recommendations.strategy"].source == "override"
+    expect(page.get_by_test_id("strategy")).to_have_text("personal")
+    expect_flag(popup, "Recommendations.strategy", "personal", "override", "downstream")
+    expect_flag(popup, "Checkout.is_one_click", "true", "override", "server")
+    path = SCREENSHOT if os.environ.get("FEATUREFLAG_SAVE_SCREENSHOT") else None
+    image = popup.locator("body").screenshot(path=path)
+    assert image[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fork_url_works_without_the_extension(page: Page, live_demo: LiveDemo) -> None:
+    assert live_demo.fork_url.startswith("http://new-lp.localhost:")
+    response = page.goto(live_demo.fork_url)  # a fresh profile, no extension
+    assert response is not None and response.ok
+    expect(page.get_by_test_id("landing")).to_have_attribute("data-variant", "b")
+    expect(page.get_by_test_id("strategy")).to_have_text("personal")
+    reported = parse_report(response.headers.get("feature-flags", ""))
+    assert {(e.name, e.value, e.source) for e in reported} >= {
+        ("new-lp", "b", "override"),
+        ("Recommendations.strategy", "personal", "override"),
+    }
+
+
+def test_options_page_tests_the_connection(ext: Extension, live_demo: LiveDemo) -> None:
+    options = ext.api
+    options.locator("#service-url").fill(live_demo.service_url + "/")
+    options.locator("#api-token").fill("not-the-token")
+    options.locator("#test").click()
+    expect(options.locator("#result")).to_contain_text("refused the API token")
+    options.locator("#api-token").fill(live_demo.api_token)
+    options.locator("#test").click()
+    expect(options.locator("#result")).to_contain_text("Connected")
+    options.locator("#save").click()
+    expect(options.locator("#result")).to_have_text("Saved.")
+    stored = ext.call("async () => (await chrome.storage.local.get('config')).config")
+    assert stored == {
+        "serviceUrl": live_demo.service_url,
+        "apiToken": live_demo.api_token,
+        "ttlMinutes": 480,
+    }
