@@ -10,6 +10,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -166,6 +167,17 @@ class Api:
         except TokenError as exc:
             raise invalid([{"field": "flags", "rule": str(exc)}]) from None
 
+    def check_upstream(self, upstream: str) -> None:
+        """422 when *upstream* is itself a fork host: the proxy would loop forever."""
+        host = (urlsplit(upstream).hostname or "").rstrip(".").lower()
+        if host.endswith("." + self.settings.fork_domain):
+            rule = (
+                f"upstream {host!r} is under the fork domain "
+                f"{self.settings.fork_domain!r}, so requests would loop through this "
+                "service; point it at the app itself (e.g. http://127.0.0.1:5000)"
+            )
+            raise invalid([{"field": "upstream", "rule": rule}])
+
     def fork_json(self, request: Request, fork: Fork) -> dict[str, Any]:
         url = self.settings.fork_url(fork.name, request.url.scheme, request.url.port)
         return fork.to_json(url)
@@ -205,6 +217,7 @@ class Api:
     async def create_fork(self, request: Request) -> Response:
         user = self.user(request)
         body = await parse(request, ForkCreate)
+        self.check_upstream(body.upstream)
         await self.check_flags(body.flags, name=user)
         now = utcnow()
         fork = Fork(body.name, body.upstream, dict(body.flags), user, now, now)
@@ -233,6 +246,7 @@ class Api:
         if body.name is not None and body.name != name:
             rule = f"the body's name {body.name!r} differs from the URL's {name!r}; forks "
             raise invalid([{"field": "name", "rule": rule + "cannot be renamed"}])
+        self.check_upstream(body.upstream)
         await self.check_flags(body.flags, name=user)
         now = utcnow()
         try:
@@ -293,8 +307,23 @@ ROUTES: list[tuple[str, str, str]] = [
 def create_api(settings: Settings, store: Store, signer: OverrideSigner | None = None) -> Starlette:
     """The ``/api`` app (mount it at ``/api``)."""
     api = Api(settings, store, signer or settings.signer())
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for path, method, attr in ROUTES:
+        by_path.setdefault(path, {})[method] = getattr(api, attr)
+    # One Route per path, so a 405 lists every allowed method in its Allow header.
     routes = [
-        Route(path, _handle(getattr(api, attr)), methods=[method], name=attr)
-        for path, method, attr in ROUTES
+        Route(path, _handle(_by_method(handlers)), methods=list(handlers))
+        for path, handlers in by_path.items()
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+
+def _by_method(
+    handlers: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        # Starlette answers HEAD wherever GET is allowed; the server drops the body.
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return endpoint

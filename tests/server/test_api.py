@@ -109,7 +109,12 @@ async def test_wrong_method_is_a_json_405(client: httpx.AsyncClient) -> None:
     response = await client.patch("/api/forks", json={})
     assert response.status_code == 405
     assert response.json()["error"] == "method-not-allowed"
-    assert "GET" in response.headers["allow"]
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+
+
+async def test_head_works_where_get_does(client: httpx.AsyncClient) -> None:
+    assert (await client.head("/api/forks")).status_code == 200
+    assert (await client.head("/api/forks/ghost")).status_code == 404
 
 
 # -- bad bodies ---------------------------------------------------------------------
@@ -425,7 +430,29 @@ async def test_upstream_must_be_an_http_url(client: httpx.AsyncClient, upstream:
 
 
 @pytest.mark.parametrize(
-    "upstream", ["http://127.0.0.1:9000", "https://app.internal/base/", "http://[::1]:8080"]
+    "upstream",
+    ["http://other.localhost:8000", "http://NEW-LP.localhost:3000/", "http://a.localhost."],
+)
+async def test_an_upstream_under_the_fork_domain_would_loop(
+    client: httpx.AsyncClient, upstream: str
+) -> None:
+    response = await client.post("/api/forks", json=FORK | {"upstream": upstream}, headers=AUTH)
+    assert response.status_code == 422
+    assert "loop" in response.json()["errors"][0]["rule"]
+    await client.post("/api/forks", json=FORK, headers=AUTH)
+    response = await client.put("/api/forks/new-lp", json={"upstream": upstream}, headers=AUTH)
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "upstream",
+    [
+        "http://127.0.0.1:9000",
+        "https://app.internal/base/",
+        "http://[::1]:8080",
+        "http://localhost:5000",
+        "http://notlocalhost:5000",
+    ],
 )
 async def test_good_upstreams(client: httpx.AsyncClient, upstream: str) -> None:
     response = await client.post("/api/forks", json=FORK | {"upstream": upstream}, headers=AUTH)
