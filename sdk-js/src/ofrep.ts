@@ -1,6 +1,11 @@
 import type { FlagValue } from "./types";
 
-/** The path of the OFREP bulk evaluation endpoint the Python middleware serves. */
+/**
+ * The path of the OFREP bulk evaluation endpoint the Python middleware serves.
+ *
+ * @example
+ * createClient({ endpoint: "https://shop.example.com" + OFREP_PATH });
+ */
 export const OFREP_PATH = "/ofrep/v1/evaluate/flags";
 
 /** What one bulk evaluation request produced. */
@@ -24,6 +29,11 @@ export interface FetchOptions {
  * Parse an OFREP bulk evaluation body (`{"flags": [{"key", "value", ...}]}`) into a map.
  * Entries that carry an `errorCode` or a value that is neither boolean nor string are skipped.
  * Returns a string describing the problem when the body is not an OFREP answer at all.
+ * Useful to turn an OFREP body the server embedded in the page into `initial` values.
+ *
+ * @example
+ * const parsed = parseBulkResponse(window.__OFREP__);
+ * const initial = typeof parsed === "string" ? {} : Object.fromEntries(parsed);
  */
 export function parseBulkResponse(body: unknown): Map<string, FlagValue> | string {
   if (typeof body !== "object" || body === null || !Array.isArray((body as { flags?: unknown }).flags)) {

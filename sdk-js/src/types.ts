@@ -1,9 +1,17 @@
-/** A flag's value: featureflag flags are booleans or strings, on both sides of the wire. */
+/**
+ * A flag's value: featureflag flags are booleans or strings, on both sides of the wire.
+ *
+ * @example
+ * const initial: Record<string, FlagValue> = { "new-checkout": true, "lp-variant": "b" };
+ */
 export type FlagValue = boolean | string;
 
 /**
  * Where a value came from: the caller's default, or an override the app's middleware
  * verified from the request's token (the same words as the Python SDK's report).
+ *
+ * @example
+ * const fromServer = client.getBoolDetails("new-checkout").source === "override";
  */
 export type Source = "default" | "override";
 
@@ -11,6 +19,9 @@ export type Source = "default" | "override";
  * OpenFeature's reason for a resolved value: `STATIC` (an override from the server),
  * `DEFAULT` (no override: the caller's default) or `ERROR` (an override that could not be
  * used, e.g. a string for a boolean flag; the default was returned).
+ *
+ * @example
+ * if (client.getStringDetails("lp-variant", "a").reason === "ERROR") console.warn("bad override");
  */
 export type Reason = "STATIC" | "DEFAULT" | "ERROR";
 
