@@ -29,7 +29,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .api import Api, ApiError
 from .errors import ForkExists, ForkNotFound
+from .schemas import MAX_FLAGS
 from .settings import Settings
 from .store import Fork, Store, utcnow
 from .web_forms import ForkForm, catalog_rows, parse_fork_form
@@ -92,6 +94,9 @@ class WebPage:
         self.settings = settings
         self.store = store
         self.key = session_key(settings.signing_secret, settings.environment)
+        # The API's own checks (catalog types, token size, fork-domain loops), so the
+        # page accepts exactly what the API accepts.
+        self.api = Api(settings, store, settings.signer())
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -135,9 +140,15 @@ class WebPage:
         )
         return HTMLResponse(html, status_code=status)
 
-    async def checked_form(self, request: Request) -> Mapping[str, Any] | Response:
-        """The POSTed form, or a 403 page when its CSRF token is missing or wrong."""
-        form = await request.form()
+    async def checked_form(
+        self, request: Request, *, rows: int = 0
+    ) -> Mapping[str, Any] | Response:
+        """The POSTed form, or a 403 page when its CSRF token is missing or wrong.
+
+        *rows*: flag rows the form may carry (a few fields each, past starlette's
+        default limit of 1000 fields for a large catalog).
+        """
+        form = await request.form(max_fields=1000 + 5 * rows)
         sent = form.get(CSRF_FIELD)
         expected = request.session.get("csrf")
         if (
@@ -147,6 +158,15 @@ class WebPage:
         ):
             return self.render(request, "forbidden.html", status=403)
         return form
+
+    async def api_checks(self, fork_form: ForkForm, user: str) -> None:
+        """Add the API's objections (the same rules as ``POST /api/forks``) to the form."""
+        try:
+            self.api.check_upstream(fork_form.upstream)
+            await self.api.check_flags(fork_form.flags(), name=user)
+        except ApiError as exc:
+            for problem in exc.errors:
+                fork_form.errors[problem["field"]] = problem["rule"]
 
     def fork_url(self, request: Request, name: str) -> str:
         return self.settings.fork_url(name, request.url.scheme, request.url.port)
@@ -198,10 +218,12 @@ class WebPage:
         if request.method == "GET":
             fork_form = ForkForm.blank(catalog)
             return self.render(request, "fork_form.html", form=fork_form, editing=False)
-        form = await self.checked_form(request)
+        form = await self.checked_form(request, rows=len(catalog) + MAX_FLAGS)
         if isinstance(form, Response):
             return form
         fork_form = parse_fork_form(form, catalog, name=None)
+        if not fork_form.errors:
+            await self.api_checks(fork_form, user)
         if not fork_form.errors:
             fork = Fork(
                 name=fork_form.name,
@@ -230,10 +252,12 @@ class WebPage:
         if request.method == "GET":
             fork_form = ForkForm.from_fork(fork, catalog)
             return self.render(request, "fork_form.html", form=fork_form, editing=True)
-        form = await self.checked_form(request)
+        form = await self.checked_form(request, rows=len(catalog) + MAX_FLAGS)
         if isinstance(form, Response):
             return form
         fork_form = parse_fork_form(form, catalog, name=name)
+        if not fork_form.errors:
+            await self.api_checks(fork_form, user)
         if not fork_form.errors:
             updated = Fork(
                 name=name,

@@ -14,13 +14,12 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from featureflag._names import NAME_RULE, is_valid_name
 
+from .schemas import MAX_FLAGS, upstream_problem
 from .store import FlagValue, Fork, fork_name_problem
 
-MAX_FLAGS = 500
 _ROW = re.compile(r"^flag-(\d{1,4})-name$")
 
 
@@ -130,13 +129,6 @@ def _catalog_rows(catalog: list[dict[str, Any]], values: Mapping[str, FlagValue]
     return rows
 
 
-def _check_upstream(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "the upstream is an http(s) URL with a host, e.g. http://127.0.0.1:8001"
-    return None
-
-
 def parse_fork_form(
     form: Mapping[str, Any],
     catalog: list[dict[str, Any]],
@@ -155,7 +147,7 @@ def parse_fork_form(
         problem = fork_name_problem(result.name)
         if problem is not None:
             result.errors["name"] = problem
-    problem = _check_upstream(result.upstream)
+    problem = upstream_problem(result.upstream)
     if problem is not None:
         result.errors["upstream"] = problem
 

@@ -266,8 +266,8 @@ async def test_unset_flags_are_left_out(client: httpx.AsyncClient, memory: Memor
         ({"name": "New_LP"}, "DNS label"),
         ({"name": "www"}, "reserved"),
         ({"name": ""}, "DNS label"),
-        ({"upstream": "ftp://example.com"}, "http(s) URL"),
-        ({"upstream": "not a url"}, "http(s) URL"),
+        ({"upstream": "ftp://example.com"}, "absolute http:// or https:// URL"),
+        ({"upstream": "not a url"}, "absolute http:// or https:// URL"),
         ({"flag-0-value": "v:maybe"}, "true or false"),
         ({"flag-0-value": "true"}, "choose a value from the list"),
         ({"flag-2-value": "v:c"}, "accepts only &#39;a&#39;, &#39;b&#39;"),
@@ -352,7 +352,7 @@ async def test_an_invalid_edit_keeps_the_fork(
     form = {"csrf_token": csrf, "upstream": "javascript:alert(1)"}
     response = await client.post("/forks/new-lp/edit", data=form)
     assert response.status_code == 422
-    assert "http(s) URL" in response.text
+    assert "absolute http:// or https:// URL" in response.text
     fork = await memory.get_fork("new-lp")
     assert fork is not None and fork.upstream == "http://127.0.0.1:9"
 
@@ -411,3 +411,34 @@ async def test_the_catalog_is_listed(client: httpx.AsyncClient) -> None:
     assert "<code>Checkout.is_one_click</code>" in html
     assert "Landing page variant." in html
     assert "<code>&#34;a&#34;</code> | <code>&#34;b&#34;</code>" in html
+
+
+async def test_a_large_catalog_fits_in_the_form(
+    client: httpx.AsyncClient, memory: MemoryStore
+) -> None:
+    flags = [
+        {"name": f"Big.flag_{i:04}", "type": "bool", "choices": None, "default": None,
+         "kind": "trap", "module": "big", "path": "big.py", "line": i, "description": None}
+        for i in range(600)
+    ]  # fmt: skip
+    await memory.put_catalog(flags)
+    csrf = await login(client)
+    form = {"csrf_token": csrf, "name": "big", "upstream": "http://127.0.0.1:8001"}
+    for i in range(600):
+        form[f"flag-{i}-name"] = f"Big.flag_{i:04}"
+        form[f"flag-{i}-value"] = "v:true" if i == 599 else ""
+    response = await client.post("/forks/new", data=form)
+    assert response.status_code == 303, response.text[:500]
+    fork = await memory.get_fork("big")
+    assert fork is not None and fork.flags == {"Big.flag_0599": True}
+
+
+async def test_an_upstream_under_the_fork_domain_is_refused_like_the_api_does(
+    client: httpx.AsyncClient, memory: MemoryStore
+) -> None:
+    csrf = await login(client)
+    form = new_fork_form(csrf, upstream="http://other.localhost:8000/")
+    response = await client.post("/forks/new", data=form)
+    assert response.status_code == 422
+    assert "would loop through this service" in response.text
+    assert await memory.list_forks() == []
