@@ -49,7 +49,8 @@ describe("mintToken", () => {
 
   it("passes the service's own message on for other errors", async () => {
     const { fn } = fakeFetch({
-      "POST http://127.0.0.1:8000/api/tokens": () => json(422, { detail: "Invalid flag name 'a b'" }),
+      "POST http://127.0.0.1:8000/api/tokens": () =>
+        json(422, { error: "invalid", message: "Invalid flag name 'a b'", errors: [] }),
     });
     const error = await mintToken(config, { "a b": true }, fn).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ServiceError);

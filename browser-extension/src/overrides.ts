@@ -50,8 +50,9 @@ type Fetch = (input: string, init?: RequestInit) => Promise<Response>;
 
 async function detail(response: Response): Promise<string> {
   try {
+    // The service answers {"error": "<code>", "message": "<sentence>", "errors": [...]}.
     const body = (await response.json()) as { detail?: unknown; error?: unknown; message?: unknown };
-    const text = body.detail ?? body.error ?? body.message;
+    const text = body.message ?? body.detail ?? body.error;
     if (typeof text === "string") return text;
     if (text !== undefined) return JSON.stringify(text);
   } catch {

@@ -27,6 +27,7 @@ from playwright.sync_api import (
     expect,
 )
 
+from featureflag import OverrideSigner
 from featureflag.report import parse_report
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, LiveDemo
 from tests.support.servers import ROOT
@@ -343,3 +344,63 @@ def test_options_page_tests_the_connection(ext: Extension, live_demo: LiveDemo) 
         "apiToken": live_demo.api_token,
         "ttlMinutes": 480,
     }
+
+
+def test_rejected_override_shows_the_apps_reason(ext: Extension, live_demo: LiveDemo) -> None:
+    # A validly signed token with a value of the wrong type: the app rejects that one flag.
+    signer = OverrideSigner(live_demo.secret, environment=live_demo.environment)
+    token = signer.dumps({"Checkout.is_one_click": "yes", "new-lp": "b"}, sub="e2e")
+    ext.context.add_cookies(
+        [{"name": "featureflag_overrides", "value": token, "url": live_demo.app_url + "/"}]
+    )
+    page = ext.open(live_demo.app_url + "/")
+    expect(page.get_by_test_id("landing")).to_have_attribute("data-variant", "b")
+    popup = ext.popup(page)
+    expect_flag(popup, "new-lp", "b", "override", "server")
+    one_click = row(popup, "Checkout.is_one_click")
+    expect(one_click.locator("td.source")).to_have_text("default")
+    expect(one_click.locator(".rejected")).to_contain_text("override rejected:")
+    expect(one_click.locator(".rejected")).to_contain_text("Checkout.is_one_click")
+
+
+def test_service_refusal_is_shown_in_the_popup(ext: Extension, live_demo: LiveDemo) -> None:
+    ext.configure(live_demo.service_url, live_demo.api_token)
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    row(popup, "new-lp").locator("input[type=text]").fill("c")  # the catalog allows a, b
+    popup.locator("#apply").click()
+    expect(popup.locator(".notice.error")).to_contain_text("new-lp")
+    assert "featureflag_overrides" not in [c["name"] for c in ext.context.cookies()]
+
+
+def test_expired_overrides_offer_a_one_click_reapply(ext: Extension, live_demo: LiveDemo) -> None:
+    ext.configure(live_demo.service_url, live_demo.api_token)
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    row(popup, "Checkout.is_one_click").locator("input.switch").check()
+    apply_and_reload(popup, page)
+    expect(page.get_by_test_id("one-click")).to_be_visible()
+
+    # The token's time is up: the browser drops the cookie, the record says it expired.
+    key = f"applied:{live_demo.app_url}"
+    ext.call(
+        """async (key) => {
+            const record = (await chrome.storage.local.get(key))[key];
+            await chrome.storage.local.set({[key]: {...record, expiresAt: Date.now() - 1000}});
+        }""",
+        key,
+    )
+    ext.context.clear_cookies(name="featureflag_overrides")
+    page.reload()
+    expect(page.get_by_test_id("checkout")).to_be_visible()
+    warning = popup.locator(".notice.warn")
+    expect(warning).to_contain_text("Your overrides expired")
+    ext.expect_badge(page, "!")
+
+    with page.expect_response(lambda r: r.url == page.url) as info:
+        warning.locator("#reapply").click()
+    page.wait_for_load_state()
+    assert carried_token(info.value)
+    expect(page.get_by_test_id("one-click")).to_be_visible()
+    expect(warning).to_have_count(0)
+    ext.expect_badge(page, "1")
