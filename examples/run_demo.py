@@ -242,8 +242,9 @@ featureflag demo is running. Ctrl-C stops everything.
 
 Open the override service and log in with the API token to see, create and edit forks.
 The fork URL shows the demo app with "new-lp" = "b" baked in, no extension needed.
-In the browser extension's options, set the service URL to {service_url} and paste
-the API token. Secret, token, database and logs: {state}/
+Browser extension: load {ROOT / "browser-extension" / "dist"} unpacked (chrome://extensions,
+Developer mode), then in its options set the service URL to {service_url} and paste the
+API token. Secret, token, database and logs: {state}/
 """,
         flush=True,
     )
