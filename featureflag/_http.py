@@ -12,7 +12,7 @@ from typing import Literal
 
 from ._scope import Scope
 from .exceptions import ConfigurationError, TokenError
-from .report import format_report
+from .report import format_scope
 from .tokens import OverrideSigner, VerifiedOverrides
 
 TOKEN_HEADER = "Feature-Flag-Overrides"
@@ -169,7 +169,7 @@ def response_headers(
         out.append((b"cache-control", _NO_STORE))
     if request.report_due and scope is not None:
         request.reported = (len(scope.seen), len(scope.remote))
-        report = format_report(scope.evaluations(), dropped=scope.dropped, budget=config.budget)
+        report = format_scope(scope, budget=config.budget)
         if report:
             out.append((b"feature-flags", report.encode("ascii")))
     return out
@@ -184,7 +184,7 @@ def _merge_vary(existing: list[bytes]) -> bytes:
     return b", ".join([joined, *missing])
 
 
-def warn_late(request: Request, target: str) -> None:
+def warn_late(request: Request, method: object, path: object) -> None:
     """Log the flags evaluated after the report header went (streaming bodies)."""
     scope = request.scope
     if (
@@ -202,6 +202,6 @@ def warn_late(request: Request, target: str) -> None:
             "header does not list them: %s. Evaluate them before the response starts "
             "(before the first body chunk of a streaming response) to have them reported.",
             len(late),
-            target,
+            f"{method} {path}",
             shown,
         )

@@ -97,7 +97,7 @@ class FeatureFlagMiddleware:
                 await self.app(scope, receive, send_with_headers)
         finally:
             if request.reported is not None:
-                warn_late(request, f"{scope.get('method', 'GET')} {scope.get('path', '')}")
+                warn_late(request, scope.get("method", "GET"), scope.get("path"))
             if reset_token is not None:
                 _token.reset(reset_token)
             if reset_scope is not None:

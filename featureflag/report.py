@@ -15,12 +15,13 @@ with an integer ``omitted``. See docs/middleware.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import http_sf
 
 from ._names import is_valid_name
-from ._scope import Evaluation, Evaluations, Source
+from ._scope import Evaluation, Evaluations, Scope, Source, _Overridden, _Rejected
 
 HEADER = "Feature-Flags"
 TRUNCATED = "featureflag.truncated"
@@ -41,20 +42,24 @@ def _string(text: str) -> str:
     return http_sf.ser(http_sf.DisplayString(text))
 
 
-def _item(evaluation: Evaluation) -> str:
-    parts = [_string(evaluation.name)]
-    value = evaluation.value
+# (name, value, overridden, rejected, service): one flag, however it was stored.
+_Row = tuple[str, Any, bool, "str | None", "str | None"]
+
+
+def _item(row: _Row) -> str:
+    name, value, overridden, rejected, service = row
+    parts = [_string(name)]
     if value is True:
         parts.append(";value")
     elif value is False:
         parts.append(";value=?0")
     elif isinstance(value, str):
         parts.append(";value=" + _string(value))
-    parts.append(";source=override" if evaluation.source == "override" else ";source=default")
-    if evaluation.rejected is not None:
-        parts.append(";rejected=" + _string(evaluation.rejected[:MAX_REASON]))
-    if evaluation.service is not None:
-        parts.append(";service=" + _string(evaluation.service))
+    parts.append(";source=override" if overridden else ";source=default")
+    if rejected is not None:
+        parts.append(";rejected=" + _string(rejected[:MAX_REASON]))
+    if service is not None:
+        parts.append(";service=" + _string(service))
     return "".join(parts)
 
 
@@ -71,16 +76,42 @@ def format_report(
     announced by the truncation marker too. Returns "" when there is nothing to say
     (an empty List is sent as no header at all).
     """
+    rows = ((e.name, e.value, e.source == "override", e.rejected, e.service) for e in evaluations)
+    return _join(rows, dropped, budget)
+
+
+def format_scope(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> str:
+    """:func:`format_report` of ``scope.evaluations()``, without building them.
+
+    The middleware calls this on every reported response.
+    """
+
+    def rows() -> Iterator[_Row]:
+        for name, entry in scope.seen.items():
+            kind = type(entry)
+            if kind is _Overridden:
+                yield name, entry.value, True, None, None  # type: ignore[attr-defined]
+            elif kind is _Rejected:
+                yield name, entry.value, False, entry.reason, None  # type: ignore[attr-defined]
+            else:
+                yield name, entry, False, None, None
+        for e in scope.remote.values():
+            yield e.name, e.value, e.source == "override", e.rejected, e.service
+
+    return _join(rows(), scope.dropped, budget)
+
+
+def _join(rows: Iterable[_Row], dropped: int, budget: int) -> str:
     parts: list[str] = []
     sizes: list[int] = []
     size = 0
     total = 0
-    for evaluation in evaluations:
+    for row in rows:
         total += 1
         if size > budget:
             continue  # only counting from here on
         try:
-            text = _item(evaluation)
+            text = _item(row)
         except (ValueError, TypeError):
             continue  # a name http-sf cannot carry (never a valid flag name)
         size += len(text) + (len(_SEP) if parts else 0)

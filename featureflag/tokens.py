@@ -192,17 +192,20 @@ class OverrideSigner:
                 token = token.decode("ascii")
             except UnicodeDecodeError:
                 raise MalformedToken("The token is not ASCII.") from None
-        cached = self._cache.get(token)
+        cache = self._cache
+        cached = cache.get(token)
         if cached is None:
             cached = self._verify(token)
             with self._lock:
-                self._cache[token] = cached
-                if len(self._cache) > CACHE_SIZE:
-                    self._cache.popitem(last=False)
+                cache[token] = cached
+                if len(cache) > CACHE_SIZE:
+                    cache.popitem(last=False)
         else:
-            with self._lock:
-                if token in self._cache:
-                    self._cache.move_to_end(token)
+            # One C call, atomic under the GIL: no lock on the hot path.
+            try:
+                cache.move_to_end(token)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
         if isinstance(cached, TokenError):
             # A fresh exception each time: raising one instance twice chains tracebacks.
             raise type(cached)(str(cached))

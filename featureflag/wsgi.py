@@ -111,7 +111,7 @@ class FeatureFlagMiddleware:
 
         def finish() -> None:
             if request.reported is not None:
-                warn_late(request, f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}")
+                warn_late(request, environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             if reset_token is not None:
                 _token.reset(reset_token)
             if reset_scope is not None:

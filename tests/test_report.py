@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from featureflag import Evaluation
 from featureflag._names import is_valid_name
-from featureflag.report import TRUNCATED, format_report, parse_report
+from featureflag.report import TRUNCATED, format_report, format_scope, parse_report
 
 
 def test_format() -> None:
@@ -134,3 +134,20 @@ def test_round_trip(items: list[Evaluation]) -> None:
 def test_parse_never_raises(data: bytes) -> None:
     for evaluation in parse_report(data.decode("latin-1")):
         assert is_valid_name(evaluation.name)
+
+
+def test_format_scope_matches_format_report() -> None:
+    from featureflag._scope import Scope, _Overridden, _Rejected
+
+    scope = Scope({}, limit=3)
+    scope.record("a", True)
+    scope.record("b", _Overridden("x"))
+    scope.record("c", _Rejected(False, "Flag 'c' is declared `-> bool`"))
+    scope.record("d", True)  # past the limit: dropped
+    scope.add_remote(Evaluation("e", "y", "override", service="billing"))
+    expected = format_report(scope.evaluations(), dropped=scope.dropped)
+    assert format_scope(scope) == expected
+    assert expected.endswith('"featureflag.truncated";omitted=2')
+    assert format_scope(scope, budget=64) == format_report(
+        scope.evaluations(), dropped=scope.dropped, budget=64
+    )
