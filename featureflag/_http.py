@@ -137,8 +137,8 @@ def token_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes | str | 
     """The token of an ASGI request: the header wins over the cookie."""
     cookie: bytes | None = None
     for name, value in headers:
-        if name == b"feature-flag-overrides":
-            return value
+        if name == b"feature-flag-overrides" and value:
+            return value  # an empty header (an unset shell variable) counts as absent
         if name == b"cookie":
             cookie = value if cookie is None else cookie + b"; " + value
     # Parse cookies only when ours is in there: most requests carry none.

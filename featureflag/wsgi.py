@@ -71,7 +71,7 @@ class FeatureFlagMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         config = self.config
-        token = environ.get("HTTP_FEATURE_FLAG_OVERRIDES")
+        token = environ.get("HTTP_FEATURE_FLAG_OVERRIDES") or None
         if token is None:
             cookie = environ.get("HTTP_COOKIE")
             if cookie is not None and "featureflag_overrides" in cookie:

@@ -177,6 +177,17 @@ async def test_header_wins_over_cookie(signer: OverrideSigner) -> None:
     assert r.headers["feature-flag-override-error"] == "malformed"
 
 
+async def test_an_empty_header_counts_as_absent(signer: OverrideSigner) -> None:
+    cookie = signer.dumps({"asgi-lp": "from-cookie"}, sub="ana")
+    async with client(create_app(signer=signer)) as c:
+        r = await c.get(
+            "/", headers={"Feature-Flag-Overrides": "", "Cookie": f"featureflag_overrides={cookie}"}
+        )
+        assert "lp=from-cookie" in r.text
+        r = await c.get("/", headers={"Feature-Flag-Overrides": ""})
+    assert "feature-flag-override-error" not in r.headers
+
+
 def refused_tokens(clock: Clock) -> dict[str, str]:
     test = OverrideSigner(SECRET, environment="test", clock=clock)
     expired = test.dumps(OVERRIDES, sub="ana", ttl=10)

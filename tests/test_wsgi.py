@@ -137,6 +137,12 @@ def test_token_in_cookie_and_header_wins(signer: OverrideSigner) -> None:
     assert "lp=from-header" in c.get("/", headers={"Feature-Flag-Overrides": header}).text
 
 
+def test_an_empty_header_counts_as_absent(signer: OverrideSigner) -> None:
+    c = client(signer)
+    c.set_cookie("featureflag_overrides", signer.dumps({"wsgi-lp": "from-cookie"}, sub="ana"))
+    assert "lp=from-cookie" in c.get("/", headers={"Feature-Flag-Overrides": ""}).text
+
+
 def refused_tokens(clock: Clock) -> dict[str, str]:
     test = OverrideSigner(SECRET, environment="test", clock=clock)
     expired = test.dumps(OVERRIDES, sub="ana", ttl=10)
