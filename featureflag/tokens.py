@@ -56,7 +56,10 @@ _SHAPE = re.compile(r"\.?[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
 
 @dataclass(frozen=True, slots=True)
 class VerifiedOverrides:
-    """The content of a token whose signature, environment, limits and expiry all passed."""
+    """The content of a token whose signature, environment, limits and expiry all passed.
+
+    Instances are shared through the signer's cache: treat ``flags`` as read-only.
+    """
 
     flags: dict[str, FlagValue]
     sub: str
@@ -232,6 +235,9 @@ class OverrideSigner:
                 "The token's signature does not match any configured secret "
                 "(another secret, or it was altered)."
             )
+        except itsdangerous.BadData:
+            # Signed by us but unreadable: only someone holding the secret can make one.
+            return MalformedToken("The token's payload cannot be read.")
         try:
             result = _read_payload(payload, self.environment)
         except TokenError as error:

@@ -344,3 +344,11 @@ def test_python_m_featureflag_sign() -> None:
     assert OverrideSigner(SECRET, environment="qa").loads(done.stdout.strip()).flags == {
         "new-lp": "b"
     }
+
+
+def test_signed_but_unreadable_payload_is_malformed() -> None:
+    # Only a holder of the secret can make one; still a refusal, never a crash.
+    signer = itsdangerous.TimestampSigner(SECRET, salt="featureflag.overrides/test")
+    token = signer.sign(b"bm90anNvbg").decode()  # base64 of "notjson"
+    with pytest.raises(MalformedToken):
+        OverrideSigner(SECRET, environment="test").loads(token)
