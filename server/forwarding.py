@@ -1,0 +1,204 @@
+"""Header rewriting for the fork proxy: what goes upstream, what comes back.
+
+Requests lose their hop-by-hop headers (RFC 9110 §7.6.1), the client's own override
+header and ``featureflag_overrides`` cookie (the fork's flags replace them), and gain
+``X-Forwarded-For`` / ``-Proto`` / ``-Host``. Responses lose their hop-by-hop headers; a
+``Location`` naming the upstream points at the fork instead, and a ``Set-Cookie``
+``Domain`` naming the upstream is removed, so the browser keeps the cookie for the fork
+host and the user stays on the fork.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+OVERRIDE_HEADER = b"feature-flag-overrides"
+OVERRIDE_COOKIE = "featureflag_overrides"
+
+# RFC 9110 §7.6.1, plus the non-standard Proxy-Connection and the headers only a proxy
+# hop may use. Header names in ASGI are lowercase bytes.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+        b"trailer",
+    }
+)
+# Set by the proxy itself (Host by httpx from the upstream URL); a client's value is dropped.
+# Expect: the service already answered any 100-continue, the upstream must not wait for one.
+_REPLACED = frozenset(
+    {
+        b"host",
+        b"expect",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        OVERRIDE_HEADER,
+    }
+)
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    """Header names listed in ``Connection`` (they are hop-by-hop for this message)."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return tokens
+
+
+def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """*headers* without hop-by-hop ones; names lowercased."""
+    pairs = [(name.lower(), value) for name, value in headers]
+    drop = HOP_BY_HOP | _connection_tokens(pairs)
+    return [(name, value) for name, value in pairs if name not in drop]
+
+
+def strip_override_cookie(value: bytes) -> bytes:
+    """A ``Cookie`` header value without the ``featureflag_overrides`` cookie."""
+    kept = [
+        part
+        for part in value.split(b";")
+        if part.strip() and part.split(b"=", 1)[0].strip() != OVERRIDE_COOKIE.encode()
+    ]
+    return b";".join(kept).strip()
+
+
+def request_headers(
+    headers: Iterable[tuple[bytes, bytes]],
+    *,
+    token: str,
+    client_ip: str | None,
+    scheme: str,
+    host: str,
+) -> Headers:
+    """The headers to send upstream for a request that reached the fork host *host*."""
+    out: Headers = []
+    forwarded_for: list[bytes] = []
+    for name, value in strip_hop_by_hop(headers):
+        if name == b"x-forwarded-for":
+            forwarded_for.append(value.strip())
+        elif name == b"cookie":
+            value = strip_override_cookie(value)
+            if value:
+                out.append((name, value))
+        elif name not in _REPLACED:
+            out.append((name, value))
+    if client_ip:
+        forwarded_for.append(client_ip.encode("latin-1"))
+    if forwarded_for:
+        out.append((b"x-forwarded-for", b", ".join(v for v in forwarded_for if v)))
+    out.append((b"x-forwarded-proto", scheme.encode("latin-1")))
+    out.append((b"x-forwarded-host", host.encode("latin-1")))
+    out.append((OVERRIDE_HEADER, token.encode("ascii")))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a URL points: scheme, lowercase host and explicit port."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str, *, default_scheme: str = "http") -> Origin | None:
+        """The origin of *url*, or None when it has no usable host."""
+        try:
+            parts = urlsplit(url)
+            scheme = (parts.scheme or default_scheme).lower()
+            port = parts.port or {"http": 80, "https": 443}.get(scheme)
+        except ValueError:
+            return None
+        if not parts.hostname or port is None:
+            return None
+        return cls(scheme, parts.hostname.lower(), port)
+
+
+class ResponseRewriter:
+    """Rewrites upstream response headers so a browser stays on the fork host.
+
+    *upstream* is the fork's upstream URL (it may carry a path prefix such as
+    ``http://10.0.0.5:8080/app``); *fork_origin* is ``scheme://host[:port]`` as the
+    client reached the fork.
+    """
+
+    def __init__(self, upstream: str, fork_origin: str) -> None:
+        self.upstream = Origin.parse(upstream)
+        self.prefix = urlsplit(upstream).path.rstrip("/")
+        self.fork_origin = fork_origin
+
+    def headers(self, headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """Response headers to send to the client (without ``X-Robots-Tag``)."""
+        out: Headers = []
+        for name, value in strip_hop_by_hop(headers):
+            if name == b"location":
+                value = self.location(value.decode("latin-1")).encode("latin-1")
+            elif name == b"set-cookie":
+                value = self.set_cookie(value.decode("latin-1")).encode("latin-1")
+            out.append((name, value))
+        return out
+
+    def _strip_prefix(self, path: str) -> str:
+        if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
+            return path[len(self.prefix) :] or "/"
+        return path
+
+    def location(self, value: str) -> str:
+        """*value* pointing at the fork when it names the upstream (absolute or not)."""
+        try:
+            parts = urlsplit(value.strip())
+        except ValueError:
+            return value
+        if not parts.netloc:
+            # A path: relative to the fork host already; drop the upstream's path prefix.
+            if parts.path.startswith("/") and not parts.scheme:
+                return parts._replace(path=self._strip_prefix(parts.path)).geturl()
+            return value
+        if parts.scheme not in ("", "http", "https"):
+            return value
+        origin = Origin.parse(value.strip(), default_scheme=self.upstream_scheme)
+        if origin is None or origin != self.upstream:
+            return value
+        rest = parts._replace(scheme="", netloc="", path=self._strip_prefix(parts.path))
+        return self.fork_origin + (rest.geturl() or "/")
+
+    @property
+    def upstream_scheme(self) -> str:
+        return self.upstream.scheme if self.upstream else "http"
+
+    def set_cookie(self, value: str) -> str:
+        """*value* without a ``Domain`` that names the upstream host, with its path prefix cut.
+
+        With no ``Domain`` the browser keeps the cookie for the fork host only, which is
+        exactly where the user is; a ``Domain`` naming any other host is left alone (the
+        browser ignores it as it would without the proxy).
+        """
+        if self.upstream is None:
+            return value
+        host = self.upstream.host
+        attrs = value.split(";")
+        kept = [attrs[0]]
+        for attr in attrs[1:]:
+            key, _, val = attr.partition("=")
+            key = key.strip().lower()
+            val = val.strip()
+            if key == "domain":
+                domain = val.lstrip(".").lower()
+                if domain and (host == domain or host.endswith("." + domain)):
+                    continue
+            elif key == "path" and self.prefix:
+                attr = f" Path={self._strip_prefix(val)}"
+            kept.append(attr)
+        return ";".join(kept)

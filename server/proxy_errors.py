@@ -1,0 +1,143 @@
+"""The fork proxy's own HTML error pages: unknown fork (404), upstream down (502), slow (504).
+
+Each page names the fork and says what to do. Everything interpolated is escaped: the fork
+name and host come from the request, the upstream from whoever created the fork.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+
+from starlette.types import Send
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="robots" content="noindex">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{status} {title}</title>
+<style>
+body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 3rem auto;
+       padding: 0 1rem; color: #222; }}
+h1 {{ font-size: 1.4rem; }}
+code {{ background: #f3f3f3; padding: 0 .25rem; border-radius: 3px; }}
+.status {{ color: #888; }}
+</style>
+</head>
+<body>
+<p class="status">{status} &middot; featureflag fork proxy</p>
+<h1>{heading}</h1>
+{body}
+</body>
+</html>
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPage:
+    """A status code and an HTML page to send instead of the upstream's response."""
+
+    status: int
+    title: str
+    heading: str
+    body: str  # already-escaped HTML
+
+    def html(self) -> bytes:
+        """The whole document, UTF-8."""
+        page = _PAGE.format(
+            status=self.status,
+            title=escape(self.title),
+            heading=self.heading,
+            body=self.body,
+        )
+        return page.encode("utf-8")
+
+    async def send(self, send: Send, *, head: bool = False) -> None:
+        """Send the page as the complete response (no body for HEAD)."""
+        body = self.html()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                    (b"x-robots-tag", b"noindex"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+def _code(text: str) -> str:
+    return f"<code>{escape(text)}</code>"
+
+
+def _manage(service_url: str | None) -> str:
+    if service_url:
+        link = escape(service_url, quote=True)
+        return f'on the <a href="{link}">featureflag service page</a> ({escape(service_url)})'
+    return "on the featureflag service page"
+
+
+def unknown_fork(name: str, *, service_url: str | None) -> ErrorPage:
+    """404: no fork has this name (deleted, renamed or mistyped)."""
+    return ErrorPage(
+        404,
+        "Unknown fork",
+        f"There is no fork named {_code(name)}",
+        f"<p>It may have been deleted or renamed, or the address is mistyped. "
+        f"See the forks that exist, or create {_code(name)}, {_manage(service_url)}.</p>",
+    )
+
+
+def not_a_fork(host: str, *, service_url: str | None) -> ErrorPage:
+    """404: the Host header does not name a fork at all."""
+    return ErrorPage(
+        404,
+        "Not a fork address",
+        f"{_code(host or '(no Host header)')} is not a fork address",
+        "<p>Fork addresses look like <code>http://NAME.&lt;fork domain&gt;/</code>. "
+        f"Copy a fork's address {_manage(service_url)}.</p>",
+    )
+
+
+def upstream_unreachable(
+    name: str, upstream: str, detail: str, *, service_url: str | None
+) -> ErrorPage:
+    """502: the upstream refused the connection, broke it, or cannot be reached."""
+    return ErrorPage(
+        502,
+        "Fork upstream unreachable",
+        f"The fork {_code(name)} could not reach its app",
+        f"<p>The app at {_code(upstream)} did not answer: {escape(detail)}.</p>"
+        "<p>Check that the app is running and reachable from the featureflag service, "
+        f"or edit the fork's upstream {_manage(service_url)}. Then reload this page.</p>",
+    )
+
+
+def upstream_timeout(
+    name: str, upstream: str, seconds: float, *, service_url: str | None
+) -> ErrorPage:
+    """504: the upstream took longer than the proxy's timeout."""
+    return ErrorPage(
+        504,
+        "Fork upstream timed out",
+        f"The fork {_code(name)} timed out waiting for its app",
+        f"<p>The app at {_code(upstream)} did not answer within {seconds:g} seconds. "
+        "It may be overloaded or stuck; reload to try again, or check its logs. "
+        f"The fork itself is managed {_manage(service_url)}.</p>",
+    )
+
+
+def bad_fork(name: str, detail: str, *, service_url: str | None) -> ErrorPage:
+    """502: the fork's own settings cannot be used (its flags cannot be signed)."""
+    return ErrorPage(
+        502,
+        "Fork misconfigured",
+        f"The fork {_code(name)} cannot be served",
+        f"<p>{escape(detail)}.</p><p>Edit the fork {_manage(service_url)}.</p>",
+    )

@@ -1,0 +1,128 @@
+"""Header rewriting for the fork proxy (server/forwarding.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.forwarding import (
+    ResponseRewriter,
+    request_headers,
+    strip_hop_by_hop,
+    strip_override_cookie,
+)
+
+FORK = "http://new-lp.localhost:8000"
+
+
+def test_strip_hop_by_hop_drops_the_listed_and_the_connection_named_headers() -> None:
+    headers = [
+        (b"Connection", b"close, X-Private"),
+        (b"X-Private", b"1"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"TE", b"trailers"),
+        (b"Content-Type", b"text/html"),
+    ]
+    assert strip_hop_by_hop(headers) == [(b"content-type", b"text/html")]
+
+
+@pytest.mark.parametrize(
+    ("cookie", "expected"),
+    [
+        (b"a=1; featureflag_overrides=tok; b=2", b"a=1; b=2"),
+        (b"featureflag_overrides=tok", b""),
+        (b"featureflag_overrides_old=1; a=1", b"featureflag_overrides_old=1; a=1"),
+        (b"a=1;featureflag_overrides=x", b"a=1"),
+        (b"a=1", b"a=1"),
+    ],
+)
+def test_strip_override_cookie(cookie: bytes, expected: bytes) -> None:
+    assert strip_override_cookie(cookie) == expected
+
+
+def test_request_headers_put_the_token_last_and_only_once() -> None:
+    out = request_headers(
+        [(b"feature-flag-overrides", b"theirs"), (b"accept", b"*/*")],
+        token="ours",
+        client_ip=None,
+        scheme="https",
+        host="new-lp.qa.example.com",
+    )
+    assert out == [
+        (b"accept", b"*/*"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-host", b"new-lp.qa.example.com"),
+        (b"feature-flag-overrides", b"ours"),
+    ]
+
+
+def test_request_headers_join_several_forwarded_for_headers() -> None:
+    out = dict(
+        request_headers(
+            [(b"x-forwarded-for", b"10.0.0.1"), (b"x-forwarded-for", b"10.0.0.2, 10.0.0.3")],
+            token="t",
+            client_ip="127.0.0.1",
+            scheme="http",
+            host="h",
+        )
+    )
+    assert out[b"x-forwarded-for"] == b"10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("upstream", "location", "expected"),
+    [
+        ("http://app:9000", "http://app:9000/next", f"{FORK}/next"),
+        ("http://app:9000", "http://APP:9000/next?x=1#top", f"{FORK}/next?x=1#top"),
+        ("http://app:9000", "http://app:9000", f"{FORK}/"),
+        ("http://app:9000", "//app:9000/p", f"{FORK}/p"),
+        ("http://app", "http://app:80/p", f"{FORK}/p"),
+        ("https://app", "https://app/p", f"{FORK}/p"),
+        ("http://app:9000", "/relative", "/relative"),
+        ("http://app:9000", "next", "next"),
+        ("http://app:9000", "http://app:9001/p", "http://app:9001/p"),
+        ("http://app:9000", "https://app:9000/p", "https://app:9000/p"),
+        ("http://app:9000", "https://accounts.example/login", "https://accounts.example/login"),
+        ("http://app:9000", "mailto:someone@app", "mailto:someone@app"),
+        ("http://app:9000", "http://[::1", "http://[::1"),
+        ("http://app:9000/shop", "http://app:9000/shop/cart", f"{FORK}/cart"),
+        ("http://app:9000/shop", "http://app:9000/shop", f"{FORK}/"),
+        ("http://app:9000/shop/", "/shop/cart?x", "/cart?x"),
+        ("http://app:9000/shop", "/shopping", "/shopping"),
+    ],
+)
+def test_location(upstream: str, location: str, expected: str) -> None:
+    assert ResponseRewriter(upstream, FORK).location(location) == expected
+
+
+@pytest.mark.parametrize(
+    ("upstream", "cookie", "expected"),
+    [
+        ("http://app.internal:9000", "s=1; Domain=app.internal; Path=/", "s=1; Path=/"),
+        ("http://app.internal:9000", "s=1; domain=.APP.internal", "s=1"),
+        ("http://qa.app.internal", "s=1; Domain=app.internal; Secure", "s=1; Secure"),
+        ("http://app.internal", "s=1; Domain=other.example", "s=1; Domain=other.example"),
+        ("http://app.internal", "s=1; Domain=pp.internal", "s=1; Domain=pp.internal"),
+        ("http://app.internal", "s=1; HttpOnly", "s=1; HttpOnly"),
+        ("http://app.internal/shop", "s=1; Path=/shop/cart", "s=1; Path=/cart"),
+        ("http://app.internal/shop", "s=1; Path=/other", "s=1; Path=/other"),
+    ],
+)
+def test_set_cookie(upstream: str, cookie: str, expected: str) -> None:
+    assert ResponseRewriter(upstream, FORK).set_cookie(cookie) == expected
+
+
+def test_response_headers_rewrite_location_and_cookies_and_drop_hop_by_hop() -> None:
+    rewriter = ResponseRewriter("http://app:9000", FORK)
+    out = rewriter.headers(
+        [
+            (b"Location", b"http://app:9000/x"),
+            (b"Set-Cookie", b"a=1; Domain=app"),
+            (b"Keep-Alive", b"timeout=5"),
+            (b"Content-Length", b"0"),
+        ]
+    )
+    assert out == [
+        (b"location", f"{FORK}/x".encode()),
+        (b"set-cookie", b"a=1"),
+        (b"content-length", b"0"),
+    ]

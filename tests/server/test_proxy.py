@@ -1,0 +1,782 @@
+"""The fork proxy with an injected upstream transport and the memory store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from datetime import timedelta
+
+import anyio
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.types import Message
+
+from featureflag.tokens import OverrideSigner
+from server.memory_store import MemoryStore
+from server.proxy import ForkProxy, fork_from_host, upstream_url
+from server.store import Fork
+
+SECRET = "s" * 40
+UPSTREAM = "http://app.internal:9000"
+FORK_HOST = "new-lp.localhost:8000"
+
+Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def signer(clock: Clock) -> OverrideSigner:
+    return OverrideSigner(SECRET, environment="test", clock=clock)
+
+
+@pytest.fixture
+async def store() -> MemoryStore:
+    store = MemoryStore()
+    await store.create_fork(
+        Fork(name="new-lp", upstream=UPSTREAM, flags={"Landing.is_new": True, "hero": "b"})
+    )
+    return store
+
+
+class Upstream(httpx.AsyncBaseTransport):
+    """The injected upstream: a handler a test swaps; it remembers the requests it saw.
+
+    Unlike httpx.MockTransport it does not read the request body before the handler runs,
+    so a test can watch the body arrive chunk by chunk.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.bodies: list[bytes] = []
+        self.handler: Handler = self.echo
+
+    async def echo(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="hello from upstream")
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return await self.handler(request)
+
+    @property
+    def last(self) -> httpx.Request:
+        return self.requests[-1]
+
+
+@pytest.fixture
+def upstream() -> Upstream:
+    return Upstream()
+
+
+@pytest.fixture
+async def proxy(
+    store: MemoryStore, signer: OverrideSigner, upstream: Upstream, clock: Clock
+) -> AsyncIterator[ForkProxy]:
+    proxy = ForkProxy(
+        store=store,
+        signer=signer,
+        fork_domain="localhost",
+        transport=upstream,
+        timeout=2.0,
+        clock=clock,
+    )
+    yield proxy
+    await proxy.aclose()
+
+
+@pytest.fixture
+async def client(proxy: ForkProxy) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=proxy, client=("203.0.113.7", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{FORK_HOST}") as client:
+        yield client
+
+
+# --- fork_from_host --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "domain", "expected"),
+    [
+        ("new-lp.localhost:8000", "localhost", "new-lp"),
+        ("new-lp.localhost", "localhost", "new-lp"),
+        ("NEW-LP.LocalHost:8000", "localhost", "new-lp"),
+        ("new-lp.localhost.", "localhost", "new-lp"),
+        ("new-lp.qa.example.com", "qa.example.com", "new-lp"),
+        ("new-lp.qa.example.com:443", "QA.Example.com", "new-lp"),
+        ("a1.localhost", "localhost", "a1"),
+        ("localhost:8000", "localhost", None),
+        ("localhost", "localhost", None),
+        ("qa.example.com", "qa.example.com", None),
+        ("a.b.localhost", "localhost", None),
+        ("new-lp.example.com", "localhost", None),
+        ("new-lplocalhost", "localhost", None),
+        ("127.0.0.1:8000", "localhost", None),
+        ("127.0.0.1", "0.0.1", None),
+        ("[::1]:8000", "localhost", None),
+        ("www.localhost", "localhost", None),
+        ("api.localhost:8000", "localhost", None),
+        ("-bad.localhost", "localhost", None),
+        ("under_score.localhost", "localhost", None),
+        ("new-lp.localhost:80x", "localhost", None),
+        ("new-lp.localhost:8000@evil.example", "localhost", None),
+        ("", "localhost", None),
+    ],
+)
+def test_fork_from_host(host: str, domain: str, expected: str | None) -> None:
+    assert fork_from_host(host, domain) == expected
+
+
+# --- forwarding the request --------------------------------------------------------------
+
+
+async def test_proxies_to_the_upstream_with_the_forks_token(
+    client: httpx.AsyncClient, upstream: Upstream, signer: OverrideSigner
+) -> None:
+    response = await client.get("/pricing/plans?x=1&y=%20z")
+    assert response.status_code == 200
+    assert response.text == "hello from upstream"
+    sent = upstream.last
+    assert str(sent.url) == "http://app.internal:9000/pricing/plans?x=1&y=%20z"
+    assert sent.headers["host"] == "app.internal:9000"
+    verified = signer.loads(sent.headers["feature-flag-overrides"])
+    assert verified.flags == {"Landing.is_new": True, "hero": "b"}
+    assert verified.origin == "fork:new-lp"
+    assert verified.sub == "fork:new-lp"
+
+
+async def test_the_forks_flags_replace_the_clients_header_and_cookie(
+    client: httpx.AsyncClient, upstream: Upstream, signer: OverrideSigner
+) -> None:
+    mine = signer.dumps({"hero": "c"}, sub="ana")
+    await client.get(
+        "/",
+        headers={
+            "Feature-Flag-Overrides": mine,
+            "Cookie": f"session=abc; featureflag_overrides={mine}; theme=dark",
+        },
+    )
+    sent = upstream.last
+    assert sent.headers.get_list("feature-flag-overrides") != [mine]
+    assert signer.loads(sent.headers["feature-flag-overrides"]).flags["hero"] == "b"
+    assert sent.headers["cookie"] == "session=abc; theme=dark"
+
+
+async def test_a_cookie_header_with_only_the_override_cookie_is_dropped(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    await client.get("/", headers={"Cookie": "featureflag_overrides=abc"})
+    assert "cookie" not in upstream.last.headers
+
+
+async def test_forwarded_headers(client: httpx.AsyncClient, upstream: Upstream) -> None:
+    await client.get(
+        "/",
+        headers={
+            "X-Forwarded-For": "198.51.100.1",
+            "X-Forwarded-Host": "evil.example",
+            "X-Forwarded-Proto": "gopher",
+        },
+    )
+    sent = upstream.last.headers
+    assert sent["x-forwarded-for"] == "198.51.100.1, 203.0.113.7"
+    assert sent["x-forwarded-host"] == FORK_HOST
+    assert sent["x-forwarded-proto"] == "http"
+
+
+async def test_forwarded_for_without_an_earlier_hop(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    await client.get("/")
+    assert upstream.last.headers["x-forwarded-for"] == "203.0.113.7"
+
+
+async def test_hop_by_hop_request_headers_are_removed(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    await client.get(
+        "/",
+        headers={
+            "Connection": "keep-alive, X-Secret-Hop",
+            "X-Secret-Hop": "1",
+            "Keep-Alive": "timeout=5",
+            "Proxy-Connection": "keep-alive",
+            "TE": "trailers",
+            "Upgrade": "h2c",
+            "Proxy-Authorization": "Basic Zm9vOmJhcg==",
+            "Trailer": "Expires",
+            "X-Kept": "yes",
+        },
+    )
+    sent = upstream.last.headers
+    for name in (
+        "x-secret-hop",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+        "trailer",
+    ):
+        assert name not in sent, name
+    assert sent["x-kept"] == "yes"
+
+
+async def test_upstream_path_prefix_is_kept(
+    client: httpx.AsyncClient, store: MemoryStore, upstream: Upstream
+) -> None:
+    fork = await store.get_fork("new-lp")
+    assert fork is not None
+    await store.update_fork(replace(fork, upstream="http://app.internal:9000/shop/"))
+    await client.get("/cart?id=3")
+    assert str(upstream.last.url) == "http://app.internal:9000/shop/cart?id=3"
+
+
+async def test_request_body_is_forwarded(client: httpx.AsyncClient, upstream: Upstream) -> None:
+    async def echo_body(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=await request.aread())
+
+    upstream.handler = echo_body
+    response = await client.post("/form", content=b"a=1&b=2")
+    assert response.content == b"a=1&b=2"
+    assert upstream.last.headers["content-length"] == "7"
+
+
+async def test_chunked_request_body_is_forwarded(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    async def echo_body(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=await request.aread())
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"part one, "
+        yield b"part two"
+
+    upstream.handler = echo_body
+    response = await client.post("/upload", content=chunks())
+    assert response.content == b"part one, part two"
+
+
+async def test_upstream_cookies_are_not_shared_between_clients(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    async def set_cookie(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Set-Cookie": "session=ana-only; Path=/"})
+
+    upstream.handler = set_cookie
+    await client.get("/login")
+    client.cookies.clear()
+    await client.get("/")
+    assert "cookie" not in upstream.last.headers
+
+
+# --- the response ------------------------------------------------------------------------
+
+
+async def test_response_headers_are_rewritten(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    async def redirect(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            302,
+            headers=[
+                ("Location", "http://app.internal:9000/next?a=1"),
+                ("Set-Cookie", "session=1; Domain=app.internal; Path=/; HttpOnly"),
+                ("Set-Cookie", "other=2; Domain=elsewhere.example"),
+                ("Connection", "X-Hop"),
+                ("X-Hop", "1"),
+                ("Keep-Alive", "timeout=5"),
+                ("X-App", "kept"),
+            ],
+        )
+
+    upstream.handler = redirect
+    response = await client.get("/old")
+    assert response.status_code == 302
+    assert response.headers["location"] == f"http://{FORK_HOST}/next?a=1"
+    assert response.headers.get_list("set-cookie") == [
+        "session=1; Path=/; HttpOnly",
+        "other=2; Domain=elsewhere.example",
+    ]
+    assert "x-hop" not in response.headers
+    assert "keep-alive" not in response.headers
+    assert response.headers["x-app"] == "kept"
+    assert response.headers["x-robots-tag"] == "noindex"
+
+
+async def test_every_proxied_response_is_noindex(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    async def not_found(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, text="nope")
+
+    upstream.handler = not_found
+    response = await client.get("/missing")
+    assert response.status_code == 404
+    assert response.text == "nope"
+    assert response.headers["x-robots-tag"] == "noindex"
+
+
+async def test_compressed_bodies_pass_through_untouched(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    import gzip
+
+    packed = gzip.compress(b"x" * 1000)
+
+    async def gzipped(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=packed, headers={"Content-Encoding": "gzip"})
+
+    upstream.handler = gzipped
+    response = await client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert upstream.last.headers["accept-encoding"] == "gzip"
+    assert response.content == b"x" * 1000  # the client decoded what the upstream packed
+
+
+async def test_no_accept_encoding_is_added(client: httpx.AsyncClient, upstream: Upstream) -> None:
+    request = client.build_request("GET", "/")
+    del request.headers["accept-encoding"]
+    await client.send(request)
+    assert "accept-encoding" not in upstream.last.headers
+
+
+# --- tokens ------------------------------------------------------------------------------
+
+
+async def test_token_is_reused_then_reminted_near_expiry(
+    client: httpx.AsyncClient, upstream: Upstream, clock: Clock
+) -> None:
+    await client.get("/")
+    first = upstream.last.headers["feature-flag-overrides"]
+    clock.now += 3000  # 5/6 of the hour: still > 10% left
+    await client.get("/")
+    assert upstream.last.headers["feature-flag-overrides"] == first
+    clock.now += 300  # 3300 s of 3600: less than 10% left
+    await client.get("/")
+    assert upstream.last.headers["feature-flag-overrides"] != first
+
+
+async def test_an_edited_fork_applies_on_the_next_request(
+    client: httpx.AsyncClient, store: MemoryStore, upstream: Upstream, signer: OverrideSigner
+) -> None:
+    await client.get("/")
+    fork = await store.get_fork("new-lp")
+    assert fork is not None
+    edited = replace(fork, flags={"hero": "c"}, updated_at=fork.updated_at + timedelta(1))
+    await store.update_fork(edited)
+    await client.get("/")
+    assert signer.loads(upstream.last.headers["feature-flag-overrides"]).flags == {"hero": "c"}
+
+
+async def test_flags_edited_without_a_new_timestamp_still_apply(
+    client: httpx.AsyncClient, store: MemoryStore, upstream: Upstream, signer: OverrideSigner
+) -> None:
+    await client.get("/")
+    fork = await store.get_fork("new-lp")
+    assert fork is not None
+    await store.update_fork(replace(fork, flags={"hero": "d"}))
+    await client.get("/")
+    assert signer.loads(upstream.last.headers["feature-flag-overrides"]).flags == {"hero": "d"}
+
+
+async def test_token_lifetime_capped_by_the_signer_is_respected(
+    store: MemoryStore, upstream: Upstream, clock: Clock
+) -> None:
+    capped = OverrideSigner(SECRET, environment="test", clock=clock, max_age_cap=100)
+    proxy = ForkProxy(
+        store=store,
+        signer=capped,
+        fork_domain="localhost",
+        transport=upstream,
+        clock=clock,
+    )
+    transport = httpx.ASGITransport(app=proxy)
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{FORK_HOST}") as c:
+        await c.get("/")
+        first = upstream.last.headers["feature-flag-overrides"]
+        clock.now += 95  # the proxy asked for an hour, but the token dies at 100 s
+        await c.get("/")
+        second = upstream.last.headers["feature-flag-overrides"]
+    await proxy.aclose()
+    assert second != first
+    assert capped.loads(second).expires_at > clock.now
+
+
+# --- error pages -------------------------------------------------------------------------
+
+
+async def test_unknown_fork_is_a_404_page(client: httpx.AsyncClient, upstream: Upstream) -> None:
+    response = await client.get("/", headers={"Host": "old-lp.localhost:8000"})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.headers["x-robots-tag"] == "noindex"
+    assert "<code>old-lp</code>" in response.text
+    assert 'href="http://localhost:8000/"' in response.text
+    assert upstream.requests == []
+
+
+async def test_a_deleted_fork_is_gone_at_once(
+    client: httpx.AsyncClient, store: MemoryStore
+) -> None:
+    assert (await client.get("/")).status_code == 200
+    await store.delete_fork("new-lp")
+    assert (await client.get("/")).status_code == 404
+
+
+async def test_a_host_that_is_no_fork_is_a_404_page_with_the_host_escaped(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/", headers={"Host": "<script>.example"})
+    assert response.status_code == 404
+    assert "<script>" not in response.text
+    assert "&lt;script&gt;.example" in response.text
+
+
+async def test_head_error_page_has_no_body(client: httpx.AsyncClient) -> None:
+    response = await client.head("/", headers={"Host": "old-lp.localhost"})
+    assert response.status_code == 404
+    assert response.content == b""
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "words"),
+    [
+        (httpx.ConnectError("refused"), 502, "refused"),
+        (httpx.RemoteProtocolError("eof"), 502, "closed the connection"),
+        (httpx.ReadError("reset"), 502, "ReadError"),
+        (httpx.ConnectTimeout("slow"), 504, "within 2 seconds"),
+        (httpx.ReadTimeout("slow"), 504, "within 2 seconds"),
+        (httpx.PoolTimeout("busy"), 504, "within 2 seconds"),
+    ],
+)
+async def test_upstream_failures_are_pages_naming_the_fork(
+    client: httpx.AsyncClient,
+    upstream: Upstream,
+    error: httpx.TransportError,
+    status: int,
+    words: str,
+) -> None:
+    async def fail(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    upstream.handler = fail
+    response = await client.get("/")
+    assert response.status_code == status
+    assert "<code>new-lp</code>" in response.text
+    assert f"<code>{UPSTREAM}</code>" in response.text
+    assert words in response.text
+    assert response.headers["x-robots-tag"] == "noindex"
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_error_pages_escape_the_upstream(
+    client: httpx.AsyncClient, store: MemoryStore, upstream: Upstream
+) -> None:
+    fork = await store.get_fork("new-lp")
+    assert fork is not None
+    await store.update_fork(replace(fork, upstream='http://app.internal:9000/"><script>x'))
+
+    async def fail(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    upstream.handler = fail
+    response = await client.get("/")
+    assert response.status_code == 502
+    assert "<script>" not in response.text
+
+
+@pytest.mark.parametrize("upstream_value", ["ftp://files.internal/", "not a url", "http://"])
+async def test_an_unusable_upstream_is_a_502_page(
+    client: httpx.AsyncClient, store: MemoryStore, upstream_value: str
+) -> None:
+    fork = await store.get_fork("new-lp")
+    assert fork is not None
+    await store.update_fork(replace(fork, upstream=upstream_value))
+    response = await client.get("/")
+    assert response.status_code == 502
+    assert "<code>new-lp</code>" in response.text
+
+
+async def test_flags_that_cannot_be_signed_are_a_502_page(
+    client: httpx.AsyncClient, store: MemoryStore, upstream: Upstream
+) -> None:
+    fork = await store.get_fork("new-lp")
+    assert fork is not None
+    await store.update_fork(replace(fork, flags={"bad name!": True}))
+    response = await client.get("/")
+    assert response.status_code == 502
+    assert "bad name!" in response.text
+    assert upstream.requests == []
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    host=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+    path=st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=40),
+    cookie=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+)
+async def test_nothing_a_client_sends_is_a_500(
+    proxy: ForkProxy, host: str, path: str, cookie: str
+) -> None:
+    messages: list[Message] = []
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        received += 1
+        if received == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep_forever()  # as a server does until the client goes away
+        raise AssertionError
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    for h in (host, f"{host}.localhost", "new-lp.localhost"):
+        messages.clear()
+        received = 0
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", h.encode()), (b"cookie", cookie.encode())],
+            "client": ("127.0.0.1", 1234),
+            "server": ("127.0.0.1", 8000),
+        }
+        await proxy(scope, receive, send)
+        assert messages[0]["status"] < 500
+
+
+def test_upstream_url_joins_prefix_path_and_query() -> None:
+    scope = {"path": "/a b", "raw_path": b"/a%20b", "query_string": b"q=1"}
+    assert str(upstream_url("http://h:1/base/", scope)) == "http://h:1/base/a%20b?q=1"
+    assert str(upstream_url("http://h:1", {"path": "/x"})) == "http://h:1/x"
+    absolute = {"path": "http://evil/x", "raw_path": b"http://evil/x", "query_string": b""}
+    assert upstream_url("http://h:1", absolute).host == "h"
+
+
+# --- streaming and cancellation (the proxy called as an ASGI app) ------------------------
+
+
+def http_scope(method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None) -> dict:  # type: ignore[type-arg]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", FORK_HOST.encode()), *(headers or [])],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+class Stream(httpx.AsyncByteStream):
+    """An upstream body produced chunk by chunk, remembering whether it was closed."""
+
+    def __init__(self, chunks: Callable[[], AsyncIterator[bytes]]) -> None:
+        self.chunks = chunks
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.chunks():
+            yield chunk
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_response_body_is_streamed_not_buffered(proxy: ForkProxy, upstream: Upstream) -> None:
+    first_chunk_reached_client = anyio.Event()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first"
+        # Only a proxy that forwards before the body ends lets the test get past here.
+        await first_chunk_reached_client.wait()
+        yield b"second"
+
+    async def streaming(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Stream(chunks))
+
+    upstream.handler = streaming
+    bodies: list[bytes] = []
+
+    async def receive() -> Message:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message["body"])
+            if message["body"] == b"first":
+                first_chunk_reached_client.set()
+
+    with anyio.fail_after(10):  # a deadlock guard, not a timing assertion
+        await proxy(http_scope(), receive, send)
+    assert b"".join(bodies) == b"firstsecond"
+
+
+async def test_request_body_is_streamed_not_buffered(proxy: ForkProxy, upstream: Upstream) -> None:
+    upstream_got_first_chunk = anyio.Event()
+    received: list[bytes] = []
+
+    async def read_stream(request: httpx.Request) -> httpx.Response:
+        async for chunk in request.stream:  # type: ignore[union-attr]
+            received.append(chunk)
+            upstream_got_first_chunk.set()
+        return httpx.Response(204)
+
+    upstream.handler = read_stream
+    sent_first = False
+
+    async def receive() -> Message:
+        nonlocal sent_first
+        if not sent_first:
+            sent_first = True
+            return {"type": "http.request", "body": b"one", "more_body": True}
+        # The second chunk exists only once the upstream has the first one.
+        await upstream_got_first_chunk.wait()
+        return {"type": "http.request", "body": b"two", "more_body": False}
+
+    statuses: list[int] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    scope = http_scope("POST", [(b"transfer-encoding", b"chunked")])
+    with anyio.fail_after(10):
+        await proxy(scope, receive, send)
+    assert statuses == [204]
+    assert b"".join(received) == b"onetwo"
+
+
+async def test_client_going_away_cancels_the_upstream_request(
+    proxy: ForkProxy, upstream: Upstream
+) -> None:
+    upstream_started = anyio.Event()
+    upstream_cancelled = False
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        nonlocal upstream_cancelled
+        upstream_started.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            upstream_cancelled = True
+            raise
+        raise AssertionError
+
+    upstream.handler = hang
+    calls = 0
+
+    async def receive() -> Message:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await upstream_started.wait()
+        return {"type": "http.disconnect"}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(10):
+        await proxy(http_scope(), receive, send)
+    assert upstream_cancelled
+    assert sent == []
+
+
+async def test_client_going_away_mid_download_closes_the_upstream_body(
+    proxy: ForkProxy, upstream: Upstream
+) -> None:
+    client_gone = anyio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x" * 1024
+            await anyio.sleep(0)
+
+    stream = Stream(endless)
+
+    async def streaming(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=stream)
+
+    upstream.handler = streaming
+    calls = 0
+
+    async def receive() -> Message:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await client_gone.wait()
+        return {"type": "http.disconnect"}
+
+    chunks = 0
+
+    async def send(message: Message) -> None:
+        nonlocal chunks
+        if message["type"] == "http.response.body":
+            chunks += 1
+            if chunks == 3:
+                client_gone.set()
+
+    with anyio.fail_after(10):
+        await proxy(http_scope(), receive, send)
+    assert stream.closed
+
+
+async def test_websocket_is_refused(proxy: ForkProxy) -> None:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await proxy({"type": "websocket", "headers": [], "path": "/"}, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+async def test_lifespan_closes_the_client(proxy: ForkProxy) -> None:
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return inbox.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await proxy({"type": "lifespan"}, receive, send)
+    assert [m["type"] for m in sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    assert proxy.client.is_closed
