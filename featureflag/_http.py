@@ -96,8 +96,9 @@ class Request:
         self.raw: str | None = None
         self.verified: VerifiedOverrides | None = None
         self.error: str | None = None
-        # (flags, remote flags) already in the header: what came later is "late".
-        self.reported: tuple[int, int] | None = None
+        # (flags, remote flags) already in the header, and whether the response was
+        # marked no-store: what came later is "late".
+        self.reported: tuple[int, int, bool] | None = None
         if token is not None:
             try:
                 if not isinstance(token, str):
@@ -168,7 +169,7 @@ def response_headers(
     if no_store:
         out.append((b"cache-control", _NO_STORE))
     if request.report_due and scope is not None:
-        request.reported = (len(scope.seen), len(scope.remote))
+        request.reported = (len(scope.seen), len(scope.remote), no_store)
         report = format_scope(scope, budget=config.budget)
         if report:
             out.append((b"feature-flags", report.encode("ascii")))
@@ -176,32 +177,36 @@ def response_headers(
 
 
 def _merge_vary(existing: list[bytes]) -> bytes:
-    joined = b", ".join(existing)
-    have = {part.strip().lower() for part in joined.split(b",")}
+    parts = [p.strip() for value in existing for p in value.split(b",") if p.strip()]
+    have = {p.lower() for p in parts}
     if b"*" in have:
-        return joined
+        return b"*"
     missing = [m for m in (b"Cookie", b"Feature-Flag-Overrides") if m.lower() not in have]
-    return b", ".join([joined, *missing])
+    return b", ".join(parts + missing)
 
 
 def warn_late(request: Request, method: object, path: object) -> None:
     """Log the flags evaluated after the report header went (streaming bodies)."""
     scope = request.scope
-    if (
-        scope is None
-        or request.reported is None
-        or request.reported == (len(scope.seen), len(scope.remote))
-    ):
+    if scope is None or request.reported is None:
         return
-    n_seen, n_remote = request.reported
+    n_seen, n_remote, no_store = request.reported
+    if (n_seen, n_remote) == (len(scope.seen), len(scope.remote)):
+        return
     late = list(scope.seen)[n_seen:] + [e.name for e in list(scope.remote.values())[n_remote:]]
-    if late:
-        shown = ", ".join(late[:20]) + (f" and {len(late) - 20} more" if len(late) > 20 else "")
-        logger.warning(
-            "%d flag(s) evaluated after the Feature-Flags header of %s was sent, so the "
-            "header does not list them: %s. Evaluate them before the response starts "
-            "(before the first body chunk of a streaming response) to have them reported.",
-            len(late),
-            f"{method} {path}",
-            shown,
+    shown = ", ".join(late[:20]) + (f" and {len(late) - 20} more" if len(late) > 20 else "")
+    cache = ""
+    if not no_store and scope.used_override:
+        cache = (
+            " An override was used after the headers went, so the response could not be "
+            "marked Cache-Control: private, no-store (Vary still keeps shared caches apart)."
         )
+    logger.warning(
+        "%d flag(s) evaluated after the Feature-Flags header of %s was sent, so the "
+        "header does not list them: %s. Evaluate them before the response starts "
+        "(before the first body chunk of a streaming response) to have them reported.%s",
+        len(late),
+        f"{method} {path}",
+        shown,
+        cache,
+    )

@@ -306,6 +306,8 @@ async def test_report_budget(signer: OverrideSigner) -> None:
         ("cookie", "cookie, Feature-Flag-Overrides"),
         ("Feature-Flag-Overrides, Cookie", "Feature-Flag-Overrides, Cookie"),
         ("*", "*"),
+        ("Accept, *", "*"),
+        ("", "Cookie, Feature-Flag-Overrides"),
     ],
 )
 async def test_vary_is_merged(existing: str, expected: str, signer: OverrideSigner) -> None:
@@ -328,6 +330,20 @@ async def test_streaming_rule_late_flags_are_logged_not_lost(
     # ...and the late one is named in a warning instead of vanishing.
     [record] = [r for r in caplog.records if "after the Feature-Flags header" in r.message]
     assert "AsgiDemo.checkout" in record.message and "GET /stream" in record.message
+
+
+async def test_an_override_used_only_after_the_headers_is_named_in_the_warning(
+    signer: OverrideSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = signer.dumps({"AsgiDemo.checkout": "new"}, sub="ana")
+    async with client(create_app(signer=signer)) as c:
+        with caplog.at_level(logging.WARNING, logger="featureflag"):
+            r = await c.get("/stream", headers={"Feature-Flag-Overrides": token})
+    assert r.text == "released=False\ncheckout=new\n"
+    # Too late for Cache-Control: the warning says so.
+    assert "cache-control" not in r.headers
+    [record] = caplog.records
+    assert "could not be marked Cache-Control: private, no-store" in record.message
 
 
 async def test_no_warning_when_nothing_came_late(
