@@ -5,6 +5,7 @@
  * The target tab is `?tab=N` when given (tests open the popup in a tab of its own),
  * else the active tab of the current window.
  */
+import { type CatalogEntry, fetchCatalog } from "./catalog";
 import { CONFIG_KEY, type Config, missingSettings, readConfig } from "./config";
 import { desiredOverrides, type Edits, isValidName, NAME_RULE, sameOverrides } from "./edits";
 import {
@@ -37,6 +38,8 @@ const edits: Edits = new Map();
 let view: View | null = null;
 let busy = false;
 let lastError: string | null = null;
+/** The service's catalog by name (empty until fetched, or without a service). */
+let catalog = new Map<string, CatalogEntry>();
 
 async function targetTab(): Promise<chrome.tabs.Tab | null> {
   const param = new URLSearchParams(location.search).get("tab");
@@ -93,6 +96,19 @@ function valueControl(row: { name: string; value: FlagValue }, desired: Record<s
     });
     return input;
   }
+  const choices = catalog.get(row.name)?.choices;
+  if (choices) {
+    // A flag declared with choices (e.g. `-> Literal["a", "b"]`): offer exactly those.
+    const options = choices.includes(String(current)) ? choices : [String(current), ...choices];
+    const select = el("select", {}, ...options.map((c) => el("option", { value: c, textContent: c })));
+    select.value = String(current);
+    select.setAttribute("aria-label", `${row.name} value`);
+    select.addEventListener("change", () => {
+      edits.set(row.name, select.value);
+      render();
+    });
+    return select;
+  }
   const input = el("input", { type: "text", value: String(current ?? "") });
   input.setAttribute("aria-label", `${row.name} value`);
   input.spellcheck = false;
@@ -111,6 +127,8 @@ function rowElement(row: FlagRow, desired: Record<string, FlagValue>): HTMLTable
   tr.dataset.flag = row.name;
   if (edits.has(row.name)) tr.classList.add("changed");
   const nameCell = el("td", { className: "name" }, row.name);
+  const description = catalog.get(row.name)?.description;
+  if (description) nameCell.title = description;
   if (row.rejected) nameCell.append(el("div", { className: "rejected" }, `override rejected: ${row.rejected}`));
   if (row.differs) {
     const detail = row.evaluations.map((e) => `${whereLabel(e.where)}=${String(e.value)}`).join(", ");
@@ -152,6 +170,9 @@ function render(): void {
       rows.push({ name, value, source: "default", where: [], rejected: null, differs: false, evaluations: [] });
     }
   }
+  $("catalog-names").replaceChildren(
+    ...[...catalog.keys()].filter((n) => !known.has(n)).map((n) => el("option", { value: n })),
+  );
   const tbody = $<HTMLTableElement>("flags").tBodies[0] as HTMLTableSectionElement;
   tbody.replaceChildren(...rows.map((row) => rowElement(row, desired)));
   $("flags").hidden = rows.length === 0;
@@ -270,6 +291,10 @@ async function refresh(): Promise<void> {
   render();
 }
 
+function showAddValue(): void {
+  $("add-value").hidden = $<HTMLSelectElement>("add-type").value !== "string";
+}
+
 function addFlag(event: SubmitEvent): void {
   event.preventDefault();
   const name = $<HTMLInputElement>("add-name").value.trim();
@@ -293,9 +318,21 @@ async function main(): Promise<void> {
   }
   view = await load(tab.id, tab.url ?? null);
   render();
+  void fetchCatalog(view.config.serviceUrl).then((entries) => {
+    catalog = new Map(entries.map((e) => [e.name, e]));
+    render();
+  });
   $<HTMLFormElement>("add").addEventListener("submit", addFlag);
-  $("add-type").addEventListener("change", () => {
-    $("add-value").hidden = $<HTMLSelectElement>("add-type").value !== "string";
+  $("add-type").addEventListener("change", showAddValue);
+  // A name from the catalog picks its type (and its choices as a hint).
+  $("add-name").addEventListener("input", () => {
+    const entry = catalog.get($<HTMLInputElement>("add-name").value.trim());
+    if (!entry?.type) return;
+    const type = $<HTMLSelectElement>("add-type");
+    if (entry.type === "str") type.value = "string";
+    else if (type.value === "string") type.value = "true";
+    $<HTMLInputElement>("add-value").placeholder = entry.choices ? entry.choices.join(" / ") : "value";
+    showAddValue();
   });
   $("apply").addEventListener("click", () => void apply());
   $("clear").addEventListener("click", () => void clear());

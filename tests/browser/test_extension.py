@@ -211,12 +211,9 @@ def test_string_override_changes_the_page(ext: Extension, live_demo: LiveDemo) -
     page = ext.open(live_demo.app_url + "/")
     expect(page.get_by_test_id("landing")).to_have_attribute("data-variant", "a")
     popup = ext.popup(page)
-    row(popup, "new-lp").locator("input[type=text]").fill("b")
-    # A flag the page did not report can be added by name, too.
-    popup.locator("#add-name").fill("promo-banner")
-    popup.locator("#add-type").select_option("string")
-    popup.locator("#add-value").fill("Spring sale: 20% off")
-    popup.locator("#add button").click()
+    # new-lp is declared -> Literal["a", "b"]: the catalog gives the popup its choices.
+    row(popup, "new-lp").locator("select").select_option("b")
+    row(popup, "promo-banner").locator("input[type=text]").fill("Spring sale: 20% off")
     response = apply_and_reload(popup, page)
 
     reported = report_of(response)
@@ -292,9 +289,35 @@ def test_downstream_and_front_end_flags_appear(
     popup.close()
 
     front = ext.open(live_demo.app_url + "/frontend")
-    expect(front.get_by_test_id("frontend-flag")).to_have_attribute("data-status", "ready")
+    flag = front.get_by_test_id("frontend-flag")
+    expect(flag).to_have_attribute("data-status", "ready")
+    expect(flag).to_have_attribute("data-value", "false")
     popup = ext.popup(front)
     expect_flag(popup, "frontend.chat-widget", "false", "default", "front end")
+
+    # Overriding it reaches the JS SDK (through the app's OFREP endpoint and the cookie).
+    ext.configure(live_demo.service_url, live_demo.api_token)
+    popup.reload()
+    row(popup, "frontend.chat-widget").locator("input.switch").check()
+    apply_and_reload(popup, front)
+    expect(flag).to_have_attribute("data-value", "true")
+    expect_flag(popup, "frontend.chat-widget", "true", "override", "front end")
+
+
+def test_add_a_flag_the_page_did_not_report(
+    ext: Extension, live_demo: LiveDemo, sdk_bundle: Path
+) -> None:
+    ext.configure(live_demo.service_url, live_demo.api_token)
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    popup.locator("#add-name").fill("frontend.chat-widget")
+    popup.locator("#add-type").select_option("true")
+    popup.locator("#add button").click()
+    expect(row(popup, "frontend.chat-widget").locator("input.switch")).to_be_checked()
+    apply_and_reload(popup, page)
+
+    page.goto(live_demo.app_url + "/frontend")
+    expect(page.get_by_test_id("frontend-flag")).to_have_attribute("data-value", "true")
 
 
 def test_downstream_override_and_popup_screenshot(ext: Extension, live_demo: LiveDemo) -> None:
@@ -302,7 +325,7 @@ def test_downstream_override_and_popup_screenshot(ext: Extension, live_demo: Liv
     ext.configure(live_demo.service_url, live_demo.api_token)
     page = ext.open(live_demo.app_url + "/")
     popup = ext.popup(page)
-    row(popup, "Recommendations.strategy").locator("input[type=text]").fill("personal")
+    row(popup, "Recommendations.strategy").locator("select").select_option("personal")
     row(popup, "Checkout.is_one_click").locator("input.switch").check()
     response = apply_and_reload(popup, page)
     assert report_of(response)["Recommendations.strategy"].source == "override"
@@ -367,9 +390,13 @@ def test_service_refusal_is_shown_in_the_popup(ext: Extension, live_demo: LiveDe
     ext.configure(live_demo.service_url, live_demo.api_token)
     page = ext.open(live_demo.app_url + "/")
     popup = ext.popup(page)
-    row(popup, "new-lp").locator("input[type=text]").fill("c")  # the catalog allows a, b
+    popup.locator("#add-name").fill("Checkout.is_one_click")
+    popup.locator("#add-type").select_option("string")
+    popup.locator("#add-value").fill("yes")
+    popup.locator("#add button").click()
     popup.locator("#apply").click()
-    expect(popup.locator(".notice.error")).to_contain_text("new-lp")
+    # The service checks overrides against the catalog and says what to send instead.
+    expect(popup.locator(".notice.error")).to_contain_text("declared bool; send true or false")
     assert "featureflag_overrides" not in [c["name"] for c in ext.context.cookies()]
 
 
