@@ -81,7 +81,8 @@ class FeatureFlagMiddleware:
         reset_token = None if request.raw is None else _token.set((request.raw, _host(scope)))
         try:
             if kind == "websocket":
-                await self.app(scope, receive, _websocket_send(request, send))
+                wrapped = send if request.error is None else _websocket_send(request, send)
+                await self.app(scope, receive, wrapped)
             elif scope["path"] == config.ofrep_path:
                 await _serve_ofrep(config, request, scope, receive, send)
             else:
@@ -107,17 +108,18 @@ class FeatureFlagMiddleware:
 def _host(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"host":
-            return str(value.decode("latin-1"))
+            host: str = value.decode("latin-1")
+            return host
     server = scope.get("server")
     if server:
-        host, port = server
-        return f"{host}:{port}" if port is not None else str(host)
+        address, port = server
+        return f"{address}:{port}" if port is not None else str(address)
     return None
 
 
 def _websocket_send(request: Request, send: Send) -> Send:
     # A websocket has no report (no response headers after the handshake); it keeps
-    # its handshake's overrides and says why a token was refused on accept.
+    # its handshake's overrides and, on accept, says why a token was refused.
     async def send_accept(message: Message) -> None:
         if message["type"] == "websocket.accept" and request.error is not None:
             message = dict(message)
@@ -143,16 +145,13 @@ async def _serve_ofrep(
         size += len(chunk)
         chunks.append(chunk)
         more = message.get("more_body", False)
-    if_none_match = None
-    for name, value in scope["headers"]:
-        if name == b"if-none-match":
-            if_none_match = value.decode("latin-1")
+    tags = [value.decode("latin-1") for name, value in scope["headers"] if name == b"if-none-match"]
     status, headers, content = evaluate(
         config,
         request,
         method=scope["method"],
         body=b"".join(chunks),
-        if_none_match=if_none_match,
+        if_none_match=", ".join(tags) if tags else None,
     )
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": content})
