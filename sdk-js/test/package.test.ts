@@ -2,7 +2,8 @@
 // The published artefact: `npm pack` makes a tarball that installs and imports from both
 // entry points, as ESM and CommonJS, with types that resolve under NodeNext.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { runInNewContext } from "node:vm";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -41,6 +42,14 @@ describe("npm pack", () => {
     }
     expect(files).toContain("dist/featureflag.iife.js");
     expect(files.filter((f) => f.startsWith("src/") || f.includes(".test."))).toEqual([]);
+  });
+
+  it("has a script bundle that defines window.FeatureFlag", () => {
+    const bundle = readFileSync(join(dir, "node_modules", "@featureflag", "sdk", "dist", "featureflag.iife.js"), "utf8");
+    const sandbox: { FeatureFlag?: { createClient(o: object): { getString(n: string, d: string): string } } } = {};
+    runInNewContext(bundle, sandbox);
+    const client = sandbox.FeatureFlag!.createClient({ initial: { "lp-variant": "b" }, report: false });
+    expect(client.getString("lp-variant", "a")).toBe("b");
   });
 
   it("imports both entry points as ESM", () => {
