@@ -442,3 +442,26 @@ async def test_an_upstream_under_the_fork_domain_is_refused_like_the_api_does(
     assert response.status_code == 422
     assert "would loop through this service" in response.text
     assert await memory.list_forks() == []
+
+
+async def test_logging_in_starts_a_fresh_session(client: httpx.AsyncClient) -> None:
+    before = csrf_of((await client.get("/login")).text)
+    after = await login(client)
+    assert after != before  # a CSRF token planted before login is worthless after it
+
+
+async def test_the_service_serves_the_page_on_its_own_host_only(
+    settings: Settings, memory: MemoryStore
+) -> None:
+    from server.app import create_app
+
+    upstream = httpx.MockTransport(lambda request: httpx.Response(200, text="upstream page"))
+    app = create_app(settings, store=memory, proxy_transport=upstream)
+    await memory.create_fork(Fork(name="new-lp", upstream="http://127.0.0.1:9"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE) as c:
+        assert (await c.get("/")).headers["location"] == "/login"
+        assert "API token" in (await c.get("/login")).text
+        assert (await c.get("/healthz")).json() == {"status": "ok"}
+        fork = await c.get("/login", headers={"Host": "new-lp.localhost:8000"})
+        assert fork.text == "upstream page"
+        assert SESSION_COOKIE not in fork.headers.get("set-cookie", "")
