@@ -94,10 +94,13 @@ def request_headers(
                 out.append((name, value))
         elif name not in _REPLACED:
             out.append((name, value))
-    if client_ip:
-        forwarded_for.append(client_ip.encode("latin-1"))
-    if forwarded_for:
-        out.append((b"x-forwarded-for", b", ".join(v for v in forwarded_for if v)))
+    chain = [hop.strip() for value in forwarded_for for hop in value.split(b",") if hop.strip()]
+    # Behind a trusted proxy the server already took the client from this chain (uvicorn
+    # --proxy-headers); appending it again would only repeat the last hop.
+    if client_ip and (not chain or chain[-1] != client_ip.encode("latin-1")):
+        chain.append(client_ip.encode("latin-1"))
+    if chain:
+        out.append((b"x-forwarded-for", b", ".join(chain)))
     out.append((b"x-forwarded-proto", scheme.encode("latin-1")))
     out.append((b"x-forwarded-host", host.encode("latin-1")))
     out.append((OVERRIDE_HEADER, token.encode("ascii")))

@@ -126,3 +126,17 @@ def test_response_headers_rewrite_location_and_cookies_and_drop_hop_by_hop() -> 
         (b"set-cookie", b"a=1"),
         (b"content-length", b"0"),
     ]
+
+
+def test_request_headers_do_not_repeat_a_client_the_server_took_from_the_chain() -> None:
+    # uvicorn --proxy-headers behind a trusted proxy: scope["client"] is the chain's last hop.
+    out = dict(
+        request_headers(
+            [(b"x-forwarded-for", b"198.51.100.9")],
+            token="t",
+            client_ip="198.51.100.9",
+            scheme="https",
+            host="h",
+        )
+    )
+    assert out[b"x-forwarded-for"] == b"198.51.100.9"

@@ -1,0 +1,113 @@
+"""A tiny raw-ASGI app to stand behind the fork proxy in integration tests and bench/proxy.py.
+
+Run it with ``uvicorn tests.server.proxy_upstream:app``. Endpoints:
+
+- ``/`` a short text answer (what the benchmark asks for);
+- ``/echo`` the request as JSON: method, path, query, headers (lists per name);
+- ``/big?size=N`` N bytes, streamed in 64 KiB chunks with a Content-Length;
+- ``/upload`` reads the body and answers its length;
+- ``/redirect`` 302 to this app's own absolute ``/echo`` URL, with a cookie for its host;
+- ``/slow`` never answers; when the client goes away it records
+  ``slow-disconnected:<query>``;
+- ``/events`` the records so far, as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.types import Receive, Scope, Send
+
+CHUNK = b"x" * 65536
+events: list[str] = []
+
+
+async def _reply(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", str(len(body)).encode()), *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> int:
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return size
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return size
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI entry point."""
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+    if path == "/":
+        await _reply(send, 200, b"hello", [(b"content-type", b"text/plain")])
+    elif path == "/echo":
+        grouped: dict[str, list[str]] = {}
+        for key, value in headers:
+            grouped.setdefault(key, []).append(value)
+        body: dict[str, Any] = {
+            "method": scope["method"],
+            "path": path,
+            "query": scope["query_string"].decode("latin-1"),
+            "headers": grouped,
+            "body_size": await _read_body(receive),
+        }
+        await _reply(send, 200, json.dumps(body).encode(), [(b"content-type", b"application/json")])
+    elif path == "/big":
+        query = parse_qs(scope["query_string"].decode())
+        size = int(query.get("size", ["1048576"])[0])
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(size).encode()),
+                    (b"content-type", b"application/octet-stream"),
+                ],
+            }
+        )
+        left = size
+        while left > 0:
+            chunk = CHUNK if left >= len(CHUNK) else CHUNK[:left]
+            left -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+        if size == 0:
+            await send({"type": "http.response.body", "body": b""})
+    elif path == "/upload":
+        size = await _read_body(receive)
+        await _reply(send, 200, json.dumps({"size": size}).encode())
+    elif path == "/redirect":
+        host = dict(headers).get("host", "")
+        hostname = host.rsplit(":", 1)[0]
+        await _reply(
+            send,
+            302,
+            b"",
+            [
+                (b"location", f"http://{host}/echo?from=redirect".encode()),
+                (b"set-cookie", f"session=abc; Domain={hostname}; Path=/".encode()),
+            ],
+        )
+    elif path == "/slow":
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        events.append("slow-disconnected:" + scope["query_string"].decode("latin-1"))
+    elif path == "/events":
+        await _reply(send, 200, json.dumps(events).encode())
+    else:
+        await _reply(send, 404, b"not found")

@@ -1,0 +1,215 @@
+"""Fork URLs end to end: a real uvicorn upstream and the real ``python -m server`` process.
+
+The client talks to 127.0.0.1 with ``Host: new-lp.localhost:PORT``, exactly what a browser
+sends for ``http://new-lp.localhost:PORT/``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from featureflag.tokens import OverrideSigner
+from server.memory_store import MemoryStore
+from server.proxy import ForkProxy
+from server.store import Fork
+from tests.support.servers import Server, free_port, run_server, run_uvicorn
+
+pytestmark = pytest.mark.integration
+
+SECRET = "integration-secret-" + "x" * 32
+API_TOKEN = "alice-token-0123456789"
+ENV = {
+    "FEATUREFLAG_SECRET": SECRET,
+    "FEATUREFLAG_ENVIRONMENT": "qa",
+    "FEATUREFLAG_API_TOKENS": f"alice:{API_TOKEN}",
+}
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("proxy-logs")
+
+
+@pytest.fixture(scope="module")
+def upstream(log_dir: Path) -> Iterator[Server]:
+    with run_uvicorn("tests.server.proxy_upstream:app", log_dir=log_dir, name="upstream") as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def service(log_dir: Path, upstream: Server) -> Iterator[Server]:
+    port = free_port()
+    argv = [sys.executable, "-m", "server", "--port", str(port), "--db", str(log_dir / "ff.db")]
+    with run_server(
+        argv, port=port, ready_path="/healthz", env=ENV, log_dir=log_dir, name="service"
+    ) as server:
+        api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_TOKEN}"})
+        for name, target in (("new-lp", upstream.url), ("down", f"http://127.0.0.1:{free_port()}")):
+            created = api.post(
+                "/api/forks",
+                json={"name": name, "upstream": target, "flags": {"Landing.is_new": True}},
+            )
+            assert created.status_code == 201, created.text
+        api.close()
+        yield server
+
+
+@pytest.fixture
+def fork(service: Server) -> Iterator[httpx.Client]:
+    """A client for http://new-lp.localhost:PORT/ (connecting to 127.0.0.1)."""
+    host = f"new-lp.localhost:{service.port}"
+    with httpx.Client(base_url=service.url, headers={"Host": host}, timeout=30) as client:
+        yield client
+
+
+def signer() -> OverrideSigner:
+    return OverrideSigner(SECRET, environment="qa")
+
+
+def test_fork_url_reaches_the_upstream_with_the_forks_token(
+    fork: httpx.Client, service: Server
+) -> None:
+    response = fork.get(
+        "/echo?a=1",
+        headers={
+            "Feature-Flag-Overrides": signer().dumps({"Landing.is_new": False}, sub="ana"),
+            "Cookie": "featureflag_overrides=theirs; session=s1",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["x-robots-tag"] == "noindex"
+    seen = response.json()
+    assert seen["query"] == "a=1"
+    token = seen["headers"]["feature-flag-overrides"]
+    assert len(token) == 1
+    verified = signer().loads(token[0])
+    assert verified.flags == {"Landing.is_new": True}
+    assert verified.origin == "fork:new-lp"
+    assert seen["headers"]["cookie"] == ["session=s1"]
+    assert seen["headers"]["x-forwarded-host"] == [f"new-lp.localhost:{service.port}"]
+    assert seen["headers"]["x-forwarded-proto"] == ["http"]
+    assert seen["headers"]["x-forwarded-for"] == ["127.0.0.1"]
+
+
+def test_the_service_itself_answers_on_other_hosts(service: Server) -> None:
+    assert httpx.get(service.url + "/healthz").json() == {"status": "ok"}
+    response = httpx.get(service.url + "/healthz", headers={"Host": f"localhost:{service.port}"})
+    assert response.json() == {"status": "ok"}
+
+
+def test_an_edit_through_the_api_applies_on_the_next_request(
+    fork: httpx.Client, service: Server, upstream: Server
+) -> None:
+    api = httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {API_TOKEN}"})
+    try:
+        edited = api.put(
+            "/api/forks/new-lp", json={"upstream": upstream.url, "flags": {"hero": "b"}}
+        )
+        assert edited.status_code == 200, edited.text
+        token = fork.get("/echo").json()["headers"]["feature-flag-overrides"][0]
+        assert signer().loads(token).flags == {"hero": "b"}
+    finally:
+        api.put(
+            "/api/forks/new-lp", json={"upstream": upstream.url, "flags": {"Landing.is_new": True}}
+        )
+        api.close()
+
+
+def test_redirects_and_cookies_keep_the_user_on_the_fork(
+    fork: httpx.Client, service: Server
+) -> None:
+    response = fork.get("/redirect")
+    assert response.status_code == 302
+    assert response.headers["location"] == (
+        f"http://new-lp.localhost:{service.port}/echo?from=redirect"
+    )
+    assert response.headers["set-cookie"] == "session=abc; Path=/"
+
+
+def rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"{field} not in /proc/{pid}/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_a_100_mb_download_streams_with_flat_memory(fork: httpx.Client, service: Server) -> None:
+    pid = service.process.pid
+    fork.get("/big?size=1048576").read()  # warm up: imports, pools, buffers
+    before = rss_kib(pid, "VmRSS")
+    received = 0
+    with fork.stream("GET", f"/big?size={100 * MB}") as response:
+        assert response.status_code == 200
+        for chunk in response.iter_raw():
+            received += len(chunk)
+    peak = rss_kib(pid, "VmHWM")  # the process's peak RSS so far
+    assert received == 100 * MB
+    # Buffering the body would cost 100 MB; streaming costs a few socket buffers.
+    assert peak - before < 40 * 1024, f"RSS grew by {(peak - before) // 1024} MB"
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_a_50_mb_upload_streams_with_flat_memory(fork: httpx.Client, service: Server) -> None:
+    pid = service.process.pid
+    fork.post("/upload", content=b"x" * MB).read()
+    before = rss_kib(pid, "VmRSS")
+    chunk = b"y" * 65536
+
+    def body() -> Iterator[bytes]:
+        for _ in range(50 * MB // len(chunk)):
+            yield chunk
+
+    response = fork.post("/upload", content=body())
+    peak = rss_kib(pid, "VmHWM")
+    assert response.json() == {"size": 50 * MB}
+    assert peak - before < 40 * 1024, f"RSS grew by {(peak - before) // 1024} MB"
+
+
+def test_client_going_away_cancels_the_upstream_request(service: Server, upstream: Server) -> None:
+    host = f"new-lp.localhost:{service.port}"
+    with pytest.raises(httpx.ReadTimeout):
+        # The client gives up (and closes its connection) long before the proxy would.
+        httpx.get(service.url + "/slow?id=cancel-test", headers={"Host": host}, timeout=0.5)
+    deadline = time.monotonic() + 20
+    while "slow-disconnected:id=cancel-test" not in httpx.get(upstream.url + "/events").json():
+        assert time.monotonic() < deadline, "the upstream request was never cancelled"
+        time.sleep(0.05)
+
+
+def test_unknown_fork_is_a_404_page(service: Server) -> None:
+    response = httpx.get(service.url + "/", headers={"Host": f"gone.localhost:{service.port}"})
+    assert response.status_code == 404
+    assert "<code>gone</code>" in response.text
+    assert response.headers["x-robots-tag"] == "noindex"
+
+
+def test_upstream_refusing_connections_is_a_502_page(service: Server) -> None:
+    response = httpx.get(service.url + "/", headers={"Host": f"down.localhost:{service.port}"})
+    assert response.status_code == 502
+    assert "<code>down</code>" in response.text
+    assert "refused" in response.text
+
+
+async def test_upstream_too_slow_is_a_504_page(upstream: Server) -> None:
+    # The service's timeout is 30 s; this proxy, in process, uses a real transport to the
+    # real upstream with a short one.
+    store = MemoryStore()
+    await store.create_fork(Fork(name="new-lp", upstream=upstream.url))
+    proxy = ForkProxy(store=store, signer=signer(), fork_domain="localhost", timeout=0.3)
+    transport = httpx.ASGITransport(app=proxy)
+    try:
+        async with httpx.AsyncClient(transport=transport) as client:
+            response = await client.get("http://new-lp.localhost/slow")
+    finally:
+        await proxy.aclose()
+    assert response.status_code == 504
+    assert "<code>new-lp</code>" in response.text
+    assert "0.3 seconds" in response.text
