@@ -42,14 +42,22 @@ def _reader(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> N
 
 
 @contextmanager
-def run_demo(state: Path, ports: tuple[int, int, int]) -> Iterator[Demo]:
+def run_demo(state: Path, ports: tuple[int, int, int], *, group: bool = False) -> Iterator[Demo]:
+    """Run the demo; at the end send SIGINT to it (*group*: to its whole process group,
+    as Ctrl-C in a terminal does)."""
     service, app, downstream = ports
     argv = ["./scripts/demo", "--no-install", "--state-dir", str(state)]
     argv += ["--service-port", str(service), "--app-port", str(app)]
     argv += ["--downstream-port", str(downstream)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEATUREFLAG_")}
     process = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_reader, args=(process, lines), daemon=True).start()
@@ -67,7 +75,10 @@ def run_demo(state: Path, ports: tuple[int, int, int]) -> Iterator[Demo]:
         yield demo
     finally:
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            if group:
+                os.killpg(process.pid, signal.SIGINT)
+            else:
+                process.send_signal(signal.SIGINT)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -77,6 +88,19 @@ def run_demo(state: Path, ports: tuple[int, int, int]) -> Iterator[Demo]:
             output.append(line)
         assert process.stdout is not None
         process.stdout.close()
+
+
+def running_on(port: int) -> list[str]:
+    """Command lines of live processes started with ``--port <port>``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--port" in args and str(port).encode() in args:
+            found.append(" ".join(a.decode(errors="replace") for a in args))
+    return found
 
 
 def refuses(port: int) -> bool:
@@ -130,18 +154,24 @@ def test_the_demo_starts_everything_serves_the_fork_and_stops_on_ctrl_c(tmp_path
         names = {f["name"] for f in catalog["flags"]}
         assert {"new-lp", "Checkout.is_one_click", "Recommendations.strategy"} <= names
 
+        # Three processes, one per port (what the end of the test checks is gone).
+        assert all(len(running_on(port)) == 1 for port in ports), [
+            running_on(port) for port in ports
+        ]
+
         # The service's web page is there.
         assert "Log in" in httpx.get(f"{urls['Override service']}login").text
 
     assert demo.process.returncode == 0, "".join(demo.output)
     assert "Stopped the override service" in "".join(demo.output)
     assert all(refuses(port) for port in ports)
+    assert [running_on(port) for port in ports] == [[], [], []]
 
     # Secret and token are kept, owner-only, and reused by the next run.
     for name in ("secret", "api-token"):
         assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
     assert (state / "featureflag.sqlite3").exists()
-    with run_demo(state, ports) as again:
+    with run_demo(state, ports, group=True) as again:
         assert again.urls["API token"] == token
         fork = httpx.get(
             f"http://127.0.0.1:{service_port}/",
@@ -149,8 +179,9 @@ def test_the_demo_starts_everything_serves_the_fork_and_stops_on_ctrl_c(tmp_path
             timeout=10,
         )
         assert 'data-variant="b"' in fork.text
-    assert again.process.returncode == 0
+    assert again.process.returncode == 0, "".join(again.output)
     assert all(refuses(port) for port in ports)
+    assert [running_on(port) for port in ports] == [[], [], []]
 
 
 def test_a_taken_port_is_named_with_the_flag_to_change(tmp_path: Path) -> None:
