@@ -1,0 +1,233 @@
+"""What FeatureFlagMiddleware adds to a request, measured against the bare app.
+
+Calls the ASGI apps directly (no HTTP client, no server): the same tiny app that
+evaluates one flag and answers 200, bare and wrapped in the middleware. Each repeat runs
+every variant once, in rotating order, so drift hits them all alike; the table shows the
+per-request median and min over the repeats and what the middleware adds to the bare
+app's median and min.
+
+Variants: ``no token``; ``repeated token`` (the same cookie on every request, a cache
+hit after the first); ``fresh token`` (a new token each request: full HMAC verify).
+
+    .venv/bin/python bench/middleware.py [--repeats 30] [--requests 2000]
+    .venv/bin/python bench/middleware.py --profile "repeated token"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import featureflag
+from featureflag.asgi import FeatureFlagMiddleware
+from featureflag.tokens import OverrideSigner
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
+
+SECRET = "bench-secret-" + "x" * 40
+FLAG = "Bench.new_checkout"
+TARGETS = {"no token": 5.0, "repeated token": 10.0}
+
+
+def flag() -> bool:
+    return featureflag.intercept(FLAG, lambda: False)
+
+
+async def bare_app(scope: Scope, receive: Any, send: Any) -> None:
+    body = b"on" if flag() else b"off"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"3")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class MinimalWrapper:
+    """The floor for any pure ASGI middleware that adds a header: wrap ``send``, copy
+    the start message, append one header. Not featureflag; shown for scale."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        async def send_with_header(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = [*message.get("headers", ()), (b"vary", b"Cookie")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+async def receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def send(message: MutableMapping[str, Any]) -> None:
+    pass
+
+
+def http_scope(headers: list[tuple[bytes, bytes]]) -> Scope:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"app.example.com"), (b"accept", b"*/*"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+def cookie(token: str) -> list[tuple[bytes, bytes]]:
+    return [(b"cookie", b"session=abc; featureflag_overrides=" + token.encode())]
+
+
+class Variant:
+    def __init__(self, name: str, app: ASGIApp, scopes: Callable[[int], list[Scope]]) -> None:
+        self.name = name
+        self.app = app
+        self.scopes = scopes
+        self.per_request: list[float] = []  # µs, one per repeat
+
+
+async def run_once(app: ASGIApp, scopes: list[Scope]) -> float:
+    """Microseconds per request for one pass over *scopes*."""
+    gc.collect()
+    start = time.perf_counter_ns()
+    for scope in scopes:
+        await app(scope, receive, send)
+    return (time.perf_counter_ns() - start) / len(scopes) / 1000
+
+
+def variants(requests: int) -> list[Variant]:
+    signer = OverrideSigner(SECRET, environment="bench")
+    wrapped = FeatureFlagMiddleware(bare_app, signer=signer)
+    repeated = signer.dumps({FLAG: True}, sub="bench")
+    counter = iter(range(10**9))
+
+    def fresh(n: int) -> list[Scope]:
+        # Signing happens here, outside the timed loop.
+        return [
+            http_scope(cookie(signer.dumps({FLAG: True}, sub=f"bench-{next(counter)}")))
+            for _ in range(n)
+        ]
+
+    return [
+        Variant("bare app", bare_app, lambda n: [http_scope([]) for _ in range(n)]),
+        Variant(
+            "minimal wrapper*",
+            MinimalWrapper(bare_app),
+            lambda n: [http_scope([]) for _ in range(n)],
+        ),
+        Variant("no token", wrapped, lambda n: [http_scope([]) for _ in range(n)]),
+        Variant(
+            "repeated token", wrapped, lambda n: [http_scope(cookie(repeated)) for _ in range(n)]
+        ),
+        Variant("fresh token", wrapped, fresh),
+    ]
+
+
+async def check(all_variants: list[Variant]) -> None:
+    """Make sure the wrapped app really applies the override (a bench of a no-op lies)."""
+    seen: list[MutableMapping[str, Any]] = []
+
+    async def keep(message: MutableMapping[str, Any]) -> None:
+        seen.append(message)
+
+    for v in all_variants[3:]:
+        seen.clear()
+        await v.app(v.scopes(1)[0], receive, keep)
+        assert seen[-1]["body"] == b"on", f"{v.name}: override not applied"
+
+
+async def bench(repeats: int, requests: int) -> list[Variant]:
+    all_variants = variants(requests)
+    await check(all_variants)
+    for v in all_variants:  # warm up: caches, the flag's declaration
+        await run_once(v.app, v.scopes(200))
+    for i in range(repeats):
+        k = i % len(all_variants)
+        order = all_variants[k:] + all_variants[:k]
+        for v in order:
+            scopes = v.scopes(requests)
+            v.per_request.append(await run_once(v.app, scopes))
+    return all_variants
+
+
+def table(all_variants: list[Variant]) -> str:
+    bare = all_variants[0]
+    bare_median = statistics.median(bare.per_request)
+    bare_min = min(bare.per_request)
+    lines = [
+        "| variant | median µs/req | min µs/req | added (median) | added (min) | target |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for v in all_variants:
+        median, low = statistics.median(v.per_request), min(v.per_request)
+        if v is bare:
+            added = ("", "")
+        else:
+            added = (f"{median - bare_median:+.2f}", f"{low - bare_min:+.2f}")
+        target = TARGETS.get(v.name)
+        verdict = ""
+        if target is not None:
+            ok = median - bare_median <= target
+            verdict = f"≤ {target:g} µs {'ok' if ok else 'MISSED'}"
+        lines.append(
+            f"| {v.name} | {median:.2f} | {low:.2f} | {added[0]} | {added[1]} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def profile(name: str, requests: int) -> None:
+    chosen = {v.name: v for v in variants(requests)}[name]
+    asyncio.run(run_once(chosen.app, chosen.scopes(200)))
+    scopes = chosen.scopes(requests)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    asyncio.run(run_once(chosen.app, scopes))
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--profile", metavar="VARIANT", help="cProfile one variant instead")
+    args = parser.parse_args()
+    if args.profile:
+        profile(args.profile, args.requests)
+        return
+    all_variants = asyncio.run(bench(args.repeats, args.requests))
+    print(
+        f"FeatureFlagMiddleware, {args.repeats} interleaved repeats x {args.requests} "
+        f"requests, Python {sys.version.split()[0]}"
+    )
+    print(table(all_variants))
+    print("* not featureflag: a pure ASGI middleware that only wraps send and adds a header")
+
+
+if __name__ == "__main__":
+    main()
