@@ -15,7 +15,8 @@ with an integer ``omitted``. See docs/middleware.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Iterable
 from typing import Any
 
 import http_sf
@@ -34,6 +35,7 @@ def _printable_ascii(text: str) -> bool:
     return text.isascii() and text.isprintable()
 
 
+@functools.lru_cache(maxsize=4096)  # names and variants repeat on every request
 def _string(text: str) -> str:
     """Serialize *text* as an sf-string, or a Display String when it is not ASCII."""
     if _printable_ascii(text):
@@ -42,25 +44,30 @@ def _string(text: str) -> str:
     return http_sf.ser(http_sf.DisplayString(text))
 
 
-# (name, value, overridden, rejected, service): one flag, however it was stored.
-_Row = tuple[str, Any, bool, "str | None", "str | None"]
-
-
-def _item(row: _Row) -> str:
-    name, value, overridden, rejected, service = row
-    parts = [_string(name)]
-    if value is True:
-        parts.append(";value")
-    elif value is False:
-        parts.append(";value=?0")
-    elif isinstance(value, str):
-        parts.append(";value=" + _string(value))
-    parts.append(";source=override" if overridden else ";source=default")
-    if rejected is not None:
-        parts.append(";rejected=" + _string(rejected[:MAX_REASON]))
-    if service is not None:
-        parts.append(";service=" + _string(service))
-    return "".join(parts)
+def _item(
+    name: str,
+    value: Any,
+    overridden: bool,
+    rejected: str | None = None,
+    service: str | None = None,
+) -> str | None:
+    """One List member, or None when it cannot be written (a lone surrogate, say)."""
+    try:
+        text = _string(name)
+        if value is True:
+            text += ";value"
+        elif value is False:
+            text += ";value=?0"
+        elif isinstance(value, str):
+            text += ";value=" + _string(value)
+        text += ";source=override" if overridden else ";source=default"
+        if rejected is not None:
+            text += ";rejected=" + _string(rejected[:MAX_REASON])
+        if service is not None:
+            text += ";service=" + _string(service)
+    except (ValueError, TypeError):
+        return None
+    return text
 
 
 def _marker(omitted: int) -> str:
@@ -76,8 +83,10 @@ def format_report(
     announced by the truncation marker too. Returns "" when there is nothing to say
     (an empty List is sent as no header at all).
     """
-    rows = ((e.name, e.value, e.source == "override", e.rejected, e.service) for e in evaluations)
-    return _join(rows, dropped, budget)
+    items = [
+        _item(e.name, e.value, e.source == "override", e.rejected, e.service) for e in evaluations
+    ]
+    return _fit(items, dropped, budget)
 
 
 def format_scope(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> str:
@@ -85,46 +94,37 @@ def format_scope(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> str:
 
     The middleware calls this on every reported response.
     """
-
-    def rows() -> Iterator[_Row]:
-        for name, entry in scope.seen.items():
-            kind = type(entry)
-            if kind is _Overridden:
-                yield name, entry.value, True, None, None  # type: ignore[attr-defined]
-            elif kind is _Rejected:
-                yield name, entry.value, False, entry.reason, None  # type: ignore[attr-defined]
-            else:
-                yield name, entry, False, None, None
-        for e in scope.remote.values():
-            yield e.name, e.value, e.source == "override", e.rejected, e.service
-
-    return _join(rows(), scope.dropped, budget)
+    items: list[str | None] = []
+    for name, entry in scope.seen.items():
+        kind = type(entry)
+        if kind is _Overridden:
+            items.append(_item(name, entry.value, True))  # type: ignore[attr-defined]
+        elif kind is _Rejected:
+            items.append(_item(name, entry.value, False, entry.reason))  # type: ignore[attr-defined]
+        else:
+            items.append(_item(name, entry, False))
+    for e in scope.remote.values():
+        items.append(_item(e.name, e.value, e.source == "override", e.rejected, e.service))
+    return _fit(items, scope.dropped, budget)
 
 
-def _join(rows: Iterable[_Row], dropped: int, budget: int) -> str:
-    parts: list[str] = []
-    sizes: list[int] = []
-    size = 0
-    total = 0
-    for row in rows:
-        total += 1
-        if size > budget:
-            continue  # only counting from here on
-        try:
-            text = _item(row)
-        except (ValueError, TypeError):
-            continue  # a name http-sf cannot carry (never a valid flag name)
-        size += len(text) + (len(_SEP) if parts else 0)
-        parts.append(text)
-        sizes.append(size)
-    if size <= budget and len(parts) == total and not dropped:
-        return _SEP.join(parts)
-    # Cut: drop items from the end until the marker fits (output is ASCII: chars = bytes).
-    while parts and sizes[-1] > budget - len(_SEP) - len(_marker(total - len(parts) + dropped)):
-        parts.pop()
-        sizes.pop()
-    parts.append(_marker(total - len(parts) + dropped))
-    return _SEP.join(parts)
+def _fit(items: list[str | None], dropped: int, budget: int) -> str:
+    """Join *items*; past *budget*, cut and end with the truncation marker."""
+    parts = [i for i in items if i is not None]
+    dropped += len(items) - len(parts)
+    value = _SEP.join(parts)
+    if not dropped and len(value) <= budget:  # the output is ASCII: chars = bytes
+        return value
+    total = len(parts) + dropped
+    size = -len(_SEP)
+    kept = 0
+    for part in parts:
+        grown = size + len(_SEP) + len(part)
+        if grown + len(_SEP) + len(_marker(total - kept - 1)) > budget:
+            break
+        size = grown
+        kept += 1
+    return _SEP.join([*parts[:kept], _marker(total - kept)])
 
 
 def parse_report(value: str, *, service: str | None = None) -> list[Evaluation]:
