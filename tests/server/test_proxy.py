@@ -521,7 +521,9 @@ async def test_flags_that_cannot_be_signed_are_a_502_page(
     assert upstream.requests == []
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     host=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
     path=st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=40),

@@ -1,0 +1,258 @@
+"""Benchmark the fork proxy: direct to the upstream vs through ``http://new-lp.localhost:P/``.
+
+Starts a real uvicorn upstream (``tests/server/proxy_upstream.py``) and the real service
+(``python -m server``, SQLite store, one fork) on 127.0.0.1. A load generator in its own
+process keeps N keep-alive connections busy (closed loop: each sends its next request
+when the previous answer is in) for a few seconds, alternating direct and fork rounds so
+drift hits both alike. Then one connection alone, for the latency the proxy adds when
+nothing queues. Last, 100 MB are streamed through the fork (down, then up) while the
+service's peak RSS is read from /proc.
+
+    .venv/bin/python bench/proxy.py [--seconds 3] [--rounds 3] [--connections 16]
+
+Targets (issue 4): fork throughput >= 50% of direct, <= 1 ms added p50, RSS growth
+< 30 MB. All processes share this machine's cores; the report says how many there are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.servers import Server, free_port, run_server, run_uvicorn  # noqa: E402
+
+SECRET = "bench-secret-" + "x" * 40
+API_TOKEN = "bench-token-0123456789"
+ENV = {
+    "FEATUREFLAG_SECRET": SECRET,
+    "FEATUREFLAG_ENVIRONMENT": "bench",
+    "FEATUREFLAG_API_TOKENS": f"bench:{API_TOKEN}",
+}
+MB = 1024 * 1024
+
+
+# --- the load generator (runs in a child process: python bench/proxy.py --load ...) ------
+
+
+async def _connection(
+    port: int, request: bytes, stop_at: float, latencies: list[float], errors: list[str]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.perf_counter() < stop_at:
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors.append(head.split(b"\r\n", 1)[0].decode())
+    finally:
+        writer.close()
+
+
+async def _load(port: int, host: str, connections: int, seconds: float) -> dict[str, object]:
+    request = f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: bench\r\n\r\n".encode()
+    latencies: list[float] = []
+    errors: list[str] = []
+    started = time.perf_counter()
+    stop_at = started + seconds
+    await asyncio.gather(
+        *(_connection(port, request, stop_at, latencies, errors) for _ in range(connections))
+    )
+    elapsed = time.perf_counter() - started
+    return {"elapsed": elapsed, "latencies": latencies, "errors": errors[:5]}
+
+
+def load_main(argv: list[str]) -> None:
+    port, host, connections, seconds = int(argv[0]), argv[1], int(argv[2]), float(argv[3])
+    print(json.dumps(asyncio.run(_load(port, host, connections, seconds))))
+
+
+def run_load(port: int, host: str, connections: int, seconds: float) -> dict[str, object]:
+    """One round of load from a separate process (so it does not share our interpreter)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--load", str(port), host, str(connections), str(seconds)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout)
+    if result["errors"]:
+        raise SystemExit(f"non-200 answers while benchmarking {host}: {result['errors']}")
+    return result
+
+
+# --- measuring ------------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def summary(rounds: list[dict[str, object]]) -> dict[str, float]:
+    latencies = [x for r in rounds for x in r["latencies"]]  # type: ignore[attr-defined]
+    elapsed = sum(float(r["elapsed"]) for r in rounds)  # type: ignore[arg-type]
+    per_round = [len(r["latencies"]) / float(r["elapsed"]) for r in rounds]  # type: ignore[arg-type]
+    return {
+        "rps": len(latencies) / elapsed,
+        "rps_stdev": statistics.pstdev(per_round),
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "requests": len(latencies),
+    }
+
+
+def rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/{pid}/status")
+
+
+def stream_memory(service: Server, host: str) -> dict[str, float]:
+    """Service RSS growth (MB) while 100 MB go through the fork, down then up."""
+    pid = service.process.pid
+    with httpx.Client(base_url=service.url, headers={"Host": host}, timeout=60) as client:
+        client.get("/big?size=1048576").read()
+        before = rss_kib(pid, "VmRSS")
+        started = time.perf_counter()
+        received = 0
+        with client.stream("GET", f"/big?size={100 * MB}") as response:
+            for chunk in response.iter_raw():
+                received += len(chunk)
+        down_s = time.perf_counter() - started
+        down_peak = rss_kib(pid, "VmHWM")
+        assert received == 100 * MB, received
+
+        chunk = b"y" * 65536
+
+        def body() -> Iterator[bytes]:
+            for _ in range(100 * MB // len(chunk)):
+                yield chunk
+
+        started = time.perf_counter()
+        answer = client.post("/upload", content=body()).json()
+        up_s = time.perf_counter() - started
+        up_peak = rss_kib(pid, "VmHWM")
+        assert answer == {"size": 100 * MB}, answer
+    return {
+        "rss_before_mb": before / 1024,
+        "download_growth_mb": (down_peak - before) / 1024,
+        "upload_growth_mb": (up_peak - before) / 1024,
+        "download_mb_s": 100 / down_s,
+        "upload_mb_s": 100 / up_s,
+    }
+
+
+# --- the benchmark --------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of one round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per side, interleaved")
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log_dir = Path(tmp)
+        with run_uvicorn("tests.server.proxy_upstream:app", log_dir=log_dir) as upstream:
+            port = free_port()
+            argv = [sys.executable, "-m", "server", "--port", str(port)]
+            argv += ["--db", str(log_dir / "bench.sqlite3")]
+            with run_server(
+                argv, port=port, ready_path="/healthz", env=ENV, log_dir=log_dir, name="service"
+            ) as service:
+                created = httpx.post(
+                    service.url + "/api/forks",
+                    headers={"Authorization": f"Bearer {API_TOKEN}"},
+                    json={"name": "new-lp", "upstream": upstream.url, "flags": {"a.b": True}},
+                )
+                created.raise_for_status()
+                fork_host = f"new-lp.localhost:{port}"
+                direct_host = f"127.0.0.1:{upstream.port}"
+                report(args, upstream, service, direct_host, fork_host)
+
+
+def report(
+    args: argparse.Namespace, upstream: Server, service: Server, direct_host: str, fork_host: str
+) -> None:
+    n = args.connections
+    # Warm both paths (imports, pools, the token cache) before anything is measured.
+    run_load(upstream.port, direct_host, n, 0.5)
+    run_load(service.port, fork_host, n, 0.5)
+    direct: list[dict[str, object]] = []
+    fork: list[dict[str, object]] = []
+    for _ in range(args.rounds):
+        direct.append(run_load(upstream.port, direct_host, n, args.seconds))
+        fork.append(run_load(service.port, fork_host, n, args.seconds))
+    solo_direct: list[dict[str, object]] = []
+    solo_fork: list[dict[str, object]] = []
+    for _ in range(args.rounds):
+        solo_direct.append(run_load(upstream.port, direct_host, 1, args.seconds / 2))
+        solo_fork.append(run_load(service.port, fork_host, 1, args.seconds / 2))
+    d, f = summary(direct), summary(fork)
+    sd, sf = summary(solo_direct), summary(solo_fork)
+    memory = stream_memory(service, fork_host)
+
+    print(f"fork proxy benchmark: {platform.python_implementation()} {platform.python_version()}")
+    print(f"cores: {os.cpu_count()} (load generator, upstream and service all share them)")
+    print(f"{n} keep-alive connections, {args.rounds} x {args.seconds:g} s per side, interleaved")
+    print()
+    print(f"{'':24}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
+    for label, s in (("direct", d), ("through the fork", f)):
+        print(
+            f"{label:24}{s['rps']:>9.0f} ±{s['rps_stdev']:<4.0f}"
+            f"{s['p50_ms']:>8.2f}{s['p99_ms']:>10.2f}"
+        )
+    print(f"throughput ratio        {f['rps'] / d['rps']:.0%}   (target >= 50%)")
+    print(
+        f"added p50 / p99         {f['p50_ms'] - d['p50_ms']:.2f} / "
+        f"{f['p99_ms'] - d['p99_ms']:.2f} ms (target p50 <= 1 ms)"
+    )
+    print()
+    print("one connection, nothing queued:")
+    for label, s in (("direct", sd), ("through the fork", sf)):
+        print(f"{label:24}{s['rps']:>9.0f}{s['p50_ms']:>13.2f}{s['p99_ms']:>10.2f}")
+    print(
+        f"added p50 / p99         {sf['p50_ms'] - sd['p50_ms']:.2f} / "
+        f"{sf['p99_ms'] - sd['p99_ms']:.2f} ms"
+    )
+    print()
+    print(
+        f"streaming 100 MB through the fork (service RSS {memory['rss_before_mb']:.0f} MB before):"
+    )
+    print(
+        f"download: peak RSS +{memory['download_growth_mb']:.1f} MB at "
+        f"{memory['download_mb_s']:.0f} MB/s; upload: +{memory['upload_growth_mb']:.1f} MB at "
+        f"{memory['upload_mb_s']:.0f} MB/s (target < 30 MB)"
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--load":
+        load_main(sys.argv[2:])
+    else:
+        main()
