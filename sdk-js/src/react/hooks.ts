@@ -27,7 +27,6 @@ function useDetails<T extends FlagValue>(name: string, defaultValue: T): Evaluat
       console.warn(`featureflag: flag ${JSON.stringify(name)} is read outside <FeatureFlagProvider>; using its default`);
     }
     // Report again only when what the app sees changes, not on every render.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [client, name, value, source, errorMessage]);
   return details as EvaluationDetails<T>;
 }
