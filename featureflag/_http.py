@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Iterable, Sequence
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 from ._scope import Scope
 from .exceptions import ConfigurationError, TokenError
@@ -30,8 +30,9 @@ RawHeaders = list[tuple[bytes, bytes]]
 
 logger = logging.getLogger("featureflag")
 
-# (verified raw token, the request's Host) while serving a request with a valid token.
-_token: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
+# (verified raw token, the ASGI scope or WSGI environ) while serving a request that
+# carried a valid token. The host is read from the request only when asked for.
+_token: contextvars.ContextVar[tuple[str, Mapping[str, Any]] | None] = contextvars.ContextVar(
     "featureflag_token", default=None
 )
 
@@ -51,7 +52,21 @@ def current_host() -> str | None:
     Propagation uses it to send the token back to the same site only.
     """
     current = _token.get()
-    return None if current is None else current[1]
+    return None if current is None else _host(current[1])
+
+
+def _host(request: Mapping[str, Any]) -> str | None:
+    if "wsgi.version" in request:  # a WSGI environ
+        host: str | None = request.get("HTTP_HOST") or request.get("SERVER_NAME")
+        return host
+    for name, value in request.get("headers", ()):  # an ASGI scope
+        if name == b"host":
+            return str(value.decode("latin-1"))
+    server = request.get("server")
+    if server:
+        address, port = server
+        return f"{address}:{port}" if port is not None else str(address)
+    return None
 
 
 class Config:
@@ -154,7 +169,12 @@ def response_headers(
     """*headers* plus Vary, the refusal reason, Cache-Control and the report."""
     scope = request.scope
     # Without a verified token nothing can have been overridden: skip the scan.
-    no_store = scope is not None and request.verified is not None and scope.used_override
+    no_store = (
+        scope is not None
+        and request.verified is not None
+        and bool(request.verified.flags)
+        and scope.used_override
+    )
     out: RawHeaders = []
     vary: list[bytes] = []
     for name, value in headers:

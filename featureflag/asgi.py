@@ -78,7 +78,7 @@ class FeatureFlagMiddleware:
         config = self.config
         request = Request(config, token_from_headers(scope["headers"]))
         reset_scope = None if request.scope is None else _current.set(request.scope)
-        reset_token = None if request.raw is None else _token.set((request.raw, _host(scope)))
+        reset_token = None if request.raw is None else _token.set((request.raw, scope))
         try:
             if kind == "websocket":
                 wrapped = send if request.error is None else _websocket_send(request, send)
@@ -103,18 +103,6 @@ class FeatureFlagMiddleware:
                 _token.reset(reset_token)
             if reset_scope is not None:
                 _current.reset(reset_scope)
-
-
-def _host(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"host":
-            host: str = value.decode("latin-1")
-            return host
-    server = scope.get("server")
-    if server:
-        address, port = server
-        return f"{address}:{port}" if port is not None else str(address)
-    return None
 
 
 def _websocket_send(request: Request, send: Send) -> Send:

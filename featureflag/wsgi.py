@@ -106,8 +106,7 @@ class FeatureFlagMiddleware:
         reset_scope = None if request.scope is None else _current.set(request.scope)
         reset_token = None
         if request.raw is not None:
-            host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
-            reset_token = _token.set((request.raw, host))
+            reset_token = _token.set((request.raw, environ))
 
         def finish() -> None:
             if request.reported is not None:
