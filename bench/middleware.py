@@ -9,7 +9,7 @@ app's median and min.
 Variants: ``no token``; ``repeated token`` (the same cookie on every request, a cache
 hit after the first); ``fresh token`` (a new token each request: full HMAC verify).
 
-    .venv/bin/python bench/middleware.py [--repeats 30] [--requests 2000]
+    .venv/bin/python bench/middleware.py [--repeats 150] [--requests 200]
     .venv/bin/python bench/middleware.py --profile "repeated token"
 """
 
@@ -192,8 +192,9 @@ def table(all_variants: list[Variant]) -> str:
         target = TARGETS.get(v.name)
         verdict = ""
         if target is not None:
-            ok = median - bare_median <= target
-            verdict = f"≤ {target:g} µs {'ok' if ok else 'MISSED'}"
+            by_median = "ok" if median - bare_median <= target else "MISSED"
+            by_min = "ok" if low - bare_min <= target else "MISSED"
+            verdict = f"≤ {target:g} µs: median {by_median}, min {by_min}"
         lines.append(
             f"| {v.name} | {median:.2f} | {low:.2f} | {added[0]} | {added[1]} | {verdict} |"
         )
@@ -213,8 +214,10 @@ def profile(name: str, requests: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--requests", type=int, default=2000)
+    # Many short passes: on a busy machine the min of short passes is the run least
+    # disturbed by other processes, and every variant gets as many chances at it.
+    parser.add_argument("--repeats", type=int, default=150)
+    parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--profile", metavar="VARIANT", help="cProfile one variant instead")
     args = parser.parse_args()
     if args.profile:
