@@ -151,3 +151,15 @@ def test_format_scope_matches_format_report() -> None:
     assert format_scope(scope, budget=64) == format_report(
         scope.evaluations(), dropped=scope.dropped, budget=64
     )
+
+
+@given(evaluations, st.integers(min_value=64, max_value=600), st.integers(0, 600))
+def test_the_budget_always_holds_and_the_count_adds_up(
+    items: list[Evaluation], budget: int, dropped: int
+) -> None:
+    value = format_report(items, dropped=dropped, budget=budget)
+    assert len(value.encode()) <= budget
+    parsed = parse_report(value)
+    omitted = parsed.dropped  # type: ignore[attr-defined]
+    assert len(parsed) + omitted == len(items) + dropped
+    assert parsed == items[: len(parsed)]
