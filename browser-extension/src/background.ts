@@ -61,6 +61,8 @@ function header(headers: chrome.webRequest.HttpHeader[] | undefined, name: strin
 chrome.webRequest.onHeadersReceived.addListener(
   (details) => {
     if (details.tabId < 0) return undefined; // service workers, the extension itself
+    // A prerendered page is not (yet) what the tab shows: it must not reset the tab.
+    if (details.documentLifecycle === "prerender") return undefined;
     const raw = header(details.responseHeaders, REPORT_HEADER);
     const report: Report | null = raw === null ? null : parseReport(raw);
     const refusalRaw = header(details.responseHeaders, REFUSAL_HEADER);

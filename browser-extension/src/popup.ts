@@ -122,11 +122,16 @@ function valueControl(row: { name: string; value: FlagValue }, desired: Record<s
   return input;
 }
 
+/** A flag name with line-break opportunities after its dots (`Class.method`). */
+function breakable(name: string): (Node | string)[] {
+  return name.split(/(?<=\.)/).flatMap((part, i) => (i === 0 ? [part] : [el("wbr"), part]));
+}
+
 function rowElement(row: FlagRow, desired: Record<string, FlagValue>): HTMLTableRowElement {
   const tr = el("tr");
   tr.dataset.flag = row.name;
   if (edits.has(row.name)) tr.classList.add("changed");
-  const nameCell = el("td", { className: "name" }, row.name);
+  const nameCell = el("td", { className: "name" }, ...breakable(row.name));
   const description = catalog.get(row.name)?.description;
   if (description) nameCell.title = description;
   if (row.rejected) nameCell.append(el("div", { className: "rejected" }, `override rejected: ${row.rejected}`));
@@ -206,7 +211,7 @@ function render(): void {
   if (origin && !view.readable) {
     const enable = el("button", { textContent: "Enable on this site" });
     enable.addEventListener("click", () => void enableSite(origin));
-    notices.push(notice("info", `The extension does not read ${origin} yet.`, enable));
+    notices.push(notice("info", `The extension does not read ${origin} yet; enable it, then reload the page.`, enable));
   }
   const missing = missingSettings(config);
   if (missing.length) {
