@@ -27,8 +27,8 @@ from playwright.sync_api import (
     expect,
 )
 
-from featureflag import OverrideSigner
-from featureflag.report import parse_report
+from featureflag import Evaluation, OverrideSigner
+from featureflag.report import format_report, parse_report
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, LiveDemo
 from tests.support.servers import ROOT
 
@@ -431,3 +431,55 @@ def test_expired_overrides_offer_a_one_click_reapply(ext: Extension, live_demo: 
     expect(page.get_by_test_id("one-click")).to_be_visible()
     expect(warning).to_have_count(0)
     ext.expect_badge(page, "1")
+
+
+def test_extension_parser_reads_what_the_python_sdk_writes(
+    extension_dir: Path, tmp_path: Path
+) -> None:
+    """Contract 2 across languages: format_report (Python) → parseReport (the extension)."""
+    flags = [
+        Evaluation("Checkout.is_one_click", True, "override"),
+        Evaluation("Checkout.is_guest", False, "default"),
+        Evaluation("new-lp", 'say "hi", \\ ok', "default"),
+        Evaluation("café.crème", "déjà vu ✓", "override", service="prïcing"),
+        Evaluation("Home.is_new", False, "default", rejected="declared -> bool; got 'on'"),
+    ]
+    many = [Evaluation(f"Flag.number_{i:03}", True, "default") for i in range(300)]
+    headers = [format_report(flags), format_report(many, budget=1024)]
+    bundle = tmp_path / "report.mjs"
+    subprocess.run(
+        ["npx", "esbuild", "src/report.ts", "--bundle", "--format=esm", f"--outfile={bundle}"],
+        cwd=EXTENSION,
+        check=True,
+        capture_output=True,
+    )
+    runner = tmp_path / "run.mjs"
+    runner.write_text(
+        f"import {{ readFileSync }} from 'node:fs';\n"
+        f"import {{ parseReport }} from {json.dumps(str(bundle))};\n"
+        "const headers = JSON.parse(readFileSync(0, 'utf8'));\n"
+        "console.log(JSON.stringify(headers.map(parseReport)));\n"
+    )
+    result = subprocess.run(
+        ["node", str(runner)], input=json.dumps(headers), check=True, capture_output=True, text=True
+    )
+    first, cut = json.loads(result.stdout)
+    assert [
+        (e["name"], e["value"], e["source"], e["rejected"], e["where"])
+        for e in first["evaluations"]
+    ] == [
+        ("Checkout.is_one_click", True, "override", None, {"kind": "server"}),
+        ("Checkout.is_guest", False, "default", None, {"kind": "server"}),
+        ("new-lp", 'say "hi", \\ ok', "default", None, {"kind": "server"}),
+        (
+            "café.crème",
+            "déjà vu ✓",
+            "override",
+            None,
+            {"kind": "downstream", "service": "pricing-ü"},
+        ),
+        ("Home.is_new", False, "default", "declared -> bool; got 'on'", {"kind": "server"}),
+    ]
+    assert first["omitted"] == 0
+    assert cut["omitted"] > 0
+    assert len(cut["evaluations"]) + cut["omitted"] == 300
