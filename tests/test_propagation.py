@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import featureflag
 from featureflag import Evaluation
@@ -341,6 +343,23 @@ def test_a_garbled_downstream_report_is_ignored() -> None:
         response = client.get("http://billing/")
     assert response.status_code == 200
     assert scope.evaluations() == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=2000))
+def test_any_downstream_report_bytes_merge_without_error(raw: bytes) -> None:
+    from featureflag import request_scope
+    from featureflag._names import is_valid_name
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=[(b"Feature-Flags", raw)])
+
+    transport = PropagatingTransport(httpx.MockTransport(answer), allow_hosts=["billing"])
+    with request_scope() as scope, httpx.Client(transport=transport) as client:
+        assert client.get("http://billing/").status_code == 200
+    for evaluation in scope.evaluations():
+        assert is_valid_name(evaluation.name)
+        assert evaluation.service is not None
 
 
 def test_outside_a_request_the_report_goes_nowhere_and_nothing_breaks() -> None:

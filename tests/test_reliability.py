@@ -322,10 +322,12 @@ def test_the_valid_token_does_apply(runner: asyncio.Runner, kind: str) -> None:
     token=st.sampled_from(["valid", "junk", "none"]),
     junk_token=junk,
     etag=st.one_of(st.none(), junk),
+    method=st.sampled_from(["POST", "POST", "GET", "PUT", "HEAD", "OPTIONS"]),
 )
 def test_the_ofrep_endpoint_never_fails_and_never_leaks(
     runner: asyncio.Runner,
     kind: str,
+    method: str,
     body: bytes,
     content_type: bytes,
     token: str,
@@ -339,9 +341,9 @@ def test_the_ofrep_endpoint_never_fails_and_never_leaks(
         headers.append((b"feature-flag-overrides", junk_token))
     if etag is not None:
         headers.append((b"if-none-match", etag))
-    got = run(runner, kind, "POST", OFREP, headers, body)
+    got = run(runner, kind, method, OFREP, headers, body)
     assert got.status < 500, got.body
-    if got.status == 200:
+    if got.status == 200 and method != "HEAD":
         flags = json.loads(got.body)["flags"]
         if token == "valid":
             assert {f["key"] for f in flags} == set(FLAGS)
@@ -360,6 +362,55 @@ def test_junk_if_none_match_never_fails(runner: asyncio.Runner, kind: str, value
     ]
     got = run(runner, kind, "POST", OFREP, headers, b"{}")
     assert got.status in (200, 304), got.body
+
+
+async def websocket_flag(headers: list[tuple[bytes, bytes]]) -> str:
+    """Open a websocket through the middleware; the app sends the flag value it got."""
+
+    async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": json.dumps(fuzz_enabled())})
+        await send({"type": "websocket.close", "code": 1000})
+
+    app = FeatureFlagMiddleware(inner, secret=SECRET)
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"app.example.com"), *headers],
+        "subprotocols": [],
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    text: str = next(m["text"] for m in sent if m["type"] == "websocket.send")
+    return text
+
+
+@FUZZ
+@given(data=st.data())
+def test_a_websocket_gets_overrides_only_from_a_verified_token(
+    runner: asyncio.Runner, data: st.DataObject
+) -> None:
+    raw = data.draw(st.one_of(junk, mutations(valid_token().encode())))
+    got = runner.run(websocket_flag([(b"feature-flag-overrides", raw)]))
+    assert got == "false" or verifies_to_flags(raw)
+
+
+def test_a_websocket_gets_the_overrides_of_its_handshake(runner: asyncio.Runner) -> None:
+    headers = [(b"cookie", b"featureflag_overrides=" + valid_token().encode())]
+    assert runner.run(websocket_flag(headers)) == "true"
 
 
 # --- concurrency through a real uvicorn ---------------------------------------------
