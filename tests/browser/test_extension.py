@@ -476,7 +476,7 @@ def test_extension_parser_reads_what_the_python_sdk_writes(
             "déjà vu ✓",
             "override",
             None,
-            {"kind": "downstream", "service": "pricing-ü"},
+            {"kind": "downstream", "service": "prïcing"},
         ),
         ("Home.is_new", False, "default", "declared -> bool; got 'on'", {"kind": "server"}),
     ]
