@@ -149,7 +149,12 @@ class _Propagation:
     def prepare(self, request: httpx.Request) -> tuple[httpx.Request, bool]:
         """The request to send, and whether its host is allowed (its report is trusted)."""
         token, incoming_host = _incoming()
-        allowed = self.policy.allows(request.url.host, incoming_host)
+        url = request.url
+        # Both spellings of an internationalized name: patterns may be written in
+        # Unicode, while a Host header carries the ASCII (punycode) form.
+        allowed = self.policy.allows(url.host, incoming_host) or self.policy.allows(
+            url.raw_host.decode("ascii"), incoming_host
+        )
         if not allowed:
             if TOKEN_HEADER in request.headers:
                 headers = request.headers.copy()

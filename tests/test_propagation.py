@@ -212,6 +212,20 @@ async def test_the_same_host_as_the_incoming_request_is_allowed_by_default(token
     assert recorder.tokens() == [token]
 
 
+@pytest.mark.parametrize("pattern", ["bücher.example", "xn--bcher-kva.example"])
+def test_an_internationalized_host_matches_in_either_spelling(pattern: str) -> None:
+    recorder = Recorder()
+    transport = PropagatingTransport(httpx.MockTransport(recorder), allow_hosts=[pattern])
+    with httpx.Client(transport=transport) as client:
+        for url in (
+            "http://xn--bcher-kva.example/",
+            "http://bücher.example/",
+            "http://bucher.example/",
+        ):
+            client.get(url, headers={"Feature-Flag-Overrides": "t"})
+    assert recorder.tokens() == ["t", "t", None]
+
+
 async def test_same_host_false_needs_an_explicit_allow(token: str) -> None:
     recorder = Recorder()
     async with caller(recorder, "http://app.example.com:9000", same_host=False) as c:
