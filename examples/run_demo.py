@@ -187,7 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Ctrl-C, kill and a closed terminal all stop the children; SIGINT is set explicitly
+    # because a shell starting the demo in the background hands it over ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
     children: list[Child] = []
     try:
         db = str(state / "featureflag.sqlite3")
