@@ -71,11 +71,12 @@ class FeatureFlagMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         config = self.config
-        token = environ.get("HTTP_FEATURE_FLAG_OVERRIDES") or None
+        token: str | bytes | None = environ.get("HTTP_FEATURE_FLAG_OVERRIDES") or None
         if token is None:
             cookie = environ.get("HTTP_COOKIE")
-            if cookie is not None and "featureflag_overrides" in cookie:
-                token = token_from_cookie(cookie)
+            if cookie:
+                # WSGI strings are latin-1 decoded bytes; "replace" guards odd servers.
+                token = token_from_cookie(cookie.encode("latin-1", "replace"))
         request = Request(config, token)
         if environ.get("PATH_INFO") == config.ofrep_path:
             return _serve_ofrep(config, request, environ, start_response)

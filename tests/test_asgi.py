@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket
 
 import featureflag
 from featureflag import Evaluation
+from featureflag._http import token_from_cookie
 from featureflag._scope import current_scope
 from featureflag.asgi import FeatureFlagMiddleware, current_host, current_token
 from featureflag.exceptions import ConfigurationError
@@ -157,6 +158,24 @@ async def test_token_in_cookie(signer: OverrideSigner) -> None:
     async with client(create_app(signer=signer)) as c:
         r = await c.get("/", headers={"Cookie": f"session=x; featureflag_overrides={token}; a=b"})
     assert r.text == "released=True lp=b token=True"
+
+
+@pytest.mark.parametrize(
+    ("cookie", "token"),
+    [
+        (b"featureflag_overrides=abc", b"abc"),
+        (b"a=b; featureflag_overrides=abc; c=d", b"abc"),
+        (b"a=b;featureflag_overrides=tight", b"tight"),
+        (b'featureflag_overrides="quoted"', b"quoted"),
+        (b"x_featureflag_overrides=no; featureflag_overrides=yes", b"yes"),
+        (b"x_featureflag_overrides=no", None),
+        (b"a=featureflag_overrides=inside-a-value", None),
+        (b"featureflag_overrides=", None),
+        (b"session=abc", None),
+    ],
+)
+def test_token_from_cookie(cookie: bytes, token: bytes | None) -> None:
+    assert token_from_cookie(cookie) == token
 
 
 async def test_header_wins_over_cookie(signer: OverrideSigner) -> None:
