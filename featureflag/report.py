@@ -110,8 +110,12 @@ def format_scope(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> str:
 
 def _fit(items: list[str | None], dropped: int, budget: int) -> str:
     """Join *items*; past *budget*, cut and end with the truncation marker."""
-    parts = [i for i in items if i is not None]
-    dropped += len(items) - len(parts)
+    parts: list[str]
+    if None in items:
+        parts = [i for i in items if i is not None]
+        dropped += len(items) - len(parts)
+    else:
+        parts = items  # type: ignore[assignment]
     value = _SEP.join(parts)
     if not dropped and len(value) <= budget:  # the output is ASCII: chars = bytes
         return value
