@@ -49,6 +49,21 @@ class FlagRow:
         return "v:" + self.value
 
     @property
+    def stale(self) -> bool:
+        """The fork's value is not among the select's options (the catalog changed since).
+
+        The form then shows it as an extra, selected option, so saving without a choice
+        is refused with the reason instead of silently dropping the override.
+        """
+        if not self.set or self.value is None:
+            return False
+        if self.type == "bool":
+            return not isinstance(self.value, bool)
+        if self.type == "str" and self.choices is not None:
+            return self.value not in self.choices
+        return False
+
+    @property
     def text_value(self) -> str:
         if not self.set or self.value is None:
             return ""
