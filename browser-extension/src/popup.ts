@@ -185,7 +185,9 @@ function render(): void {
   empty.hidden = rows.length > 0;
   empty.textContent = origin
     ? "No Feature-Flags header seen since this page loaded. Is the app using featureflag with report=\"always\", or carrying an override token? Reload the page after installing the extension."
-    : "This tab is not a web page (http or https), so it has no flags.";
+    : view.url === null
+      ? "The extension cannot see this tab's address: open the popup with the toolbar button while on the page."
+      : "This tab is not a web page (http or https), so it has no flags.";
   const omitted = $("omitted");
   omitted.hidden = state.omitted === 0;
   omitted.textContent = `${state.omitted} more flag(s) were left out of the report by the app's header size budget.`;

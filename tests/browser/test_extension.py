@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,15 +98,19 @@ def expected_id() -> str:
     return "".join(chr(ord("a") + int(c, 16)) for c in digest)
 
 
-@pytest.fixture
-def ext(playwright_session: Playwright, extension_dir: Path, tmp_path: Path) -> Iterator[Extension]:
-    context = playwright_session.chromium.launch_persistent_context(
-        str(tmp_path / "profile"),
+@contextmanager
+def launch(
+    playwright: Playwright, extension_dir: Path, profile: Path, *extra_args: str
+) -> Iterator[Extension]:
+    """Chromium with the unpacked extension in a fresh profile (see browser-testing.md)."""
+    context = playwright.chromium.launch_persistent_context(
+        str(profile),
         executable_path=CHROMIUM,
         headless=True,
         ignore_default_args=["--disable-extensions"],
         args=[
             *CHROMIUM_ARGS,
+            *extra_args,
             f"--disable-extensions-except={extension_dir}",
             f"--load-extension={extension_dir}",
         ],
@@ -124,6 +129,12 @@ def ext(playwright_session: Playwright, extension_dir: Path, tmp_path: Path) -> 
         yield Extension(context, worker, ext_id, api)
     finally:
         context.close()
+
+
+@pytest.fixture
+def ext(playwright_session: Playwright, extension_dir: Path, tmp_path: Path) -> Iterator[Extension]:
+    with launch(playwright_session, extension_dir, tmp_path / "profile") as extension:
+        yield extension
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -369,6 +380,28 @@ def test_options_page_tests_the_connection(ext: Extension, live_demo: LiveDemo) 
     }
 
 
+def test_flags_from_sub_requests_are_merged(ext: Extension, live_demo: LiveDemo) -> None:
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    expect_flag(popup, "new-lp", "a", "default", "server")
+    # A fetch() made by the page, carrying its own token: its report reaches the popup.
+    token = OverrideSigner(live_demo.secret, environment=live_demo.environment).dumps(
+        {"new-lp": "b"}, sub="e2e"
+    )
+    status = page.evaluate(
+        "async (t) => (await fetch('/', {headers: {'Feature-Flag-Overrides': t}})).status", token
+    )
+    assert status == 200
+    expect_flag(popup, "new-lp", "b", "override", "server")
+    # So does a refusal on a sub-request.
+    page.evaluate("() => fetch('/', {headers: {'Feature-Flag-Overrides': 'garbage'}})")
+    expect(popup.locator(".notice.warn")).to_contain_text("refused the override token")
+    # A new top-level navigation starts afresh.
+    page.reload()
+    expect_flag(popup, "new-lp", "a", "default", "server")
+    expect(popup.locator(".notice.warn")).to_have_count(0)
+
+
 def test_rejected_override_shows_the_apps_reason(ext: Extension, live_demo: LiveDemo) -> None:
     # A validly signed token with a value of the wrong type: the app rejects that one flag.
     signer = OverrideSigner(live_demo.secret, environment=live_demo.environment)
@@ -483,3 +516,32 @@ def test_extension_parser_reads_what_the_python_sdk_writes(
     assert first["omitted"] == 0
     assert cut["omitted"] > 0
     assert len(cut["evaluations"]) + cut["omitted"] == 300
+
+
+def test_other_sites_stay_unread_until_enabled(
+    playwright_session: Playwright, extension_dir: Path, tmp_path: Path, live_demo: LiveDemo
+) -> None:
+    """Only localhost is granted at install: a QA site's headers stay unread until enabled."""
+    port = live_demo.app_url.rsplit(":", 1)[1]
+    rules = "--host-resolver-rules=MAP qa.example.test 127.0.0.1"
+    with launch(playwright_session, extension_dir, tmp_path / "profile", rules) as ext:
+        before = {t["id"] for t in ext.call("() => chrome.tabs.query({})")}
+        page = ext.open(f"http://qa.example.test:{port}/")
+        expect(page.get_by_test_id("landing")).to_be_visible()
+        tabs = ext.call("() => chrome.tabs.query({})")
+        [tab] = [t for t in tabs if t["id"] not in before]
+        assert "url" not in tab  # no host access, no "tabs" permission: not even the URL
+        # The page sent Feature-Flags, but the extension did not read it.
+        stored = ext.call("id => chrome.storage.session.get(`tab:${id}`)", tab["id"])
+        assert stored == {}
+        popup = ext.context.new_page()
+        popup.goto(f"chrome-extension://{ext.id}/popup.html?tab={tab['id']}")
+        expect(popup.locator("#empty")).to_contain_text("cannot see this tab's address")
+        expect(popup.locator("tr[data-flag]")).to_have_count(0)
+        # The same app on 127.0.0.1 (granted at install) is read.
+        local = ext.open(live_demo.app_url + "/")
+        expect_flag(ext.popup(local), "new-lp", "a", "default", "server")
+        granted = ext.call("() => chrome.permissions.getAll()")
+        assert sorted(granted["origins"]) == sorted(
+            ["http://localhost/*", "http://127.0.0.1/*", "http://*.localhost/*"]
+        )
