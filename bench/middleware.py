@@ -11,6 +11,7 @@ hit after the first); ``fresh token`` (a new token each request: full HMAC verif
 
     .venv/bin/python bench/middleware.py [--repeats 150] [--requests 200]
     .venv/bin/python bench/middleware.py --profile "repeated token"
+    .venv/bin/python bench/middleware.py --breakdown
 """
 
 from __future__ import annotations
@@ -201,6 +202,69 @@ def table(all_variants: list[Variant]) -> str:
     return "\n".join(lines)
 
 
+def breakdown(repeats: int, requests: int) -> None:
+    """What each part of the repeated-token path costs, measured by taking it out.
+
+    Swaps internals of ``featureflag.asgi`` for trivial stand-ins (so this follows the
+    code: update it when those names change) and reports each variant's min against
+    the full middleware, interleaved like the main table.
+    """
+    from featureflag import asgi
+
+    signer = OverrideSigner(SECRET, environment="bench")
+    token = signer.dumps({FLAG: True}, sub="bench")
+    verified = signer.loads(token)
+    originals = (asgi.response_headers, asgi.token_from_headers, signer.loads)
+
+    def plain_headers(config: Any, request: Any, headers: Any) -> list[tuple[bytes, bytes]]:
+        return [*headers, (b"vary", b"Cookie, Feature-Flag-Overrides")]
+
+    parts = {
+        "response_headers (report, no-store, Vary)": "report",
+        "reading the token from the cookie": "cookie",
+        "signer.loads (cache hit)": "loads",
+    }
+
+    def configure(removed: set[str]) -> None:
+        asgi.response_headers, asgi.token_from_headers, signer.loads = originals
+        if "report" in removed:
+            asgi.response_headers = plain_headers
+        if "cookie" in removed:
+            asgi.token_from_headers = lambda headers: token
+        if "loads" in removed:
+            signer.loads = lambda raw: verified
+
+    wrapped = FeatureFlagMiddleware(bare_app, signer=signer)
+    runs: dict[str, set[str] | None] = {"bare app": None, "full middleware": set()}
+    runs.update({f"without {label}": {key} for label, key in parts.items()})
+    runs["without all three"] = set(parts.values())
+    times: dict[str, list[float]] = {name: [] for name in runs}
+
+    async def measure() -> None:
+        names = list(runs)
+        for i in range(repeats):
+            k = i % len(names)
+            for name in names[k:] + names[:k]:
+                removed = runs[name]
+                configure(removed or set())
+                app = bare_app if removed is None else wrapped
+                scopes = [http_scope(cookie(token)) for _ in range(requests)]
+                times[name].append(await run_once(app, scopes))
+
+    try:
+        asyncio.run(measure())
+    finally:
+        configure(set())
+    bare, full = min(times["bare app"]), min(times["full middleware"])
+    print("Repeated token, min µs/request; a part costs what taking it out saves")
+    print("| variant | min µs/req | added to bare | saved vs full |")
+    print("|---|---:|---:|---:|")
+    for name, values in times.items():
+        low = min(values)
+        saved = "" if runs[name] is None or name == "full middleware" else f"{full - low:.2f}"
+        print(f"| {name} | {low:.2f} | {low - bare:+.2f} | {saved} |")
+
+
 def profile(name: str, requests: int) -> None:
     chosen = {v.name: v for v in variants(requests)}[name]
     asyncio.run(run_once(chosen.app, chosen.scopes(200)))
@@ -219,7 +283,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=150)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--profile", metavar="VARIANT", help="cProfile one variant instead")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="cost of each part of the repeated-token path"
+    )
     args = parser.parse_args()
+    if args.breakdown:
+        breakdown(args.repeats, args.requests)
+        return
     if args.profile:
         profile(args.profile, args.requests)
         return
