@@ -89,8 +89,20 @@ def load_main(argv: list[str]) -> None:
     print(json.dumps(asyncio.run(_load(port, host, connections, seconds))))
 
 
-def run_load(port: int, host: str, connections: int, seconds: float) -> dict[str, object]:
-    """One round of load from a separate process (so it does not share our interpreter)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time *pid* has used so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(
+    port: int, host: str, connections: int, seconds: float, watch: dict[str, int]
+) -> dict[str, object]:
+    """One round of load from a separate process (so it does not share our interpreter).
+
+    *watch* names processes whose CPU time the round's result reports (``cpu_<name>``).
+    """
+    before = {name: cpu_seconds(pid) for name, pid in watch.items()}
     out = subprocess.run(
         [sys.executable, __file__, "--load", str(port), host, str(connections), str(seconds)],
         check=True,
@@ -98,6 +110,8 @@ def run_load(port: int, host: str, connections: int, seconds: float) -> dict[str
         text=True,
     )
     result: dict[str, object] = json.loads(out.stdout)
+    for name, pid in watch.items():
+        result[f"cpu_{name}"] = cpu_seconds(pid) - before[name]
     if result["errors"]:
         raise SystemExit(f"non-200 answers while benchmarking {host}: {result['errors']}")
     return result
@@ -115,7 +129,13 @@ def summary(rounds: list[dict[str, object]]) -> dict[str, float]:
     latencies = [x for r in rounds for x in r["latencies"]]  # type: ignore[attr-defined]
     elapsed = sum(float(r["elapsed"]) for r in rounds)  # type: ignore[arg-type]
     per_round = [len(r["latencies"]) / float(r["elapsed"]) for r in rounds]  # type: ignore[arg-type]
+    cpu = {
+        key: sum(float(r[key]) for r in rounds) / len(latencies) * 1e6  # type: ignore[arg-type]
+        for key in rounds[0]
+        if key.startswith("cpu_")
+    }
     return {
+        **cpu,
         "rps": len(latencies) / elapsed,
         "rps_stdev": statistics.pstdev(per_round),
         "p50_ms": percentile(latencies, 50) * 1000,
@@ -175,6 +195,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side, interleaved")
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
+    args.load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp)
@@ -200,44 +221,51 @@ def report(
     args: argparse.Namespace, upstream: Server, service: Server, direct_host: str, fork_host: str
 ) -> None:
     n = args.connections
+    watch = {"upstream": upstream.process.pid, "service": service.process.pid}
+
+    def load(port: int, host: str, connections: int, seconds: float) -> dict[str, object]:
+        return run_load(port, host, connections, seconds, watch)
+
     # Warm both paths (imports, pools, the token cache) before anything is measured.
-    run_load(upstream.port, direct_host, n, 0.5)
-    run_load(service.port, fork_host, n, 0.5)
+    load(upstream.port, direct_host, n, 0.5)
+    load(service.port, fork_host, n, 0.5)
     direct: list[dict[str, object]] = []
     fork: list[dict[str, object]] = []
     for _ in range(args.rounds):
-        direct.append(run_load(upstream.port, direct_host, n, args.seconds))
-        fork.append(run_load(service.port, fork_host, n, args.seconds))
+        direct.append(load(upstream.port, direct_host, n, args.seconds))
+        fork.append(load(service.port, fork_host, n, args.seconds))
     solo_direct: list[dict[str, object]] = []
     solo_fork: list[dict[str, object]] = []
     for _ in range(args.rounds):
-        solo_direct.append(run_load(upstream.port, direct_host, 1, args.seconds / 2))
-        solo_fork.append(run_load(service.port, fork_host, 1, args.seconds / 2))
+        solo_direct.append(load(upstream.port, direct_host, 1, args.seconds / 2))
+        solo_fork.append(load(service.port, fork_host, 1, args.seconds / 2))
     d, f = summary(direct), summary(fork)
     sd, sf = summary(solo_direct), summary(solo_fork)
     memory = stream_memory(service, fork_host)
 
     print(f"fork proxy benchmark: {platform.python_implementation()} {platform.python_version()}")
     print(f"cores: {os.cpu_count()} (load generator, upstream and service all share them)")
+    print(f"load average before the run: {args.load_before}")
     print(f"{n} keep-alive connections, {args.rounds} x {args.seconds:g} s per side, interleaved")
     print()
-    print(f"{'':24}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
+    header = f"{'':20}{'requests/s':>14}{'p50 ms':>9}{'p99 ms':>9}"
+    print(header + f"{'CPU µs/request: upstream':>27}{'service':>9}")
     for label, s in (("direct", d), ("through the fork", f)):
         print(
-            f"{label:24}{s['rps']:>9.0f} ±{s['rps_stdev']:<4.0f}"
-            f"{s['p50_ms']:>8.2f}{s['p99_ms']:>10.2f}"
+            f"{label:20}{s['rps']:>8.0f} ±{s['rps_stdev']:<4.0f}{s['p50_ms']:>9.2f}"
+            f"{s['p99_ms']:>9.2f}{s['cpu_upstream']:>27.0f}{s['cpu_service']:>9.0f}"
         )
-    print(f"throughput ratio        {f['rps'] / d['rps']:.0%}   (target >= 50%)")
+    print(f"throughput ratio    {f['rps'] / d['rps']:.0%}   (target >= 50%)")
     print(
-        f"added p50 / p99         {f['p50_ms'] - d['p50_ms']:.2f} / "
+        f"added p50 / p99     {f['p50_ms'] - d['p50_ms']:.2f} / "
         f"{f['p99_ms'] - d['p99_ms']:.2f} ms (target p50 <= 1 ms)"
     )
     print()
     print("one connection, nothing queued:")
     for label, s in (("direct", sd), ("through the fork", sf)):
-        print(f"{label:24}{s['rps']:>9.0f}{s['p50_ms']:>13.2f}{s['p99_ms']:>10.2f}")
+        print(f"{label:20}{s['rps']:>8.0f}{s['p50_ms']:>15.2f}{s['p99_ms']:>9.2f}")
     print(
-        f"added p50 / p99         {sf['p50_ms'] - sd['p50_ms']:.2f} / "
+        f"added p50 / p99     {sf['p50_ms'] - sd['p50_ms']:.2f} / "
         f"{sf['p99_ms'] - sd['p99_ms']:.2f} ms"
     )
     print()

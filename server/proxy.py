@@ -269,6 +269,7 @@ class _Exchange:
         self.fork = fork
         self.service_url = service_url
         self.head = head
+        self.finished = False
 
     async def run(
         self,
@@ -286,7 +287,7 @@ class _Exchange:
                 # The watcher owns `receive`: it feeds the request body and, once that is
                 # done, waits for http.disconnect to cancel the upstream request.
                 tasks.start_soon(
-                    _watch_client, receive, body_in if has_body else None, tasks.cancel_scope
+                    self._watch_client, receive, body_in if has_body else None, tasks.cancel_scope
                 )
                 content = _iterate(body_out) if has_body else None
                 request = httpx.Request(
@@ -336,39 +337,45 @@ class _Exchange:
                 # closes the connection and the client sees a truncated body, not a whole one.
                 logger.warning("fork %s: upstream broke off the response: %r", name, exc)
                 return
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            await response.aclose()
+            # Shielded: a close cut short by cancellation would drop a pooled connection
+            # that is fine to reuse (a half-read one is closed either way).
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+        # From here on a disconnect is the end of a complete response, not a reason to cancel.
+        self.finished = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _watch_client(
+        self,
+        receive: Receive,
+        body: MemoryObjectSendStream[bytes] | None,
+        cancel_scope: CancelScope,
+    ) -> None:
+        message: Message
+        if body is not None:
+            async with body:
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        cancel_scope.cancel()
+                        return
+                    chunk = message.get("body", b"")
+                    if chunk:
+                        await body.send(chunk)
+                    if not message.get("more_body", False):
+                        break
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not self.finished:
+                    cancel_scope.cancel()
+                return
 
 
 async def _iterate(stream: MemoryObjectReceiveStream[bytes]) -> AsyncIterator[bytes]:
     async for chunk in stream:
         yield chunk
-
-
-async def _watch_client(
-    receive: Receive,
-    body: MemoryObjectSendStream[bytes] | None,
-    cancel_scope: CancelScope,
-) -> None:
-    message: Message
-    if body is not None:
-        async with body:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    cancel_scope.cancel()
-                    return
-                chunk = message.get("body", b"")
-                if chunk:
-                    await body.send(chunk)
-                if not message.get("more_body", False):
-                    break
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            cancel_scope.cancel()
-            return
 
 
 def _describe(exc: httpx.TransportError) -> str:

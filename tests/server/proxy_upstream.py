@@ -3,7 +3,8 @@
 Run it with ``uvicorn tests.server.proxy_upstream:app``. Endpoints:
 
 - ``/`` a short text answer (what the benchmark asks for);
-- ``/echo`` the request as JSON: method, path, query, headers (lists per name);
+- ``/echo`` the request as JSON: method, path, query, headers (lists per name), the
+  body's size and the client's port (the same port again means a reused connection);
 - ``/big?size=N`` N bytes, streamed in 64 KiB chunks with a Content-Length;
 - ``/upload`` reads the body and answers its length;
 - ``/redirect`` 302 to this app's own absolute ``/echo`` URL, with a cookie for its host;
@@ -66,6 +67,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             "query": scope["query_string"].decode("latin-1"),
             "headers": grouped,
             "body_size": await _read_body(receive),
+            "client_port": (scope.get("client") or ("", 0))[1],
         }
         await _reply(send, 200, json.dumps(body).encode(), [(b"content-type", b"application/json")])
     elif path == "/big":

@@ -98,6 +98,11 @@ def test_fork_url_reaches_the_upstream_with_the_forks_token(
     assert seen["headers"]["x-forwarded-for"] == ["127.0.0.1"]
 
 
+def test_upstream_connections_are_kept_alive_and_reused(fork: httpx.Client) -> None:
+    ports = {fork.get("/echo").json()["client_port"] for _ in range(5)}
+    assert len(ports) == 1, f"one request per connection: {ports}"
+
+
 def test_the_service_itself_answers_on_other_hosts(service: Server) -> None:
     assert httpx.get(service.url + "/healthz").json() == {"status": "ok"}
     response = httpx.get(service.url + "/healthz", headers={"Host": f"localhost:{service.port}"})
