@@ -32,6 +32,7 @@ __all__ = [
     "AsyncPropagatingTransport",
     "HostPolicy",
     "PropagatingTransport",
+    "host_of",
     "propagating_async_client",
     "propagating_client",
 ]
@@ -68,8 +69,9 @@ class HostPolicy:
 
     A pattern is a host name (``billing``, ``api.example.com``, ``127.0.0.1``, ``::1``)
     or ``*.`` followed by a domain, which matches any name under it (``a.example.com``,
-    ``a.b.example.com``) but not the domain itself. Ports are not part of a pattern: a
-    host is trusted on every port, like a cookie. A bare ``*``, a URL or a port is a
+    ``a.b.example.com``) but not the domain itself; ``*.com`` would trust the world,
+    so name your own domain. Ports are not part of a pattern: a host is trusted on
+    every port, like a cookie. A bare ``*``, a URL or a port is a
     :class:`ConfigurationError`, so a typo can never mean "everyone".
     """
 
@@ -89,10 +91,10 @@ class HostPolicy:
                     if "://" in pattern
                     else f"allow_hosts takes host names, not paths: {raw!r}"
                 )
-            if pattern.count(":") == 1:
+            if pattern.count(":") == 1 or (pattern.startswith("[") and "]:" in pattern):
                 raise ConfigurationError(
                     f"allow_hosts takes host names without a port: {raw!r}; write "
-                    f"{pattern.partition(':')[0]!r} (a host is trusted on every port)"
+                    f"{host_of(pattern)!r} (a host is trusted on every port)"
                 )
             if pattern.startswith("*."):
                 domain = pattern[2:]

@@ -85,6 +85,7 @@ def test_nothing_is_allowed_by_default_but_the_incoming_host() -> None:
         ("https://api.example.com", "'api.example.com'"),
         ("api.example.com/v1", "not paths"),
         ("api.example.com:8443", "without a port"),
+        ("[::1]:8443", "write '::1'"),
         ("*.", "every host"),
         ("*.*.example.com", "bad allow_hosts"),
     ],
