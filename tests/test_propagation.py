@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -527,8 +526,8 @@ async def test_the_same_server_under_another_name_gets_no_token(
     assert remote(body) == []
 
 
-@pytest.mark.integration
-def test_uvicorn_calling_uvicorn(token: str, downstream: Server, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def caller_server(downstream: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {
         "FEATUREFLAG_SECRET": SECRET,
         "DOWNSTREAM_URL": downstream.url,
@@ -537,14 +536,44 @@ def test_uvicorn_calling_uvicorn(token: str, downstream: Server, tmp_path: Path)
     with run_uvicorn(
         "tests.apps.propagation_app:create_app",
         factory=True,
-        log_dir=tmp_path,
+        log_dir=tmp_path_factory.mktemp("caller"),
         env=env,
         name="caller",
     ) as server:
-        for path in ("/call-async", "/call-sync"):
-            response = httpx.get(server.url + path, headers={"Feature-Flag-Overrides": token})
-            assert response.status_code == 200, server.output()
-            report = parse_report(response.headers["feature-flags"])
-            assert Evaluation("Downstream.color", "red", "override", None, "colors") in report
-            assert response.headers["cache-control"] == "private, no-store"
-            assert json.loads(response.text)["downstream"] == {"color": "red"}
+        yield server
+
+
+@pytest.mark.integration
+def test_uvicorn_calling_uvicorn(token: str, caller_server: Server) -> None:
+    for path in ("/call-async", "/call-sync"):
+        response = httpx.get(caller_server.url + path, headers={"Feature-Flag-Overrides": token})
+        assert response.status_code == 200, caller_server.output()
+        report = parse_report(response.headers["feature-flags"])
+        assert Evaluation("Downstream.color", "red", "override", None, "colors") in report
+        assert response.headers["cache-control"] == "private, no-store"
+        assert json.loads(response.text)["downstream"] == {"color": "red"}
+
+
+@pytest.mark.integration
+async def test_concurrent_calls_through_two_servers_keep_their_own_tokens(
+    signer: OverrideSigner, caller_server: Server
+) -> None:
+    colors = [f"color-{i}" for i in range(100)]
+    tokens = [signer.dumps({"Downstream.color": c}, sub=f"user-{i}") for i, c in enumerate(colors)]
+    limits = httpx.Limits(max_connections=20)
+    async with httpx.AsyncClient(base_url=caller_server.url, limits=limits, timeout=60) as c:
+        responses = await asyncio.gather(
+            *(
+                c.get(
+                    "/call-async" if i % 2 else "/call-sync",
+                    headers={"Feature-Flag-Overrides": token},
+                )
+                for i, token in enumerate(tokens)
+            )
+        )
+    for color, response in zip(colors, responses, strict=True):
+        assert response.json()["downstream"] == {"color": color}
+        assert parse_report(response.headers["feature-flags"]) == [
+            Evaluation("Caller.checkout", False),
+            Evaluation("Downstream.color", color, "override", None, "colors"),
+        ]
