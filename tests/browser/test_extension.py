@@ -545,3 +545,35 @@ def test_other_sites_stay_unread_until_enabled(
         assert sorted(granted["origins"]) == sorted(
             ["http://localhost/*", "http://127.0.0.1/*", "http://*.localhost/*"]
         )
+
+
+def test_tab_state_survives_the_service_worker_being_stopped(
+    ext: Extension, live_demo: LiveDemo, sdk_bundle: Path
+) -> None:
+    """MV3 stops an idle worker; the tab's state lives in chrome.storage.session."""
+    front = ext.open(live_demo.app_url + "/frontend")
+    expect(front.get_by_test_id("frontend-flag")).to_have_attribute("data-status", "ready")
+    popup = ext.popup(front)
+    expect_flag(popup, "frontend.chat-widget", "false", "default", "front end")
+    expect(row(popup, "new-lp")).to_have_count(0)  # /frontend evaluates no server flag
+    popup.close()
+
+    cdp = ext.context.new_cdp_session(ext.api)
+
+    def workers() -> list[str]:
+        targets = cdp.send("Target.getTargets")["targetInfos"]
+        return [t["targetId"] for t in targets if t["type"] == "service_worker"]
+
+    [worker] = workers()
+    cdp.send("Target.closeTarget", {"targetId": worker})
+    for _ in range(200):  # wait (at most ~10 s) until Chrome has stopped it
+        if not workers():
+            break
+        ext.api.wait_for_timeout(50)
+    assert workers() == [], "the service worker did not stop"
+
+    # A sub-request wakes a new worker, which adds to the state the old one left.
+    front.evaluate("() => fetch('/')")
+    popup = ext.popup(front)
+    expect_flag(popup, "new-lp", "a", "default", "server")
+    expect_flag(popup, "frontend.chat-widget", "false", "default", "front end")
