@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import urlsplit
 
 OVERRIDE_HEADER = b"feature-flag-overrides"
@@ -138,9 +139,19 @@ class ResponseRewriter:
     """
 
     def __init__(self, upstream: str, fork_origin: str) -> None:
-        self.upstream = Origin.parse(upstream)
-        self.prefix = urlsplit(upstream).path.rstrip("/")
+        self.upstream_url = upstream
         self.fork_origin = fork_origin
+
+    # Parsed only when a response has a Location or Set-Cookie to rewrite.
+    @cached_property
+    def upstream(self) -> Origin | None:
+        """The upstream's origin."""
+        return Origin.parse(self.upstream_url)
+
+    @cached_property
+    def prefix(self) -> str:
+        """The upstream's path prefix, without a trailing slash (often empty)."""
+        return urlsplit(self.upstream_url).path.rstrip("/")
 
     def headers(self, headers: Iterable[tuple[bytes, bytes]]) -> Headers:
         """Response headers to send to the client (without ``X-Robots-Tag``)."""

@@ -9,6 +9,7 @@ both ways; a client that goes away cancels the upstream request. See ``docs/fork
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import time
@@ -30,6 +31,7 @@ from featureflag.exceptions import TokenError
 from . import proxy_errors
 from .forwarding import ResponseRewriter, request_headers
 from .store import Fork, Store, fork_name_problem
+from .upstream_pool import KeepAlivePool
 
 __all__ = ["ForkProxy", "fork_from_host"]
 
@@ -155,11 +157,8 @@ class ForkProxy:
         self.service_url = service_url
         self.tokens = TokenCache(signer, ttl=token_ttl, clock=clock)
         if transport is None:
-            transport = httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(
-                    max_connections=256, max_keepalive_connections=64, keepalive_expiry=4.0
-                ),
-            )
+            # Below uvicorn's 5 s keep-alive, so the upstream rarely closes one under us.
+            transport = KeepAlivePool(max_idle=64, keepalive_expiry=4.0)
         # A cookie jar that keeps nothing: one user's Set-Cookie must never be sent on
         # another user's request. No env proxies, no redirects: the browser follows them.
         self.client = httpx.AsyncClient(
@@ -199,7 +198,7 @@ class ForkProxy:
             token = self.tokens.token_for(fork)
             url = upstream_url(fork.upstream, scope)
         except (TokenError, ValueError, httpx.InvalidURL) as exc:
-            detail = f"its flags or upstream cannot be used ({exc})"
+            detail = f"its flags or upstream cannot be used ({proxy_errors.redact(str(exc))})"
             await proxy_errors.bad_fork(name, detail, service_url=service_url).send(send, head=head)
             return
         headers = request_headers(
@@ -235,23 +234,30 @@ _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 _QUERY_SAFE = _PATH_SAFE + "?"
 
 
+@functools.lru_cache(maxsize=256)
+def _upstream_base(upstream: str) -> str:
+    """``scheme://host:port/prefix`` (no trailing slash) for a fork's upstream; parsed once."""
+    base = httpx.URL(upstream)
+    if base.scheme not in ("http", "https") or not base.host:
+        raise ValueError(f"the upstream {upstream!r} is not an http(s) URL with a host")
+    prefix = base.raw_path.partition(b"?")[0].decode("ascii").rstrip("/")
+    userinfo = base.userinfo.decode("ascii") + "@" if base.userinfo else ""
+    return f"{base.scheme}://{userinfo}{base.netloc.decode('ascii')}{prefix}"
+
+
 def upstream_url(upstream: str, scope: Scope) -> httpx.URL:
     """The upstream URL for this request: the fork's upstream (and its path) + the path.
 
     Raises ValueError (or httpx.InvalidURL) only for an unusable *upstream*; any request
     target a client sends maps to some URL on the upstream's host.
     """
-    base = httpx.URL(upstream)
-    if base.scheme not in ("http", "https") or not base.host:
-        raise ValueError(f"the upstream {upstream!r} is not an http(s) URL with a host")
+    base = _upstream_base(upstream)
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
     path = quote(raw_path, safe=_PATH_SAFE)
     if not path.startswith("/"):
         path = "/" + path
-    prefix = base.raw_path.partition(b"?")[0].decode("ascii").rstrip("/")
     query = quote(scope.get("query_string", b""), safe=_QUERY_SAFE)
-    target = prefix + path + ("?" + query if query else "")
-    return base.copy_with(raw_path=target.encode("ascii"))
+    return httpx.URL(base + path + ("?" + query if query else ""))
 
 
 def _header(scope: Scope, name: bytes) -> str:

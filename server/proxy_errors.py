@@ -72,6 +72,17 @@ class ErrorPage:
         await send({"type": "http.response.body", "body": b"" if head else body})
 
 
+def redact(url: str) -> str:
+    """*url* without its ``user:password@`` part: an error page is no place for it."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = authority.rpartition("@")[2]
+    return f"{scheme}://{authority}{slash}{path}"
+
+
 def _code(text: str) -> str:
     return f"<code>{escape(text)}</code>"
 
@@ -113,7 +124,7 @@ def upstream_unreachable(
         502,
         "Fork upstream unreachable",
         f"The fork {_code(name)} could not reach its app",
-        f"<p>The app at {_code(upstream)} did not answer: {escape(detail)}.</p>"
+        f"<p>The app at {_code(redact(upstream))} did not answer: {escape(detail)}.</p>"
         "<p>Check that the app is running and reachable from the featureflag service, "
         f"or edit the fork's upstream {_manage(service_url)}. Then reload this page.</p>",
     )
@@ -127,7 +138,7 @@ def upstream_timeout(
         504,
         "Fork upstream timed out",
         f"The fork {_code(name)} timed out waiting for its app",
-        f"<p>The app at {_code(upstream)} did not answer within {seconds:g} seconds. "
+        f"<p>The app at {_code(redact(upstream))} did not answer within {seconds:g} seconds. "
         "It may be overloaded or stuck; reload to try again, or check its logs. "
         f"The fork itself is managed {_manage(service_url)}.</p>",
     )

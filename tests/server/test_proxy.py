@@ -567,6 +567,34 @@ async def test_nothing_a_client_sends_is_a_500(
         assert messages[0]["status"] < 500
 
 
+async def test_upstream_credentials_become_basic_auth(
+    client: httpx.AsyncClient, store: MemoryStore, upstream: Upstream
+) -> None:
+    fork = await store.get_fork("new-lp")
+    assert fork is not None
+    await store.update_fork(replace(fork, upstream="http://qa:s3cret@app.internal:9000"))
+    await client.get("/")
+    assert upstream.last.headers["authorization"] == "Basic cWE6czNjcmV0"
+    assert upstream.last.url.host == "app.internal"
+
+
+async def test_error_pages_do_not_show_upstream_credentials(
+    client: httpx.AsyncClient, store: MemoryStore, upstream: Upstream
+) -> None:
+    fork = await store.get_fork("new-lp")
+    assert fork is not None
+    await store.update_fork(replace(fork, upstream="http://qa:s3cret@app.internal:9000/x"))
+
+    async def fail(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    upstream.handler = fail
+    response = await client.get("/")
+    assert response.status_code == 502
+    assert "s3cret" not in response.text
+    assert "<code>http://app.internal:9000/x</code>" in response.text
+
+
 def test_upstream_url_joins_prefix_path_and_query() -> None:
     scope = {"path": "/a b", "raw_path": b"/a%20b", "query_string": b"q=1"}
     assert str(upstream_url("http://h:1/base/", scope)) == "http://h:1/base/a%20b?q=1"
