@@ -162,15 +162,25 @@ def carried_token(response: Response) -> bool:
     return "featureflag_overrides=" in cookie
 
 
+def reload_by(page: Page, button: Any) -> Response:
+    """Click *button* (in the popup); return the app's response to the reload it triggers.
+
+    Returns once the reloaded document has fired ``load``, so the next navigation in the
+    test cannot collide with the reload.
+    """
+    with (
+        page.expect_event("load"),
+        page.expect_response(
+            lambda r: r.url == page.url and r.request.is_navigation_request()
+        ) as info,
+    ):
+        button.click()
+    return info.value
+
+
 def apply_and_reload(popup: Page, page: Page) -> Response:
     """Press Apply; return the app's response to the reload it triggers."""
-    with page.expect_response(
-        lambda r: r.url == page.url and r.request.is_navigation_request()
-    ) as info:
-        popup.locator("#apply").click()
-    response = info.value
-    page.wait_for_load_state()
-    return response
+    return reload_by(page, popup.locator("#apply"))
 
 
 # -- tests -------------------------------------------------------------------------------
@@ -245,11 +255,9 @@ def test_clear_restores_the_defaults(ext: Extension, live_demo: LiveDemo) -> Non
     apply_and_reload(popup, page)
     expect(page.get_by_test_id("one-click")).to_be_visible()
 
-    with page.expect_response(lambda r: r.url == page.url) as info:
-        popup.locator("#clear").click()
-    page.wait_for_load_state()
-    assert not carried_token(info.value)
-    assert report_of(info.value)["Checkout.is_one_click"].source == "default"
+    response = reload_by(page, popup.locator("#clear"))
+    assert not carried_token(response)
+    assert report_of(response)["Checkout.is_one_click"].source == "default"
     expect(page.get_by_test_id("checkout")).to_be_visible()
     expect_flag(popup, "Checkout.is_one_click", "false", "default", "server")
     names = [c["name"] for c in ext.context.cookies(live_demo.app_url)]
@@ -282,10 +290,8 @@ def test_tampered_cookie_shows_the_apps_refusal(ext: Extension, live_demo: LiveD
     expect(warning).to_contain_text(f"refused the override token ({reason})")
     ext.expect_badge(page, "!")
     # One click mints a fresh token with the same overrides.
-    with page.expect_response(lambda r: r.url == page.url) as info:
-        warning.locator("#reapply").click()
-    page.wait_for_load_state()
-    assert "feature-flag-override-error" not in info.value.headers
+    response = reload_by(page, warning.locator("#reapply"))
+    assert "feature-flag-override-error" not in response.headers
     expect(page.get_by_test_id("one-click")).to_be_visible()
     expect(warning).to_have_count(0)
     ext.expect_badge(page, "1")
@@ -457,10 +463,8 @@ def test_expired_overrides_offer_a_one_click_reapply(ext: Extension, live_demo: 
     expect(warning).to_contain_text("Your overrides expired")
     ext.expect_badge(page, "!")
 
-    with page.expect_response(lambda r: r.url == page.url) as info:
-        warning.locator("#reapply").click()
-    page.wait_for_load_state()
-    assert carried_token(info.value)
+    response = reload_by(page, warning.locator("#reapply"))
+    assert carried_token(response)
     expect(page.get_by_test_id("one-click")).to_be_visible()
     expect(warning).to_have_count(0)
     ext.expect_badge(page, "1")
