@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._registry import Flag
-from ._scope import Scope, _Overridden, _Rejected
+from ._scope import Scope, _Rejected
 
 
 def apply_override(
@@ -24,13 +24,13 @@ def apply_override(
         flag.learn(result)
         reason = flag.problem(value)
         if reason is None:
-            scope.record(flag.name, _Overridden(value))  # type: ignore[arg-type]
+            scope.use_override(flag.name, value)  # type: ignore[arg-type]
             return value
         scope.record(flag.name, _Rejected(result, reason))
         return result
     reason = flag.problem(value)
     if reason is None:
-        scope.record(flag.name, _Overridden(value))  # type: ignore[arg-type]
+        scope.use_override(flag.name, value)  # type: ignore[arg-type]
         return value
     result = call_default()
     scope.record(flag.name, _Rejected(result, reason))
@@ -53,11 +53,11 @@ async def apply_override_async(
     else:
         reason = flag.problem(value)
         if reason is None:
-            scope.record(flag.name, _Overridden(value))  # type: ignore[arg-type]
+            scope.use_override(flag.name, value)  # type: ignore[arg-type]
             return value
         result = await call_default()
     if reason is None:
-        scope.record(flag.name, _Overridden(value))  # type: ignore[arg-type]
+        scope.use_override(flag.name, value)  # type: ignore[arg-type]
         return value
     scope.record(flag.name, _Rejected(result, reason))
     return result

@@ -137,23 +137,24 @@ class Request:
             self.scope = Scope({})
 
 
-_COOKIE_PREFIX = (COOKIE + "=").encode()
+_COOKIE_NAME = COOKIE.encode()
+_COOKIE_PREFIX = _COOKIE_NAME + b"="
 
 
 def token_from_cookie(cookie: bytes) -> bytes | None:
     """The ``featureflag_overrides`` value in a ``Cookie`` header, or None."""
-    # find() on the raw bytes rather than parsing every cookie: this runs on every
-    # request that carries cookies, and most carry other people's.
-    at = cookie.find(_COOKIE_PREFIX)
-    while at != -1:
-        if at == 0 or cookie[at - 1] in b"; \t":  # a whole name, not "x_featureflag_..."
-            start = at + len(_COOKIE_PREFIX)
-            end = cookie.find(b";", start)
-            value = (cookie[start:] if end == -1 else cookie[start:end]).strip()
+    # Most requests carry only other people's cookies: one find() rules them out.
+    if _COOKIE_PREFIX not in cookie:
+        return None
+    # Cookie pairs are split by ";" (RFC 6265); a value may hold our name after a space
+    # (browsers send such values), so compare whole names, not substrings.
+    for pair in cookie.split(b";"):
+        name, sep, value = pair.partition(b"=")
+        if sep and name.strip() == _COOKIE_NAME:
+            value = value.strip()
             if len(value) >= 2 and value[0] == value[-1] == 34:  # a quoted value
                 value = value[1:-1]
             return value or None
-        at = cookie.find(_COOKIE_PREFIX, at + 1)
     return None
 
 

@@ -63,7 +63,7 @@ class Scope:
     order. Nested ``overrides`` blocks share ``seen`` with their parent.
     """
 
-    __slots__ = ("limit", "overflow", "overrides", "remote", "seen")
+    __slots__ = ("limit", "overflow", "overridden", "overrides", "remote", "root", "seen")
 
     def __init__(
         self,
@@ -73,6 +73,10 @@ class Scope:
         parent: Scope | None = None,
     ) -> None:
         self.overrides: dict[str, object] = dict(overrides)
+        # Set when app code receives an override; kept on the root so that nested
+        # ``overrides`` blocks report into it (no scan of ``seen`` per response).
+        self.overridden = False
+        self.root: Scope = self if parent is None else parent.root
         if parent is None:
             self.limit = limit
             self.seen: dict[str, object] = {}
@@ -91,6 +95,11 @@ class Scope:
         else:
             self.overflow.add(name)
 
+    def use_override(self, name: str, value: FlagValue) -> None:
+        """Record that app code received *value*, the override for flag *name*."""
+        self.record(name, _Overridden(value))
+        self.root.overridden = True
+
     def add_remote(self, evaluation: Evaluation) -> None:
         """Merge a flag another service evaluated for this request."""
         key = (evaluation.service or "", evaluation.name)
@@ -102,9 +111,7 @@ class Scope:
     @property
     def used_override(self) -> bool:
         """True when app code received at least one override in this scope."""
-        return any(type(v) is _Overridden for v in self.seen.values()) or any(
-            e.source == "override" for e in self.remote.values()
-        )
+        return self.root.overridden or any(e.source == "override" for e in self.remote.values())
 
     @property
     def dropped(self) -> int:

@@ -164,3 +164,10 @@ def test_threads_running_their_own_scopes_do_not_mix() -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_an_override_used_in_a_nested_block_marks_the_request() -> None:
+    with featureflag.request_scope() as scope:
+        with featureflag.overrides({"Scoped.is_on": True}):
+            assert Scoped().is_on() is True
+        assert scope.used_override is True
