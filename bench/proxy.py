@@ -186,6 +186,28 @@ def stream_memory(service: Server, host: str) -> dict[str, float]:
     }
 
 
+def client_cost(url: str, requests: int = 1000) -> dict[str, float]:
+    """CPU µs per GET in this process for a bare httpx.AsyncClient: what the proxy's own
+    upstream requests cost at the least (default transport, and the proxy's pool)."""
+    from server.upstream_pool import KeepAlivePool
+
+    async def measure(transport: httpx.AsyncBaseTransport | None) -> float:
+        async with httpx.AsyncClient(transport=transport) as client:
+            for _ in range(100):
+                await client.get(url)
+            before = os.times()
+            for _ in range(requests):
+                await client.get(url)
+            after = os.times()
+        used = (after.user - before.user) + (after.system - before.system)
+        return used / requests * 1e6
+
+    return {
+        "httpx default transport": asyncio.run(measure(None)),
+        "httpx + KeepAlivePool": asyncio.run(measure(KeepAlivePool())),
+    }
+
+
 # --- the benchmark --------------------------------------------------------------------
 
 
@@ -242,6 +264,7 @@ def report(
     d, f = summary(direct), summary(fork)
     sd, sf = summary(solo_direct), summary(solo_fork)
     memory = stream_memory(service, fork_host)
+    clients = client_cost(upstream.url + "/")
 
     print(f"fork proxy benchmark: {platform.python_implementation()} {platform.python_version()}")
     print(f"cores: {os.cpu_count()} (load generator, upstream and service all share them)")
@@ -260,6 +283,10 @@ def report(
         f"added p50 / p99     {f['p50_ms'] - d['p50_ms']:.2f} / "
         f"{f['p99_ms'] - d['p99_ms']:.2f} ms (target p50 <= 1 ms)"
     )
+    print()
+    print("for scale, one sequential GET to the upstream from a bare client in this process:")
+    for label, cost in clients.items():
+        print(f"{label:28}{cost:>6.0f} µs CPU per request")
     print()
     print("one connection, nothing queued:")
     for label, s in (("direct", sd), ("through the fork", sf)):
