@@ -141,7 +141,10 @@ function rowElement(row: FlagRow, desired: Record<string, FlagValue>): HTMLTable
   }
   const valueCell = el("td", { className: "value" }, valueControl(row, desired));
   valueCell.dataset.value = String(row.value);
-  const sourceCell = el("td", { className: "source" }, el("span", { className: `chip ${row.source}` }, row.source));
+  // A row nobody reported: a flag just added (not applied yet), or an applied override
+  // this page did not evaluate.
+  const source = row.where.length ? row.source : edits.has(row.name) ? "pending" : "not used";
+  const sourceCell = el("td", { className: "source" }, el("span", { className: `chip ${row.source}` }, source));
   const whereCell = el(
     "td",
     { className: "where" },

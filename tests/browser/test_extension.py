@@ -330,8 +330,13 @@ def test_add_a_flag_the_page_did_not_report(
     popup.locator("#add-name").fill("frontend.chat-widget")
     popup.locator("#add-type").select_option("true")
     popup.locator("#add button").click()
-    expect(row(popup, "frontend.chat-widget").locator("input.switch")).to_be_checked()
+    added = row(popup, "frontend.chat-widget")
+    expect(added.locator("input.switch")).to_be_checked()
+    expect(added.locator("td.source")).to_have_text("pending")
     apply_and_reload(popup, page)
+    # Applied, but the shop's home page does not evaluate it (its /frontend page does).
+    expect(added.locator("td.source")).to_have_text("not used")
+    ext.expect_badge(page, "")
 
     page.goto(live_demo.app_url + "/frontend")
     expect(page.get_by_test_id("frontend-flag")).to_have_attribute("data-value", "true")
