@@ -197,6 +197,9 @@ class ForkProxy:
         try:
             token = self.tokens.token_for(fork)
             url = upstream_url(fork.upstream, scope)
+        except OutsideUpstream:
+            await proxy_errors.outside_upstream(name, service_url=service_url).send(send, head=head)
+            return
         except (TokenError, ValueError, httpx.InvalidURL) as exc:
             detail = f"its flags or upstream cannot be used ({proxy_errors.redact(str(exc))})"
             await proxy_errors.bad_fork(name, detail, service_url=service_url).send(send, head=head)
@@ -257,7 +260,17 @@ def upstream_url(upstream: str, scope: Scope) -> httpx.URL:
     if not path.startswith("/"):
         path = "/" + path
     query = quote(scope.get("query_string", b""), safe=_QUERY_SAFE)
-    return httpx.URL(base + path + ("?" + query if query else ""))
+    url = httpx.URL(base + path + ("?" + query if query else ""))
+    # httpx resolves "/../": a fork of http://app/shop must not reach http://app/admin.
+    prefix = base.partition("://")[2].partition("/")[2]
+    got = url.raw_path.partition(b"?")[0].decode("ascii")
+    if prefix and not got.startswith(f"/{prefix}/") and got != f"/{prefix}":
+        raise OutsideUpstream(f"the path {scope.get('path', '')!r} leads outside the upstream")
+    return url
+
+
+class OutsideUpstream(Exception):
+    """The request's path, once ``..`` segments are resolved, leaves the upstream's path."""
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -1,5 +1,7 @@
 """The fork proxy's own HTML error pages: unknown fork (404), upstream down (502), slow (504).
 
+Also 400 for a path that ``..`` segments lead out of the upstream's path.
+
 Each page names the fork and says what to do. Everything interpolated is escaped: the fork
 name and host come from the request, the upstream from whoever created the fork.
 """
@@ -151,4 +153,16 @@ def bad_fork(name: str, detail: str, *, service_url: str | None) -> ErrorPage:
         "Fork misconfigured",
         f"The fork {_code(name)} cannot be served",
         f"<p>{escape(detail)}.</p><p>Edit the fork {_manage(service_url)}.</p>",
+    )
+
+
+def outside_upstream(name: str, *, service_url: str | None) -> ErrorPage:
+    """400: ``..`` segments in the path lead outside the fork's upstream path."""
+    return ErrorPage(
+        400,
+        "Path outside the fork",
+        f"This path leaves the fork {_code(name)}",
+        "<p>Its <code>..</code> segments lead outside the part of the app the fork "
+        f"serves. Follow links from the fork's own pages instead; forks are listed "
+        f"{_manage(service_url)}.</p>",
     )

@@ -595,6 +595,35 @@ async def test_error_pages_do_not_show_upstream_credentials(
     assert "<code>http://app.internal:9000/x</code>" in response.text
 
 
+@pytest.mark.parametrize(
+    ("raw_path", "status"),
+    [(b"/../admin", 400), (b"/a/../../admin", 400), (b"/a/../cart", 200), (b"/%2e%2e/x", 200)],
+)
+async def test_dot_segments_cannot_leave_the_upstream_path(
+    proxy: ForkProxy, store: MemoryStore, upstream: Upstream, raw_path: bytes, status: int
+) -> None:
+    fork = await store.get_fork("new-lp")
+    assert fork is not None
+    await store.update_fork(replace(fork, upstream="http://app.internal:9000/shop"))
+    scope = http_scope()
+    scope["raw_path"] = raw_path
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await proxy(scope, receive, send)
+    assert sent[0]["status"] == status
+    if status == 200:
+        assert upstream.last.url.path.startswith("/shop/")
+    else:
+        assert upstream.requests == []
+
+
 def test_upstream_url_joins_prefix_path_and_query() -> None:
     scope = {"path": "/a b", "raw_path": b"/a%20b", "query_string": b"q=1"}
     assert str(upstream_url("http://h:1/base/", scope)) == "http://h:1/base/a%20b?q=1"

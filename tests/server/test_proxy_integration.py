@@ -127,6 +127,14 @@ def test_an_edit_through_the_api_applies_on_the_next_request(
         api.close()
 
 
+def test_head_requests_get_headers_and_no_body(fork: httpx.Client) -> None:
+    response = fork.head("/big?size=1000")
+    assert response.status_code == 200
+    assert response.headers["content-length"] == "1000"
+    assert response.content == b""
+    assert fork.get("/").text == "hello"  # the connection is still in step
+
+
 def test_redirects_and_cookies_keep_the_user_on_the_fork(
     fork: httpx.Client, service: Server
 ) -> None:
