@@ -321,9 +321,10 @@ function addFlag(event: SubmitEvent): void {
 }
 
 async function main(): Promise<void> {
-  const tab = await targetTab();
+  const tab = await targetTab().catch(() => null);
   if (tab?.id === undefined) {
-    setStatus("No tab to show flags for.");
+    setStatus("No tab to show flags for: open the popup from the toolbar button on a page.");
+    $("add").hidden = true;
     return;
   }
   view = await load(tab.id, tab.url ?? null);
