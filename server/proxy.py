@@ -13,11 +13,8 @@ import functools
 import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Protocol
 from urllib.parse import quote
 
 import anyio
@@ -29,6 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 from featureflag.exceptions import TokenError
 
 from . import proxy_errors
+from .fork_tokens import DEFAULT_TOKEN_TTL, Signer, TokenCache
 from .forwarding import ResponseRewriter, request_headers
 from .store import Fork, Store, fork_name_problem
 from .upstream_pool import KeepAlivePool
@@ -36,10 +34,6 @@ from .upstream_pool import KeepAlivePool
 __all__ = ["ForkProxy", "fork_from_host"]
 
 logger = logging.getLogger("featureflag.server.proxy")
-
-DEFAULT_TOKEN_TTL = 3600.0
-# Re-mint a cached token when less than this share of its lifetime is left.
-REMINT_FRACTION = 0.1
 
 
 def fork_from_host(host: str, fork_domain: str) -> str | None:
@@ -70,63 +64,6 @@ def fork_from_host(host: str, fork_domain: str) -> str | None:
         return None
     label = host[: -len(suffix)]
     return label if fork_name_problem(label) is None else None
-
-
-class Signer(Protocol):
-    """What the proxy needs from :class:`featureflag.OverrideSigner`."""
-
-    def dumps(
-        self, flags: Mapping[str, bool | str], *, sub: str, origin: str, ttl: float
-    ) -> str: ...
-
-    def loads(self, token: str | bytes) -> _Verified: ...
-
-
-class _Verified(Protocol):
-    @property
-    def expires_at(self) -> float: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _CachedToken:
-    key: tuple[tuple[tuple[str, bool | str], ...], datetime]
-    token: str
-    minted_at: float
-    expires_at: float
-
-
-class TokenCache:
-    """One override token per fork, reused until less than 10% of its lifetime is left.
-
-    Keyed by the fork's name, flags and ``updated_at``: an edited fork gets a new token
-    on its next request.
-    """
-
-    def __init__(self, signer: Signer, *, ttl: float, clock: Callable[[], float]) -> None:
-        self.signer = signer
-        self.ttl = ttl
-        self.clock = clock
-        self._tokens: dict[str, _CachedToken] = {}
-
-    def token_for(self, fork: Fork) -> str:
-        """A valid token for *fork*; raises TokenError when its flags cannot be signed."""
-        key = (tuple(sorted(fork.flags.items())), fork.updated_at)
-        now = self.clock()
-        cached = self._tokens.get(fork.name)
-        if cached is not None and cached.key == key:
-            left = cached.expires_at - now
-            if left > REMINT_FRACTION * (cached.expires_at - cached.minted_at):
-                return cached.token
-        subject = f"fork:{fork.name}"
-        token = self.signer.dumps(fork.flags, sub=subject, origin=subject, ttl=self.ttl)
-        # The signer may cap the lifetime; trust what the token itself says.
-        expires_at = self.signer.loads(token).expires_at
-        self._tokens[fork.name] = _CachedToken(key, token, now, expires_at)
-        return token
-
-    def forget(self, name: str) -> None:
-        """Drop the token of a fork that no longer exists."""
-        self._tokens.pop(name, None)
 
 
 class ForkProxy:
