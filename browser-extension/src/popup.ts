@@ -347,12 +347,14 @@ async function main(): Promise<void> {
   });
   $("apply").addEventListener("click", () => void apply());
   $("clear").addEventListener("click", () => void clear());
-  chrome.storage.onChanged.addListener(() => {
+  chrome.storage.onChanged.addListener((changes) => {
     void (async () => {
       if (!view) return;
       // The tab may have navigated elsewhere (a link, a redirect): follow its URL.
       const current = await chrome.tabs.get(view.tabId).catch(() => null);
       if (current?.url) view.url = current.url;
+      // "Applied…, reloading" is stale once the reloaded page reported.
+      if (!busy && changes[tabKey(view.tabId)]) setStatus("");
       await refresh();
     })();
   });
