@@ -154,9 +154,15 @@ class ResponseRewriter:
         return urlsplit(self.upstream_url).path.rstrip("/")
 
     def headers(self, headers: Iterable[tuple[bytes, bytes]]) -> Headers:
-        """Response headers to send to the client (without ``X-Robots-Tag``)."""
+        """Response headers to send to the client (without ``X-Robots-Tag``).
+
+        The upstream's ``Date`` is dropped: the server the service runs on (uvicorn)
+        writes its own, and a response must not carry two.
+        """
         out: Headers = []
         for name, value in strip_hop_by_hop(headers):
+            if name == b"date":
+                continue
             if name == b"location":
                 value = self.location(value.decode("latin-1")).encode("latin-1")
             elif name == b"set-cookie":

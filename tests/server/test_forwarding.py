@@ -118,6 +118,7 @@ def test_response_headers_rewrite_location_and_cookies_and_drop_hop_by_hop() -> 
             (b"Location", b"http://app:9000/x"),
             (b"Set-Cookie", b"a=1; Domain=app"),
             (b"Keep-Alive", b"timeout=5"),
+            (b"Date", b"Thu, 26 Nov 2026 04:06:40 GMT"),
             (b"Content-Length", b"0"),
         ]
     )

@@ -85,6 +85,7 @@ def test_fork_url_reaches_the_upstream_with_the_forks_token(
     )
     assert response.status_code == 200
     assert response.headers["x-robots-tag"] == "noindex"
+    assert len(response.headers.get_list("date")) == 1  # the upstream's and uvicorn's: one
     seen = response.json()
     assert seen["query"] == "a=1"
     token = seen["headers"]["feature-flag-overrides"]
