@@ -12,6 +12,12 @@ import { parseRefusal, parseReport, type Report } from "./report";
 import { extraSites } from "./sites";
 import { addFrontEnd, addResponse, navigated, overrideCount, type TabState, tabKey } from "./state";
 
+// The API token lives in chrome.storage.local: keep it from content scripts, which run
+// inside web pages and never need it (by default they could read local storage).
+chrome.storage.local.setAccessLevel({ accessLevel: "TRUSTED_CONTEXTS" }).catch(() => {
+  // older Chrome: only session storage supports access levels
+});
+
 const REPORT_HEADER = "feature-flags";
 const REFUSAL_HEADER = "feature-flag-override-error";
 

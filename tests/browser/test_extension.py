@@ -586,3 +586,29 @@ def test_tab_state_survives_the_service_worker_being_stopped(
     popup = ext.popup(front)
     expect_flag(popup, "new-lp", "a", "default", "server")
     expect_flag(popup, "frontend.chat-widget", "false", "default", "front end")
+
+
+def test_content_script_cannot_read_the_api_token(ext: Extension, live_demo: LiveDemo) -> None:
+    """The content script runs inside web pages; the API token stays out of its reach."""
+    ext.configure(live_demo.service_url, live_demo.api_token)
+    page = ext.context.new_page()
+    cdp = ext.context.new_cdp_session(page)
+    contexts: list[dict[str, Any]] = []
+    cdp.on("Runtime.executionContextCreated", lambda event: contexts.append(event["context"]))
+    cdp.send("Runtime.enable")
+    page.goto(live_demo.app_url + "/")
+    # The content script's isolated world is named after the extension.
+    [world] = [c for c in contexts if c["name"] == "featureflag"]
+    read = "chrome.storage.local.get(null).then(JSON.stringify, e => `denied: ${e}`)"
+    result = cdp.send(
+        "Runtime.evaluate",
+        {
+            "expression": read,
+            "contextId": world["id"],
+            "awaitPromise": True,
+            "returnByValue": True,
+        },
+    )
+    value = result["result"]["value"]
+    assert value.startswith("denied: "), value
+    assert live_demo.api_token not in value
