@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -612,3 +613,19 @@ def test_content_script_cannot_read_the_api_token(ext: Extension, live_demo: Liv
     value = result["result"]["value"]
     assert value.startswith("denied: "), value
     assert live_demo.api_token not in value
+
+
+def test_build_makes_the_unpacked_folder_and_a_store_zip(extension_dir: Path) -> None:
+    zip_path = EXTENSION / "build" / "featureflag-extension.zip"
+    first = zip_path.read_bytes()
+    with zipfile.ZipFile(zip_path) as zf:
+        names = sorted(zf.namelist())
+        manifest = json.loads(zf.read("manifest.json"))
+    unpacked = sorted(p.relative_to(DIST).as_posix() for p in DIST.rglob("*") if p.is_file())
+    assert names == unpacked
+    assert "key" not in manifest  # the store assigns the id and refuses a key
+    assert "key" in json.loads((DIST / "manifest.json").read_text())  # stable id unpacked
+    assert manifest["manifest_version"] == 3
+    # Idempotent: building again gives the same zip, byte for byte.
+    subprocess.run([str(ROOT / "scripts" / "build-extension")], check=True, capture_output=True)
+    assert zip_path.read_bytes() == first
