@@ -70,7 +70,8 @@ class ForkProxy:
     """A pure ASGI app serving every fork host; mount it behind a Host dispatcher.
 
     *store* is looked up on every request, so a fork's edits apply at once. *transport*
-    replaces the pooled HTTP transport (tests inject ``httpx.MockTransport``). *timeout*
+    replaces the default :class:`~server.upstream_pool.KeepAlivePool` under the one
+    ``httpx.AsyncClient`` (tests inject a transport that plays the upstream). *timeout*
     (seconds) bounds connecting to the upstream and each read and write; past it the
     client gets a 504 page. *service_url* is linked from the error pages (default: the
     bare fork domain on the request's port, which is the service itself).
