@@ -63,7 +63,16 @@ class Scope:
     order. Nested ``overrides`` blocks share ``seen`` with their parent.
     """
 
-    __slots__ = ("limit", "overflow", "overridden", "overrides", "remote", "root", "seen")
+    __slots__ = (
+        "known",
+        "limit",
+        "overflow",
+        "overridden",
+        "overrides",
+        "remote",
+        "root",
+        "seen",
+    )
 
     def __init__(
         self,
@@ -87,6 +96,19 @@ class Scope:
             self.seen = parent.seen
             self.overflow = parent.overflow
             self.remote = parent.remote
+        # Names this scope has seen evaluated with no override for them: the hot path
+        # checks only this. Without overrides (the common request) it is ``seen`` itself.
+        self.known: dict[str, object] = self.seen if parent is None and not self.overrides else {}
+
+    def first(self, name: str, value: object) -> None:
+        """Record the first default evaluation of *name* in this scope (see ``known``)."""
+        seen = self.seen
+        if name in seen or len(seen) < self.limit:
+            seen[name] = value
+            if self.known is not seen:
+                self.known[name] = None
+        else:
+            self.overflow.add(name)
 
     def record(self, name: str, entry: object) -> None:
         seen = self.seen

@@ -17,6 +17,8 @@ _T = TypeVar("_T")
 
 # The generated wrapper keeps the hot path to one ContextVar lookup, one membership
 # test and one dict store, and passes arguments without packing them into *args.
+# The hot path is a flag this scope already evaluated with no override for it
+# (``Scope.known``); the first evaluation also checks the overrides and the limit.
 # The override path gets the function and its arguments rather than a closure: a
 # closure would turn every parameter into a cell, slowing the common path too.
 _SYNC = """\
@@ -24,15 +26,14 @@ def __ff_wrapper({params}):
     __ff_s = __ff_get()
     if __ff_s is None:
         return __ff_fn({call})
-    __ff_o = __ff_s.overrides
-    if __ff_o and __ff_name in __ff_o:
+    if __ff_name in __ff_s.known:
+        __ff_v = __ff_fn({call})
+        __ff_s.seen[__ff_name] = __ff_v
+        return __ff_v
+    if __ff_name in __ff_s.overrides:
         return __ff_override(__ff_s, __ff_flag, __ff_fn, {call})
     __ff_v = __ff_fn({call})
-    __ff_seen = __ff_s.seen
-    if __ff_name in __ff_seen or len(__ff_seen) < __ff_s.limit:
-        __ff_seen[__ff_name] = __ff_v
-    else:
-        __ff_s.overflow.add(__ff_name)
+    __ff_s.first(__ff_name, __ff_v)
     return __ff_v
 """
 
@@ -41,10 +42,14 @@ async def __ff_wrapper({params}):
     __ff_s = __ff_get()
     if __ff_s is None:
         return await __ff_fn({call})
+    if __ff_name in __ff_s.known:
+        __ff_v = await __ff_fn({call})
+        __ff_s.seen[__ff_name] = __ff_v
+        return __ff_v
     if __ff_name in __ff_s.overrides:
         return await __ff_override(__ff_s, __ff_flag, __ff_fn, {call})
     __ff_v = await __ff_fn({call})
-    __ff_s.record(__ff_name, __ff_v)
+    __ff_s.first(__ff_name, __ff_v)
     return __ff_v
 """
 

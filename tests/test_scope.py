@@ -171,3 +171,31 @@ def test_an_override_used_in_a_nested_block_marks_the_request() -> None:
         with featureflag.overrides({"Scoped.is_on": True}):
             assert Scoped().is_on() is True
         assert scope.used_override is True
+
+
+def test_a_flag_seen_with_its_default_still_takes_a_nested_override() -> None:
+    s = Scoped()
+    with featureflag.request_scope():
+        assert s.is_on() is False  # now known in the request scope
+        with featureflag.overrides({"Scoped.is_on": True}):
+            assert s.is_on() is True
+        assert s.is_on() is False
+        assert featureflag.evaluations()[0].value is False
+
+
+def test_the_limit_holds_for_trapped_flags() -> None:
+    flags = []
+    for i in range(4):
+
+        @featureflag.trap(name=f"limit-trap-{i}")
+        def flag() -> bool:
+            return True
+
+        flags.append(flag)
+    with featureflag.request_scope(limit=2), featureflag.overrides({"Scoped.variant": "x"}):
+        for _ in range(3):
+            for flag in flags:
+                assert flag() is True
+        result = featureflag.evaluations()
+    assert [e.name for e in result] == ["limit-trap-0", "limit-trap-1"]
+    assert result.dropped == 2
