@@ -137,24 +137,29 @@ class Request:
             self.scope = Scope({})
 
 
-_COOKIE_NAME = COOKIE.encode()
-_COOKIE_PREFIX = _COOKIE_NAME + b"="
+_COOKIE_PREFIX = COOKIE.encode() + b"="
 
 
 def token_from_cookie(cookie: bytes) -> bytes | None:
     """The ``featureflag_overrides`` value in a ``Cookie`` header, or None."""
-    # Most requests carry only other people's cookies: one find() rules them out.
-    if _COOKIE_PREFIX not in cookie:
-        return None
-    # Cookie pairs are split by ";" (RFC 6265); a value may hold our name after a space
-    # (browsers send such values), so compare whole names, not substrings.
-    for pair in cookie.split(b";"):
-        name, sep, value = pair.partition(b"=")
-        if sep and name.strip() == _COOKIE_NAME:
-            value = value.strip()
+    # find() on the raw bytes rather than splitting every cookie: this runs on every
+    # request that carries cookies, and most carry only other people's.
+    at = cookie.find(_COOKIE_PREFIX)
+    while at != -1:
+        # A whole name starts the header or follows ";" (and optional white space). A
+        # value may hold our name after a space ("note=see featureflag_overrides=x"),
+        # as browsers send such values: that is not our cookie.
+        before = at - 1
+        while before >= 0 and cookie[before] in (32, 9):
+            before -= 1
+        if before < 0 or cookie[before] == 59:  # ";"
+            start = at + len(_COOKIE_PREFIX)
+            end = cookie.find(b";", start)
+            value = (cookie[start:] if end == -1 else cookie[start:end]).strip()
             if len(value) >= 2 and value[0] == value[-1] == 34:  # a quoted value
                 value = value[1:-1]
             return value or None
+        at = cookie.find(_COOKIE_PREFIX, at + 1)
     return None
 
 
