@@ -25,6 +25,7 @@ from featureflag.asgi import FeatureFlagMiddleware, current_host, current_token
 from featureflag.exceptions import ConfigurationError
 from featureflag.report import TRUNCATED, parse_report
 from featureflag.tokens import OverrideSigner
+from tests.support.clock import Clock
 from tests.support.servers import run_uvicorn
 
 SECRET = "asgi-test-secret-" + "k" * 32
@@ -102,14 +103,6 @@ def create_app(**options: Any) -> FeatureFlagMiddleware:
 def uvicorn_app() -> FeatureFlagMiddleware:
     """For ``uvicorn --factory``: secret and environment from the environment."""
     return create_app()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -25,17 +25,10 @@ from featureflag.tokens import (
     VerifiedOverrides,
     sign_main,
 )
+from tests.support.clock import Clock
 
 SECRET = "a-test-secret-that-is-long-enough-0123456789"
 OLD = "the-old-secret-which-is-also-long-enough-9876"
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def raw_token(payload: object, *, secret: str = SECRET, environment: str = "test") -> str:

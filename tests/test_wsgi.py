@@ -23,6 +23,7 @@ from featureflag.exceptions import ConfigurationError
 from featureflag.report import parse_report
 from featureflag.tokens import OverrideSigner
 from featureflag.wsgi import FeatureFlagMiddleware, current_host, current_token
+from tests.support.clock import Clock
 from tests.support.servers import free_port, run_server
 
 SECRET = "wsgi-test-secret-" + "w" * 32
@@ -81,14 +82,6 @@ def create_flask_app(**options: Any) -> Flask:
 def server_app() -> Flask:
     """For ``flask --app 'tests.test_wsgi:server_app()' run``: settings from the env."""
     return create_flask_app()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

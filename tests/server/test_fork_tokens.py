@@ -11,14 +11,7 @@ from featureflag.exceptions import InvalidOverride
 from featureflag.tokens import OverrideSigner
 from server.fork_tokens import TokenCache
 from server.store import Fork
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 @pytest.fixture

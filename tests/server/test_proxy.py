@@ -17,20 +17,13 @@ from featureflag.tokens import OverrideSigner
 from server.memory_store import MemoryStore
 from server.proxy import ForkProxy, fork_from_host, upstream_url
 from server.store import Fork
+from tests.support.clock import Clock
 
 SECRET = "s" * 40
 UPSTREAM = "http://app.internal:9000"
 FORK_HOST = "new-lp.localhost:8000"
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
