@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
-from types import CodeType
+from types import CodeType, FrameType
 from typing import Any, TypeVar, overload
 
 from ._evaluate import apply_override, apply_override_async
 from ._names import check_name
 from ._registry import Flag, declare
-from ._scope import current_scope
+from ._scope import Scope, current_scope
 
 _V = TypeVar("_V")
 
@@ -18,11 +18,8 @@ _V = TypeVar("_V")
 _sites: dict[str, tuple[Flag, CodeType]] = {}
 
 
-def _site(name: str, default: object, depth: int) -> Flag:
-    frame = sys._getframe(depth + 1)
-    known = _sites.get(name)
-    if known is not None and known[1] is frame.f_code:
-        return known[0]
+def _declare_site(name: str, default: object, frame: FrameType) -> Flag:
+    """Declare the intercept flag *name* at the call site *frame* (its first call)."""
     check_name(name)
     static = default if isinstance(default, bool | str) else None
     flag = declare(
@@ -41,6 +38,17 @@ def _site(name: str, default: object, depth: int) -> Flag:
     return flag
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+def _record(scope: Scope, name: str, value: object) -> None:
+    if name in scope.known:
+        scope.seen[name] = value
+    else:
+        scope.first(name, value)
+
+
 @overload
 def intercept(name: str, default: Callable[[], _V]) -> _V: ...
 @overload
@@ -55,16 +63,22 @@ def intercept(name: str, default: Any) -> Any:
 
         variant = featureflag.intercept("new-lp", lambda: "a")
     """
-    flag = _site(name, default, 1)
-    call: Callable[[], Any] = default if callable(default) else (lambda: default)
+    frame = sys._getframe(1)
+    site = _sites.get(name)
+    if site is not None and site[1] is frame.f_code:
+        flag = site[0]
+    else:
+        flag = _declare_site(name, default, frame)
     scope = current_scope()
-    if scope is not None and name in scope.overrides:
-        return apply_override(scope, flag, call)
-    value = call()
+    if scope is not None and name not in scope.known and name in scope.overrides:
+        if callable(default):
+            return apply_override(scope, flag, default)
+        return apply_override(scope, flag, _same, default)
+    value = default() if callable(default) else default
     if flag.type is None:
         flag.learn(value)
     if scope is not None:
-        scope.record(name, value)
+        _record(scope, name, value)
     return value
 
 
@@ -79,7 +93,12 @@ async def intercept_async(name: str, default: Any) -> Any:
 
         enabled = await featureflag.intercept_async("fast-search", load_setting)
     """
-    flag = _site(name, default, 1)
+    frame = sys._getframe(1)
+    site = _sites.get(name)
+    if site is not None and site[1] is frame.f_code:
+        flag = site[0]
+    else:
+        flag = _declare_site(name, default, frame)
 
     async def call() -> Any:
         if callable(default):
@@ -87,11 +106,11 @@ async def intercept_async(name: str, default: Any) -> Any:
         return default
 
     scope = current_scope()
-    if scope is not None and name in scope.overrides:
+    if scope is not None and name not in scope.known and name in scope.overrides:
         return await apply_override_async(scope, flag, call)
     value = await call()
     if flag.type is None:
         flag.learn(value)
     if scope is not None:
-        scope.record(name, value)
+        _record(scope, name, value)
     return value

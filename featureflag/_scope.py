@@ -81,7 +81,9 @@ class Scope:
         limit: int = DEFAULT_LIMIT,
         parent: Scope | None = None,
     ) -> None:
-        self.overrides: dict[str, object] = dict(overrides)
+        # Never mutated, so a dict is shared, not copied (the middleware passes the
+        # cached token's flags on every request).
+        self.overrides: Mapping[str, object] = overrides
         # Set when app code receives an override; kept on the root so that nested
         # ``overrides`` blocks report into it (no scan of ``seen`` per response).
         self.overridden = False
@@ -188,7 +190,7 @@ def request_scope(
     Frameworks and the middleware open one per request. Overrides of the wrong type
     are not applied; the evaluation records why.
     """
-    scope = Scope(overrides or {}, limit=limit)
+    scope = Scope(dict(overrides or {}), limit=limit)
     token = _current.set(scope)
     try:
         yield scope
