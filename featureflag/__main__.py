@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "catalog":
         return catalog_main(rest)
     if command == "sign":
-        from .tokens import sign_main  # type: ignore[import-not-found,attr-defined,unused-ignore]
+        from .tokens import sign_main
 
         return int(sign_main(rest))
     print(f"featureflag: unknown command {command!r}; expected one of: {commands}", file=sys.stderr)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar, overload
 from ._evaluate import apply_override, apply_override_async
 from ._names import check_name
 from ._registry import Flag, declare
-from ._scope import Scope, current_scope
+from ._scope import current_scope
 
 _V = TypeVar("_V")
 
@@ -42,13 +42,6 @@ def _same(value: Any) -> Any:
     return value
 
 
-def _record(scope: Scope, name: str, value: object) -> None:
-    if name in scope.known:
-        scope.seen[name] = value
-    else:
-        scope.first(name, value)
-
-
 @overload
 def intercept(name: str, default: Callable[[], _V]) -> _V: ...
 @overload
@@ -78,7 +71,7 @@ def intercept(name: str, default: Any) -> Any:
     if flag.type is None:
         flag.learn(value)
     if scope is not None:
-        _record(scope, name, value)
+        scope.observe(name, value)
     return value
 
 
@@ -112,5 +105,5 @@ async def intercept_async(name: str, default: Any) -> Any:
     if flag.type is None:
         flag.learn(value)
     if scope is not None:
-        _record(scope, name, value)
+        scope.observe(name, value)
     return value

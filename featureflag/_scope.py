@@ -102,22 +102,26 @@ class Scope:
         # checks only this. Without overrides (the common request) it is ``seen`` itself.
         self.known: dict[str, object] = self.seen if parent is None and not self.overrides else {}
 
-    def first(self, name: str, value: object) -> None:
-        """Record the first default evaluation of *name* in this scope (see ``known``)."""
-        seen = self.seen
-        if name in seen or len(seen) < self.limit:
-            seen[name] = value
-            if self.known is not seen:
-                self.known[name] = None
-        else:
-            self.overflow.add(name)
-
     def record(self, name: str, entry: object) -> None:
+        """Store *entry* as the last evaluation of *name*, within the limit."""
         seen = self.seen
         if name in seen or len(seen) < self.limit:
             seen[name] = entry
         else:
             self.overflow.add(name)
+
+    def first(self, name: str, value: object) -> None:
+        """Record the first default evaluation of *name* in this scope (see ``known``)."""
+        self.record(name, value)
+        if self.known is not self.seen and name in self.seen:
+            self.known[name] = None
+
+    def observe(self, name: str, value: object) -> None:
+        """Record a default evaluation: what the code ``trap`` generates does inline."""
+        if name in self.known:
+            self.seen[name] = value
+        else:
+            self.first(name, value)
 
     def use_override(self, name: str, value: FlagValue) -> None:
         """Record that app code received *value*, the override for flag *name*."""

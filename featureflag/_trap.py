@@ -19,6 +19,7 @@ _T = TypeVar("_T")
 # test and one dict store, and passes arguments without packing them into *args.
 # The hot path is a flag this scope already evaluated with no override for it
 # (``Scope.known``); the first evaluation also checks the overrides and the limit.
+# ``Scope.observe`` is the same logic, not inlined, for ``intercept``.
 # The override path gets the function and its arguments rather than a closure: a
 # closure would turn every parameter into a cell, slowing the common path too.
 _SYNC = """\
