@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from featureflag import __version__
 
 from .api import create_api
+from .fork_cache import CachedForks
 from .openapi import openapi_document
 from .settings import Settings
 from .sqlite_store import SQLiteStore
@@ -89,6 +90,9 @@ class ServiceApp:
             self._build(store)
 
     def _build(self, store: Store) -> None:
+        # Every part shares one cache, so a write through the API or the page is seen by
+        # the proxy's next lookup.
+        store = CachedForks(store)
         signer = self.settings.signer()
         web = _optional("server.web")
         web_app: ASGIApp = (

@@ -1,61 +1,44 @@
-"""A keep-alive connection pool for the fork proxy's ``httpx.AsyncClient``.
+"""The fork proxy's upstream connections: HTTP/1.1 keep-alive on asyncio, parsed by httptools.
 
-httpx's default transport pools through ``httpcore.AsyncConnectionPool``, which on every
-request and every response close walks all its connections (and all idle ones once per
-idle one), polling each idle socket. With the sixteen-odd upstream connections a busy
-proxy keeps, that walk was half of the service's CPU per proxied request (see
-``docs/benchmarks.md``). This transport keeps httpcore's connections (the HTTP/1.1
-state machine, TLS, timeouts) and replaces only the bookkeeping: a stack of idle
-connections per origin, so a request checks one connection, not all of them.
+One asyncio ``Protocol`` per connection: the request head is written as bytes, the
+response is parsed by ``httptools`` (llhttp, the parser uvicorn's fast path uses) as it
+arrives, and idle connections wait in a stack per origin. The proxy calls
+:meth:`KeepAlivePool.send` (the :class:`server.upstream.Upstream` interface) with bytes
+it already has; the pool is also an ``httpx.AsyncBaseTransport``, so an
+``httpx.AsyncClient`` can use it. httpx's own transport (httpcore, h11) plus its
+``Request``/``Response`` models cost about 1.2 ms of CPU per proxied request on our
+benchmark machine (``docs/benchmarks.md``).
+
+Bodies stream both ways with back-pressure: reading from the upstream pauses while more
+than 256 KiB wait unread, and a request body waits for the socket to drain.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import ssl
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
 
-import anyio
-import httpcore
+import httptools
 import httpx
 
-Key = tuple[bytes, bytes, int]
+from .upstream import Headers, Key, Timeouts, UpstreamResponse
 
-# Most specific first: a ConnectTimeout is also a TimeoutException.
-_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.ProxyError, httpx.ProxyError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-)
+__all__ = ["KeepAlivePool"]
 
-
-@contextmanager
-def _httpx_errors() -> Iterator[None]:
-    """Raise httpx's exception for httpcore's, as httpx's own transport does."""
-    try:
-        yield
-    except Exception as exc:
-        for source, target in _ERRORS:
-            if isinstance(exc, source):
-                raise target(str(exc)) from exc
-        raise
+_HIGH_WATER = 256 * 1024  # unread response bytes before reading from the socket pauses
+_NO_BODY_STATUS = frozenset({204, 304})
 
 
 class KeepAlivePool(httpx.AsyncBaseTransport):
     """HTTP/1.1 keep-alive connections per origin, most recently used first.
 
-    At most *max_idle* idle connections are kept per origin; an idle connection older
-    than *keepalive_expiry* seconds is closed when it is next looked at.
+    At most *max_idle* idle connections are kept per origin; one idle for longer than
+    *keepalive_expiry* seconds is closed when next looked at (keep it below the
+    upstream's own keep-alive timeout: uvicorn's is 5 s).
     """
 
     def __init__(
@@ -67,73 +50,138 @@ class KeepAlivePool(httpx.AsyncBaseTransport):
     ) -> None:
         self.max_idle = max_idle
         self.keepalive_expiry = keepalive_expiry
-        self.ssl_context = ssl_context or httpx.create_ssl_context()
-        self._idle: dict[Key, list[httpcore.AsyncHTTPConnection]] = {}
-        self._busy: set[httpcore.AsyncHTTPConnection] = set()
+        self._ssl_context = ssl_context
+        self._idle: dict[Key, list[_Connection]] = {}
+        self._busy: set[_Connection] = set()
         self._closed = False
 
     def idle_count(self) -> int:
         """How many idle connections the pool holds (for tests and curiosity)."""
         return sum(len(stack) for stack in self._idle.values())
 
-    async def _checkout(self, key: Key) -> httpcore.AsyncHTTPConnection:
-        stack = self._idle.get(key)
-        while stack:
-            connection = stack.pop()
-            if connection.is_idle() and not connection.has_expired():
-                return connection
-            await connection.aclose()
-        scheme, host, port = key
-        origin = httpcore.Origin(scheme, host, port)
-        return httpcore.AsyncHTTPConnection(
-            origin,
-            ssl_context=self.ssl_context if scheme == b"https" else None,
-            keepalive_expiry=self.keepalive_expiry,
-        )
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS settings for https upstreams (httpx's defaults: certifi, verified)."""
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        return self._ssl_context
 
-    async def _release(self, key: Key, connection: httpcore.AsyncHTTPConnection) -> None:
-        self._busy.discard(connection)
-        if self._closed or not connection.is_idle():
-            await connection.aclose()
-            return
-        stack = self._idle.setdefault(key, [])
-        stack.append(connection)
-        # The bottom of the stack is the longest idle: trim it when over the limit or stale.
-        while stack and (len(stack) > self.max_idle or stack[0].has_expired()):
-            await stack.pop(0).aclose()
+    async def send(
+        self,
+        method: str,
+        origin: Key,
+        target: bytes,
+        headers: Headers,
+        body: AsyncIterable[bytes] | None,
+        timeouts: Timeouts,
+    ) -> UpstreamResponse:
+        """Send a request on an idle connection to *origin*, or a new one.
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send *request* on an idle connection to its origin, or a new one."""
+        A *body* goes with its ``Content-Length`` from *headers*, or chunked when there
+        is none. Raises httpx's errors; the response must be ``aclose()``d.
+        """
         if self._closed:
             raise RuntimeError("the pool is closed")
-        url = request.url
-        if url.scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
-        port = url.port or (443 if url.scheme == "https" else 80)
-        key: Key = (url.raw_scheme, url.raw_host, port)
-        connection = await self._checkout(key)
-        self._busy.add(connection)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=key[0], host=key[1], port=port, target=url.raw_path),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
+        if origin[0] not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {origin[0]!r}")
+        chunked = body is not None and not any(k.lower() == b"content-length" for k, _ in headers)
+        if chunked:
+            headers = [*headers, (b"transfer-encoding", b"chunked")]
+        head = _request_head(method, target, headers)
+        connection = self._checkout(origin)
+        if connection is not None and body is None:
+            # A reused connection the upstream closed just now fails before any response
+            # byte; a request without a body is safe to send again, on a new connection.
+            try:
+                return await self._exchange(connection, method, head, None, False, timeouts)
+            except _StaleConnection:
+                connection = None
+        if connection is None:
+            connection = await self._connect(origin, timeouts.connect)
         try:
-            with _httpx_errors():
-                response = await connection.handle_async_request(core_request)
+            return await self._exchange(connection, method, head, body, chunked, timeouts)
+        except _StaleConnection as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from None
+
+    async def _exchange(
+        self,
+        connection: _Connection,
+        method: str,
+        head: bytes,
+        body: AsyncIterable[bytes] | None,
+        chunked: bool,
+        timeouts: Timeouts,
+    ) -> UpstreamResponse:
+        self._busy.add(connection)
+        try:
+            return await connection.exchange(method, head, body, chunked, timeouts)
         except BaseException:
             self._busy.discard(connection)
-            with anyio.CancelScope(shield=True):
-                await connection.aclose()
+            connection.close()
             raise
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The httpx transport interface, for an ``httpx.AsyncClient`` on this pool."""
+        url = request.url
+        scheme = url.scheme
+        origin: Key = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+        timeout = request.extensions.get("timeout", {})
+        timeouts = Timeouts(timeout.get("connect"), timeout.get("read"), timeout.get("write"))
+        response = await self.send(
+            request.method,
+            origin,
+            url.raw_path,
+            # send() decides the framing: Content-Length if given, else chunked.
+            [(k, v) for k, v in request.headers.raw if k.lower() != b"transfer-encoding"],
+            _body_of(request),
+            timeouts,
+        )
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=_Body(self, key, connection, response),
-            extensions=response.extensions,
+            stream=_HttpxBody(response),
+            extensions={"http_version": b"HTTP/1.1"},
         )
+
+    def _checkout(self, key: Key) -> _Connection | None:
+        stack = self._idle.get(key)
+        now = time.monotonic()
+        while stack:
+            connection = stack.pop()
+            if connection.reusable and now - connection.idle_since < self.keepalive_expiry:
+                return connection
+            connection.close()
+        return None
+
+    async def _connect(self, key: Key, timeout: float | None) -> _Connection:
+        scheme, host, port = key
+        loop = asyncio.get_running_loop()
+        tls = self.ssl_context if scheme == "https" else None
+        try:
+            async with asyncio.timeout(timeout):
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(self, key),
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls else None,
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from None
+        return connection
+
+    def _release(self, connection: _Connection) -> None:
+        self._busy.discard(connection)
+        if self._closed or not connection.reusable:
+            connection.close()
+            return
+        connection.idle_since = time.monotonic()
+        stack = self._idle.setdefault(connection.key, [])
+        stack.append(connection)
+        if len(stack) > self.max_idle:
+            stack.pop(0).close()  # the longest idle
 
     async def aclose(self) -> None:
         """Close every connection, idle or busy."""
@@ -142,35 +190,325 @@ class KeepAlivePool(httpx.AsyncBaseTransport):
         self._idle.clear()
         self._busy.clear()
         for connection in connections:
-            await connection.aclose()
+            connection.close()
 
 
-class _Body(httpx.AsyncByteStream):
-    """The response body; closing it gives the connection back to the pool."""
+def _request_head(method: str, target: bytes, headers: Headers) -> bytes:
+    """``GET /path HTTP/1.1``, then *headers*, as bytes."""
+    lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name or b":" in name:
+            raise httpx.LocalProtocolError(f"header {name!r} cannot be sent: CR, LF or ':'")
+        lines += (name, b": ", value, b"\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
-    def __init__(
-        self,
-        pool: KeepAlivePool,
-        key: Key,
-        connection: httpcore.AsyncHTTPConnection,
-        response: httpcore.Response,
-    ) -> None:
-        self._pool = pool
-        self._key = key
-        self._connection = connection
+
+def _body_of(request: httpx.Request) -> AsyncIterable[bytes] | None:
+    """The request body to stream, or None when the request has none."""
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream):
+        # Already in memory: httpx set Content-Length when it is not empty.
+        content = b"".join(stream)
+        return _one(content) if content else None
+    assert isinstance(stream, httpx.AsyncByteStream)
+    return stream
+
+
+async def _one(content: bytes) -> AsyncIterator[bytes]:
+    yield content
+
+
+class _HttpxBody(httpx.AsyncByteStream):
+    def __init__(self, response: UpstreamResponse) -> None:
         self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class _StaleConnection(Exception):
+    """The connection closed before any byte of the response came back."""
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection; the pool lends it to one request at a time."""
+
+    def __init__(self, pool: KeepAlivePool, key: Key) -> None:
+        self.pool = pool
+        self.key = key
+        self.idle_since = 0.0
+        self.reusable = True
+        self.used = False
+        self._transport: asyncio.Transport | None = None
+        self._parser: Any = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._drained: asyncio.Future[None] | None = None
+        self._eof = False
+        self._error: Exception | None = None
+        # The response being read.
+        self._head = False
+        self._status = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers_done = False
+        self._complete = False
+        self._until_close = False
+        self._got_bytes = False
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._reading_paused = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._parser is None or self._complete:
+            # Bytes nobody asked for: the connection can no longer be trusted.
+            self.reusable = False
+            self.close()
+            return
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(httpx.RemoteProtocolError(f"the upstream sent a malformed response: {exc}"))
+            self.close()
+            return
+        if self._buffered > _HIGH_WATER and not self._reading_paused and self._transport:
+            self._reading_paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        self._on_close()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_close(exc)
+        self.reusable = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # -- httptools callbacks --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            return  # an interim response (103 Early Hints...): wait for the real one
+        self._status = status
+        self._headers_done = True
+        if self._head:
+            # The parser does not know this answers a HEAD; its body is empty whatever the
+            # headers say. Anything after it would be misread, so the connection retires.
+            self._complete = True
+            self.reusable = False
+            return
+        if status not in _NO_BODY_STATUS:
+            names = {name.lower() for name, _ in self._headers}
+            self._until_close = not (b"content-length" in names or b"transfer-encoding" in names)
+
+    def on_body(self, body: bytes) -> None:
+        if self._complete:
+            return
+        self._chunks.append(body)
+        self._buffered += len(body)
+
+    def on_message_complete(self) -> None:
+        if self._headers_done:
+            self._complete = True
+            if not self._parser.should_keep_alive():
+                self.reusable = False
+
+    # -- one exchange ---------------------------------------------------------------------
+
+    async def exchange(
+        self,
+        method: str,
+        head: bytes,
+        body: AsyncIterable[bytes] | None,
+        chunked: bool,
+        timeouts: Timeouts,
+    ) -> UpstreamResponse:
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._eof:
+            raise _StaleConnection("the upstream closed the connection")
+        reused = self.used
+        self.used = True
+        self._head = method == "HEAD"
+        self._parser = httptools.HttpResponseParser(self)
+        transport.write(head)
+        if body is not None:
+            await self._send_body(body, chunked, timeouts.write)
+        while not self._headers_done:
+            await self._wait(timeouts.read)
+            if self._error is not None and not self._headers_done:
+                if reused and not self._got_bytes and isinstance(self._error, _Closed):
+                    raise _StaleConnection(str(self._error))
+                raise self._error
+        return _Response(self, timeouts.read)
+
+    async def _send_body(
+        self, body: AsyncIterable[bytes], chunked: bool, timeout: float | None
+    ) -> None:
+        transport = self._transport
+        assert transport is not None
+        async for chunk in body:
+            if not chunk:
+                continue
+            if chunked:
+                transport.write(b"%x\r\n" % len(chunk))
+                transport.write(chunk)
+                transport.write(b"\r\n")
+            else:
+                transport.write(chunk)
+            if self._write_paused:
+                await self._drain(timeout)
+            if transport.is_closing():
+                # The upstream answered early (a 413, say) or went away: read what it said.
+                return
+        if chunked:
+            transport.write(b"0\r\n\r\n")
+
+    async def _drain(self, timeout: float | None) -> None:
+        self._drained = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._drained
+        except TimeoutError:
+            self.reusable = False
+            raise httpx.WriteTimeout("the upstream did not take the request body in time") from None
+        finally:
+            self._drained = None
+
+    async def _wait(self, timeout: float | None) -> None:
+        """Until more of the response arrived (or the connection ended)."""
+        if self._error is not None:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        handle = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        try:
+            await waiter
+        except TimeoutError:
+            self.reusable = False
+            raise httpx.ReadTimeout("the upstream did not answer in time") from None
+        finally:
+            self._waiter = None
+            if handle is not None:
+                handle.cancel()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _on_close(self, exc: Exception | None = None) -> None:
+        self._eof = True
+        self.reusable = False
+        if self._parser is not None and not self._complete:
+            if self._headers_done and self._until_close:
+                self._complete = True  # the body ran until the connection closed: complete
+            elif not self._headers_done:
+                self._fail(_Closed("the upstream closed the connection without answering"))
+            else:
+                self._fail(httpx.ReadError("the upstream closed the connection mid-response"))
+        self._wake()
+
+    def _fail(self, error: Exception) -> None:
+        if self._error is None:
+            self._error = error
+        self.reusable = False
+        self._wake()
+
+    def take(self) -> bytes | None:
+        """The next piece of body, b"" when the body is complete, None to wait for more."""
+        if self._chunks:
+            chunk = self._chunks.popleft()
+            self._buffered -= len(chunk)
+            if self._reading_paused and self._buffered < _HIGH_WATER // 4 and self._transport:
+                self._reading_paused = False
+                self._transport.resume_reading()
+            return chunk
+        if self._complete:
+            return b""
+        if self._error is not None:
+            raise self._error
+        return None
+
+    def finish(self) -> None:
+        """The response is done with: back to the pool, or closed if it was not read through."""
+        if not self._complete or self._chunks:
+            self.reusable = False
+        self._parser = None
+        self._headers = []
+        self._headers_done = self._complete = self._until_close = self._got_bytes = False
+        self._status = 0
+        self._chunks.clear()
+        self._buffered = 0
+        self.pool._release(self)
+
+    def close(self) -> None:
+        self.reusable = False
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+
+class _Closed(httpx.RemoteProtocolError):
+    """The connection closed before the response's head arrived."""
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class _Response:
+    """The response head; iterating gives the body; closing gives the connection back."""
+
+    __slots__ = ("_closed", "_connection", "_read_timeout", "headers", "status")
+
+    def __init__(self, connection: _Connection, read_timeout: float | None) -> None:
+        self.status = connection._status
+        self.headers: Headers = connection._headers
+        self._connection = connection
+        self._read_timeout = read_timeout
         self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors():
-            async for part in self._response.aiter_stream():
-                yield part
+        connection = self._connection
+        while not self._closed:
+            chunk = connection.take()
+            if chunk is None:
+                await connection._wait(self._read_timeout)
+            elif chunk:
+                yield chunk
+            else:
+                return
 
     async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        # Shielded: a cancelled close would leak the connection, and closing is quick.
-        with anyio.CancelScope(shield=True):
-            await self._response.aclose()
-            await self._pool._release(self._key, self._connection)
+        # No await: a cancellation cannot cut it short.
+        if not self._closed:
+            self._closed = True
+            self._connection.finish()

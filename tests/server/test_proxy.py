@@ -15,7 +15,7 @@ from starlette.types import Message
 
 from featureflag.tokens import OverrideSigner
 from server.memory_store import MemoryStore
-from server.proxy import ForkProxy, fork_from_host, upstream_url
+from server.proxy import ForkProxy, fork_from_host, upstream_target
 from server.store import Fork
 from tests.support.clock import Clock
 
@@ -56,6 +56,10 @@ class Upstream(httpx.AsyncBaseTransport):
         self.requests: list[httpx.Request] = []
         self.bodies: list[bytes] = []
         self.handler: Handler = self.echo
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
 
     async def echo(self, request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, text="hello from upstream")
@@ -617,12 +621,16 @@ async def test_dot_segments_cannot_leave_the_upstream_path(
         assert upstream.requests == []
 
 
-def test_upstream_url_joins_prefix_path_and_query() -> None:
+def test_upstream_target_joins_prefix_path_and_query() -> None:
     scope = {"path": "/a b", "raw_path": b"/a%20b", "query_string": b"q=1"}
-    assert str(upstream_url("http://h:1/base/", scope)) == "http://h:1/base/a%20b?q=1"
-    assert str(upstream_url("http://h:1", {"path": "/x"})) == "http://h:1/x"
+    base, target = upstream_target("http://h:1/base/", scope)
+    assert (base.origin, base.host, target) == (("http", "h", 1), b"h:1", b"/base/a%20b?q=1")
+    assert upstream_target("http://h:1", {"path": "/x"})[1] == b"/x"
     absolute = {"path": "http://evil/x", "raw_path": b"http://evil/x", "query_string": b""}
-    assert upstream_url("http://h:1", absolute).host == "h"
+    assert upstream_target("http://h:1", absolute)[1] == b"/http://evil/x"
+    base, _ = upstream_target("https://u:p%40ss@h", {"path": "/"})
+    assert (base.origin, base.host) == (("https", "h", 443), b"h")
+    assert base.authorization == b"Basic dTpwQHNz"
 
 
 # --- streaming and cancellation (the proxy called as an ASGI app) ------------------------
@@ -816,7 +824,7 @@ async def test_websocket_is_refused(proxy: ForkProxy) -> None:
     assert sent == [{"type": "websocket.close", "code": 1008}]
 
 
-async def test_lifespan_closes_the_client(proxy: ForkProxy) -> None:
+async def test_lifespan_closes_the_upstream_pool(proxy: ForkProxy, upstream: Upstream) -> None:
     inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
     sent: list[Message] = []
 
@@ -831,4 +839,4 @@ async def test_lifespan_closes_the_client(proxy: ForkProxy) -> None:
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
     ]
-    assert proxy.client.is_closed
+    assert upstream.closed
