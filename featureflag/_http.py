@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from ._scope import Scope
 from .exceptions import ConfigurationError, TokenError
-from .report import format_scope
+from .report import scope_report
 from .tokens import OverrideSigner, VerifiedOverrides
 
 TOKEN_HEADER = "Feature-Flag-Overrides"
@@ -72,7 +72,7 @@ def _host(request: Mapping[str, Any]) -> str | None:
 class Config:
     """The middleware's settings, resolved once at start-up (fail loudly here)."""
 
-    __slots__ = ("budget", "ofrep_path", "report", "signer")
+    __slots__ = ("budget", "ofrep_path", "report", "report_always", "report_token", "signer")
 
     def __init__(
         self,
@@ -98,6 +98,8 @@ class Config:
             raise ConfigurationError(f"report_budget={report_budget} is too small; use >= 64.")
         self.signer = signer
         self.report = report
+        self.report_always = report == "always"
+        self.report_token = report == "with-token"
         self.ofrep_path = ofrep_path
         self.budget = report_budget
 
@@ -108,33 +110,34 @@ class Request:
     __slots__ = ("error", "raw", "report_due", "reported", "scope", "verified")
 
     def __init__(self, config: Config, token: str | bytes | None) -> None:
-        self.raw: str | None = None
-        self.verified: VerifiedOverrides | None = None
-        self.error: str | None = None
         # (flags, remote flags) already in the header, and whether the response was
         # marked no-store: what came later is "late".
         self.reported: tuple[int, int, bool] | None = None
+        self.error: str | None = None
+        verified: VerifiedOverrides | None = None
+        raw: str | None = None
         if token is not None:
             try:
                 if not isinstance(token, str):
                     token = token.decode("latin-1")
-                self.verified = config.signer.loads(token)
+                verified = config.signer.loads(token)
             except TokenError as refused:
                 self.error = refused.reason
                 logger.debug("Override token refused (%s): %s", refused.reason, refused)
             else:
-                self.raw = token
-        self.report_due = config.report == "always" or (
-            config.report == "with-token" and self.verified is not None
-        )
+                raw = token
+        self.raw = raw
+        self.verified = verified
         # A fresh scope only when there is something to apply or to report. Otherwise
         # the context is left alone: a request without a token pays nothing per flag,
         # and overrides a test set around an in-process call still reach the app.
-        self.scope: Scope | None = None
-        if self.verified is not None:
-            self.scope = Scope(self.verified.flags)
-        elif self.report_due:
-            self.scope = Scope({})
+        self.scope: Scope | None
+        if verified is not None:
+            self.report_due = config.report_token or config.report_always
+            self.scope = Scope(verified.flags)
+        else:
+            self.report_due = config.report_always
+            self.scope = Scope({}) if config.report_always else None
 
 
 _COOKIE_PREFIX = COOKIE.encode() + b"="
@@ -179,12 +182,10 @@ def response_headers(
 ) -> RawHeaders:
     """*headers* plus Vary, the refusal reason, Cache-Control and the report."""
     scope = request.scope
+    verified = request.verified
     # Without a verified token nothing can have been overridden: skip the scan.
     no_store = (
-        scope is not None
-        and request.verified is not None
-        and bool(request.verified.flags)
-        and scope.used_override
+        scope is not None and verified is not None and bool(verified.flags) and scope.used_override
     )
     out: RawHeaders = []
     vary: list[bytes] = []
@@ -201,9 +202,9 @@ def response_headers(
         out.append((b"cache-control", _NO_STORE))
     if request.report_due and scope is not None:
         request.reported = (len(scope.seen), len(scope.remote), no_store)
-        report = format_scope(scope, budget=config.budget)
+        report = scope_report(scope, budget=config.budget)
         if report:
-            out.append((b"feature-flags", report.encode("ascii")))
+            out.append((b"feature-flags", report))
     return out
 
 

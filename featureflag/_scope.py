@@ -47,6 +47,25 @@ class _Overridden:
         self.value = value
 
 
+# One shared marker per override value (values are few: they come from tokens), so
+# a request does not allocate one per evaluation and the report cache
+# (``report.scope_report``) can compare markers by identity. Bounded: cleared when full.
+_MARKERS_MAX = 1024
+_markers: dict[object, _Overridden] = {}
+
+
+def _overridden(value: FlagValue) -> _Overridden:
+    """The shared ``_Overridden`` marker for *value* (same type, equal value)."""
+    marker = _markers.get(value)
+    # Same type too: True == 1 and a str subclass equals its str, but must keep its type.
+    if marker is None or type(marker.value) is not type(value):
+        marker = _Overridden(value)
+        if len(_markers) >= _MARKERS_MAX:
+            _markers.clear()
+        _markers[value] = marker
+    return marker
+
+
 class _Rejected:
     __slots__ = ("reason", "value")
 
@@ -87,20 +106,25 @@ class Scope:
         # Set when app code receives an override; kept on the root so that nested
         # ``overrides`` blocks report into it (no scan of ``seen`` per response).
         self.overridden = False
-        self.root: Scope = self if parent is None else parent.root
         if parent is None:
+            # None rather than ``self``: no reference cycle, so a request's scope is
+            # freed as soon as the request ends instead of waiting for the collector.
+            self.root: Scope | None = None
             self.limit = limit
             self.seen: dict[str, object] = {}
             self.overflow: set[str] = set()
             self.remote: dict[tuple[str, str], Evaluation] = {}
+            # Names this scope has seen evaluated with no override for them: the hot
+            # path checks only this. Without overrides (the common request) it is
+            # ``seen`` itself.
+            self.known: dict[str, object] = {} if overrides else self.seen
         else:
+            self.root = parent if parent.root is None else parent.root
             self.limit = parent.limit
             self.seen = parent.seen
             self.overflow = parent.overflow
             self.remote = parent.remote
-        # Names this scope has seen evaluated with no override for them: the hot path
-        # checks only this. Without overrides (the common request) it is ``seen`` itself.
-        self.known: dict[str, object] = self.seen if parent is None and not self.overrides else {}
+            self.known = {}
 
     def record(self, name: str, entry: object) -> None:
         """Store *entry* as the last evaluation of *name*, within the limit."""
@@ -125,8 +149,17 @@ class Scope:
 
     def use_override(self, name: str, value: FlagValue) -> None:
         """Record that app code received *value*, the override for flag *name*."""
-        self.record(name, _Overridden(value))
-        self.root.overridden = True
+        # record() and _overridden() written out: this runs on every overridden evaluation.
+        marker = _markers.get(value)
+        if marker is None or type(marker.value) is not type(value):
+            marker = _overridden(value)
+        seen = self.seen
+        if name in seen or len(seen) < self.limit:
+            seen[name] = marker
+        else:
+            self.overflow.add(name)
+        root = self.root
+        (self if root is None else root).overridden = True
 
     def add_remote(self, evaluation: Evaluation) -> None:
         """Merge a flag another service evaluated for this request."""
@@ -139,7 +172,11 @@ class Scope:
     @property
     def used_override(self) -> bool:
         """True when app code received at least one override in this scope."""
-        return self.root.overridden or any(e.source == "override" for e in self.remote.values())
+        root = self if self.root is None else self.root
+        if root.overridden:
+            return True
+        remote = self.remote
+        return bool(remote) and any(e.source == "override" for e in remote.values())
 
     @property
     def dropped(self) -> int:

@@ -108,6 +108,36 @@ def format_scope(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> str:
     return _fit(items, scope.dropped, budget)
 
 
+# The report of a scope, by what it evaluated: requests with the same token running
+# the same code evaluate the same flags to the same values, so the header is the same.
+_REPORTS_MAX = 256
+_reports: dict[tuple[int, tuple[tuple[str, object], ...]], bytes] = {}
+# The only value types a cache key may hold: equal means same report for these (and
+# True == 1, an int, never gets in). A _Rejected is a fresh object per request, and
+# _Overridden markers are shared per value (see _scope._overridden), so identity works.
+_CACHEABLE = frozenset({bool, str, _Overridden})
+
+
+def scope_report(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> bytes:
+    """:func:`format_scope` as header bytes, from a small cache when possible.
+
+    Cached only when every evaluation is a plain bool or str, or an override, and
+    nothing came from other services or was dropped; the key is the budget and the
+    scope's (name, value) pairs in order.
+    """
+    seen = scope.seen
+    if not scope.remote and not scope.overflow and _CACHEABLE.issuperset(map(type, seen.values())):
+        key = (budget, tuple(seen.items()))
+        cached = _reports.get(key)
+        if cached is None:
+            cached = format_scope(scope, budget=budget).encode("ascii")
+            if len(_reports) >= _REPORTS_MAX:
+                _reports.clear()
+            _reports[key] = cached
+        return cached
+    return format_scope(scope, budget=budget).encode("ascii")
+
+
 def _fit(items: list[str | None], dropped: int, budget: int) -> str:
     """Join *items*; past *budget*, cut and end with the truncation marker."""
     parts: list[str]

@@ -7,7 +7,16 @@ from hypothesis import strategies as st
 
 from featureflag import Evaluation
 from featureflag._names import is_valid_name
-from featureflag.report import TRUNCATED, format_report, format_scope, parse_report
+from featureflag._scope import Scope, _overridden, _Rejected
+from featureflag.report import (
+    _REPORTS_MAX,
+    TRUNCATED,
+    _reports,
+    format_report,
+    format_scope,
+    parse_report,
+    scope_report,
+)
 
 
 def test_format() -> None:
@@ -163,3 +172,74 @@ def test_the_budget_always_holds_and_the_count_adds_up(
     omitted = parsed.dropped  # type: ignore[attr-defined]
     assert len(parsed) + omitted == len(items) + dropped
     assert parsed == items[: len(parsed)]
+
+
+def _scope_with(*entries: tuple[str, object]) -> Scope:
+    scope = Scope({})
+    for name, entry in entries:
+        scope.record(name, entry)
+    return scope
+
+
+def test_cached_report_is_never_served_for_other_values() -> None:
+    # Equal keys must mean the same report: True == 1 and hash(True) == hash(1), but a
+    # default of 1 is not reported with a value. Each pair below shares names and order.
+    pairs = [
+        (("a", True), ("a", 1)),
+        (("a", True), ("a", False)),
+        (("a", "x"), ("a", "y")),
+        (("a", True), ("a", _overridden(True))),
+        (("a", _overridden("x")), ("a", _overridden("y"))),
+        (("a", _overridden(True)), ("a", _Rejected(True, "Flag 'a' is declared `-> str`"))),
+    ]
+    for first, second in pairs:
+        for entries in ((first,), (second,), (first,)):
+            scope = _scope_with(*entries)
+            assert scope_report(scope) == format_scope(scope).encode(), entries
+    assert scope_report(_scope_with(("a", 1))) == b'"a";source=default'
+
+
+def test_cached_report_depends_on_order_budget_remote_and_dropped() -> None:
+    a, b = ("a", "x" * 40), ("b", "y" * 40)
+    assert scope_report(_scope_with(a, b)) != scope_report(_scope_with(b, a))
+    scope = _scope_with(a, b)
+    assert scope_report(scope, budget=64) == format_scope(scope, budget=64).encode()
+    assert scope_report(scope, budget=64) != scope_report(scope)
+    remote = _scope_with(a, b)
+    remote.add_remote(Evaluation("c", True, "override", service="billing"))
+    assert scope_report(remote) == format_scope(remote).encode()
+    assert b"billing" in scope_report(remote)
+    dropped = Scope({}, limit=2)
+    for entry in (a, b, ("c", True)):
+        dropped.record(*entry)
+    assert b"omitted=1" in scope_report(dropped)
+
+
+def test_report_cache_stays_bounded() -> None:
+    for i in range(_REPORTS_MAX + 10):
+        scope_report(_scope_with(("a", str(i))))
+        assert len(_reports) <= _REPORTS_MAX
+
+
+_entries = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c"]),
+        st.one_of(
+            st.booleans(),
+            st.integers(0, 2),
+            st.sampled_from(["x", "y", "1", "True"]),
+            st.none(),
+            st.sampled_from([True, False, "x", "y"]).map(_overridden),
+        ),
+    ),
+    max_size=4,
+)
+
+
+@given(st.lists(_entries, min_size=1, max_size=8))
+def test_scope_report_always_equals_a_fresh_format(scopes: list[list[tuple[str, object]]]) -> None:
+    # Requests one after another, as the middleware sees them: the cache never changes
+    # what a fresh format_scope would have said.
+    for entries in scopes:
+        scope = _scope_with(*entries)
+        assert scope_report(scope) == format_scope(scope).encode()

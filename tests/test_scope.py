@@ -199,3 +199,54 @@ def test_the_limit_holds_for_trapped_flags() -> None:
         result = featureflag.evaluations()
     assert [e.name for e in result] == ["limit-trap-0", "limit-trap-1"]
     assert result.dropped == 2
+
+
+def test_override_markers_are_shared_per_value_and_keep_the_value_type() -> None:
+    from featureflag._scope import Scope, _overridden
+
+    assert _overridden("b") is _overridden("b")
+    assert _overridden(True) is not _overridden("b")
+
+    class Label(str):
+        pass
+
+    # True == 1 and Label("b") == "b": each must still get a marker of its own type.
+    for value in (True, 1, "b", Label("b")):
+        scope = Scope({"a": value})
+        scope.use_override("a", value)  # type: ignore[arg-type]
+        (evaluation,) = scope.evaluations()
+        assert type(evaluation.value) is type(value)
+        assert (evaluation.value, evaluation.source) == (value, "override")
+
+
+def test_override_markers_stay_bounded() -> None:
+    from featureflag._scope import _MARKERS_MAX, _markers, _overridden
+
+    for i in range(_MARKERS_MAX + 10):
+        _overridden(str(i))
+        assert len(_markers) <= _MARKERS_MAX
+
+
+def test_a_request_scope_is_freed_without_the_garbage_collector() -> None:
+    # No reference cycle (a root scope does not point at itself): its state goes when
+    # the request ends, not at the next collection.
+    import gc
+    import weakref
+
+    class Value:
+        pass
+
+    value = Value()
+    alive = weakref.ref(value)
+    gc.disable()
+    try:
+        with featureflag.request_scope({"Scoped.is_on": True}) as scope:
+            with featureflag.overrides({"Scoped.variant": "b"}):
+                Scoped().is_on()
+                Scoped().variant()
+            scope.record("x", value)
+            assert scope.used_override
+        del scope, value
+        assert alive() is None
+    finally:
+        gc.enable()
