@@ -95,11 +95,17 @@ def run_uvicorn(
     factory: bool = False,
     extra: Sequence[str] = (),
     name: str = "uvicorn",
+    quiet: bool = True,
 ) -> Iterator[Server]:
-    """Run ``uvicorn <app>`` (an import string) on 127.0.0.1 and a free port."""
+    """Run ``uvicorn <app>`` (an import string) on 127.0.0.1 and a free port.
+
+    *quiet* turns the access log off (tests); False logs as uvicorn does by default.
+    """
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--no-access-log", "--log-level", "warning", *extra]
+    if quiet:
+        argv += ["--no-access-log", "--log-level", "warning"]
+    argv += extra
     if factory:
         argv.append("--factory")
     with run_server(
