@@ -141,6 +141,7 @@ class Request:
 
 
 _COOKIE_PREFIX = COOKIE.encode() + b"="
+_PREFIX_LEN = len(_COOKIE_PREFIX)
 
 
 def token_from_cookie(cookie: bytes) -> bytes | None:
@@ -152,11 +153,8 @@ def token_from_cookie(cookie: bytes) -> bytes | None:
         # A whole name starts the header or follows ";" (and optional white space). A
         # value may hold our name after a space ("note=see featureflag_overrides=x"),
         # as browsers send such values: that is not our cookie.
-        before = at - 1
-        while before >= 0 and cookie[before] in (32, 9):
-            before -= 1
-        if before < 0 or cookie[before] == 59:  # ";"
-            start = at + len(_COOKIE_PREFIX)
+        if at == 0 or cookie[at - 2 : at] == b"; " or _follows_separator(cookie, at):
+            start = at + _PREFIX_LEN
             end = cookie.find(b";", start)
             value = (cookie[start:] if end == -1 else cookie[start:end]).strip()
             if len(value) >= 2 and value[0] == value[-1] == 34:  # a quoted value
@@ -164,6 +162,14 @@ def token_from_cookie(cookie: bytes) -> bytes | None:
             return value or None
         at = cookie.find(_COOKIE_PREFIX, at + 1)
     return None
+
+
+def _follows_separator(cookie: bytes, at: int) -> bool:
+    """True when only spaces and tabs stand between ";" (or the start) and *at*."""
+    before = at - 1
+    while before >= 0 and cookie[before] in (32, 9):
+        before -= 1
+    return before < 0 or cookie[before] == 59  # ";"
 
 
 def token_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
@@ -184,9 +190,10 @@ def response_headers(
     scope = request.scope
     verified = request.verified
     # Without a verified token nothing can have been overridden: skip the scan.
-    no_store = (
-        scope is not None and verified is not None and bool(verified.flags) and scope.used_override
-    )
+    no_store = False
+    if scope is not None and verified is not None and verified.flags:
+        # The request's scope is a root: its own mark answers used_override, mostly.
+        no_store = scope.overridden or scope.used_override
     out: RawHeaders = []
     vary: list[bytes] = []
     for name, value in headers:
