@@ -193,9 +193,14 @@ def stream_memory(service: Server, host: str) -> dict[str, float]:
 
 
 def client_cost(url: str, requests: int = 1000) -> dict[str, float]:
-    """CPU µs per GET in this process for a bare httpx.AsyncClient: what the proxy's own
-    upstream requests cost at the least (default transport, and the proxy's pool)."""
+    """CPU µs per sequential GET in this process: httpx's client on its own transport and
+    on our pool, and the pool's own ``send`` (what the proxy calls)."""
+    from server.upstream import Timeouts
     from server.upstream_pool import KeepAlivePool
+
+    parsed = httpx.URL(url)
+    origin = (parsed.scheme, parsed.host, parsed.port or 80)
+    host = parsed.netloc
 
     async def measure(transport: httpx.AsyncBaseTransport | None) -> float:
         async with httpx.AsyncClient(transport=transport) as client:
@@ -208,9 +213,30 @@ def client_cost(url: str, requests: int = 1000) -> dict[str, float]:
         used = (after.user - before.user) + (after.system - before.system)
         return used / requests * 1e6
 
+    async def measure_send() -> float:
+        pool = KeepAlivePool()
+        timeouts = Timeouts()
+
+        async def get() -> None:
+            response = await pool.send("GET", origin, b"/", [(b"host", host)], None, timeouts)
+            async for _ in response:
+                pass
+            await response.aclose()
+
+        for _ in range(100):
+            await get()
+        before = os.times()
+        for _ in range(requests):
+            await get()
+        after = os.times()
+        await pool.aclose()
+        used = (after.user - before.user) + (after.system - before.system)
+        return used / requests * 1e6
+
     return {
-        "httpx default transport": asyncio.run(measure(None)),
-        "httpx + KeepAlivePool": asyncio.run(measure(KeepAlivePool())),
+        "httpx.AsyncClient, its transport": asyncio.run(measure(None)),
+        "httpx.AsyncClient on KeepAlivePool": asyncio.run(measure(KeepAlivePool())),
+        "KeepAlivePool.send (the proxy's)": asyncio.run(measure_send()),
     }
 
 
@@ -320,7 +346,7 @@ def report(
 def print_extras(memory: dict[str, float], clients: dict[str, float]) -> None:
     print("for scale, one sequential GET to the upstream from a bare client in this process:")
     for label, cost in clients.items():
-        print(f"{label:28}{cost:>6.0f} µs CPU per request")
+        print(f"{label:36}{cost:>6.0f} µs CPU per request")
     print()
     print(
         f"streaming 100 MB through the fork (service RSS {memory['rss_before_mb']:.0f} MB before):"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from featureflag.exceptions import ConfigurationError
 
@@ -13,6 +15,25 @@ from .errors import StoreError
 from .settings import load_settings
 
 EXIT_CONFIG = 2  # like argparse: the command cannot run as configured
+
+# uvicorn's loggers, with timestamps and the stdlib formatter: uvicorn's own access
+# formatter (colours, a copy of every record) cost twice as much per request.
+LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "loggers": {
+        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"level": "INFO"},
+        "uvicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "featureflag": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    },
+}
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -42,6 +63,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             file=sys.stderr,
             flush=True,
         )
+        # Everything built so far lives as long as the process: keep it out of the garbage
+        # collector's way (it was ~5% of the CPU of a proxied request).
+        gc.freeze()
         uvicorn.run(
             app,
             host=settings.host,
@@ -50,6 +74,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             forwarded_allow_ips=settings.forwarded_allow_ips,
             server_header=False,
             log_level="info",
+            log_config=LOG_CONFIG,
         )
     finally:
         asyncio.run(store.close())

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 OVERRIDE_HEADER = b"feature-flag-overrides"
 OVERRIDE_COOKIE = "featureflag_overrides"
+OVERRIDE_COOKIE_BYTES = OVERRIDE_COOKIE.encode()
 
 # RFC 9110 §7.6.1, plus the non-standard Proxy-Connection and the headers only a proxy
 # hop may use. Header names in ASGI are lowercase bytes.
@@ -49,20 +50,26 @@ _REPLACED = frozenset(
 Headers = list[tuple[bytes, bytes]]
 
 
-def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
-    """Header names listed in ``Connection`` (they are hop-by-hop for this message)."""
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    return tokens
+_DROPPED_UPSTREAM = HOP_BY_HOP | _REPLACED
+
+
+def _connection_tokens(value: bytes) -> set[bytes]:
+    """Header names listed in a ``Connection`` value (hop-by-hop for this message)."""
+    return {t.strip().lower() for t in value.split(b",") if t.strip()}
 
 
 def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
     """*headers* without hop-by-hop ones; names lowercased."""
-    pairs = [(name.lower(), value) for name, value in headers]
-    drop = HOP_BY_HOP | _connection_tokens(pairs)
-    return [(name, value) for name, value in pairs if name not in drop]
+    out: Headers = []
+    listed: set[bytes] = set()
+    for name, value in headers:
+        name = name.lower()
+        if name in HOP_BY_HOP:
+            if name == b"connection":
+                listed |= _connection_tokens(value)
+            continue
+        out.append((name, value))
+    return [pair for pair in out if pair[0] not in listed] if listed else out
 
 
 def strip_override_cookie(value: bytes) -> bytes:
@@ -83,18 +90,28 @@ def request_headers(
     scheme: str,
     host: str,
 ) -> Headers:
-    """The headers to send upstream for a request that reached the fork host *host*."""
+    """The headers to send upstream for a request that reached the fork host *host*.
+
+    One pass over the client's headers: this runs on every proxied request.
+    """
     out: Headers = []
+    listed: set[bytes] = set()
     forwarded_for: list[bytes] = []
-    for name, value in strip_hop_by_hop(headers):
-        if name == b"x-forwarded-for":
-            forwarded_for.append(value.strip())
-        elif name == b"cookie":
+    for name, value in headers:
+        name = name.lower()  # ASGI servers lowercase names already; this is cheap then
+        if name in _DROPPED_UPSTREAM:
+            if name == b"connection":
+                listed |= _connection_tokens(value)
+            elif name == b"x-forwarded-for":
+                forwarded_for.append(value.strip())
+            continue
+        if name == b"cookie" and OVERRIDE_COOKIE_BYTES in value:
             value = strip_override_cookie(value)
-            if value:
-                out.append((name, value))
-        elif name not in _REPLACED:
-            out.append((name, value))
+            if not value:
+                continue
+        out.append((name, value))
+    if listed:
+        out = [pair for pair in out if pair[0] not in listed]
     chain = [hop.strip() for value in forwarded_for for hop in value.split(b",") if hop.strip()]
     # Behind a trusted proxy the server already took the client from this chain (uvicorn
     # --proxy-headers); appending it again would only repeat the last hop.
