@@ -6,12 +6,12 @@ access line per request): ``page`` (``bench/proxy_app.py``: a Starlette page beh
 ``FeatureFlagMiddleware`` evaluating two flags, the smallest app a fork is useful for)
 and ``hello`` (``tests/server/proxy_upstream.py``: a raw ASGI callable answering
 ``hello``, the cheapest upstream there is, so the proxy's share is as large as it gets).
-A load generator in its own
-process keeps N keep-alive connections busy (closed loop: each sends its next request
-when the previous answer is in) for a few seconds, alternating direct and fork rounds so
-drift hits both alike. Then one connection alone, for the latency the proxy adds when
-nothing queues. Last, 100 MB are streamed through the fork (down, then up) while the
-service's peak RSS is read from /proc.
+A load generator in its own process keeps N keep-alive connections busy (closed loop:
+each sends its next request when the previous answer is in) for a few seconds,
+alternating direct and fork rounds so drift hits both alike. Then the same connections
+paced at half the rate the fork sustained, both ways (latency under load without a
+queue), and one connection alone. Last, 100 MB are streamed through the fork (down,
+then up) while the service's peak RSS is read from /proc.
 
     .venv/bin/python bench/proxy.py [--seconds 3] [--rounds 3] [--connections 16]
                                     [--upstream page|hello|both]
@@ -56,12 +56,29 @@ MB = 1024 * 1024
 
 
 async def _connection(
-    port: int, request: bytes, stop_at: float, latencies: list[float], errors: list[str]
+    port: int,
+    request: bytes,
+    stop_at: float,
+    latencies: list[float],
+    errors: list[str],
+    interval: float = 0.0,
+    offset: float = 0.0,
 ) -> None:
+    """Closed loop (*interval* 0: the next request when the answer is in), or paced: one
+    request every *interval* seconds, latency counted from when it was due (so a late
+    answer also delays, and is charged to, the ones after it)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    due = time.perf_counter() + offset
     try:
         while time.perf_counter() < stop_at:
-            start = time.perf_counter()
+            if interval:
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                start = due
+                due += interval
+            else:
+                start = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
@@ -77,22 +94,31 @@ async def _connection(
         writer.close()
 
 
-async def _load(port: int, host: str, connections: int, seconds: float) -> dict[str, object]:
+async def _load(
+    port: int, host: str, connections: int, seconds: float, rate: float
+) -> dict[str, object]:
     request = f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: bench\r\n\r\n".encode()
     latencies: list[float] = []
     errors: list[str] = []
     started = time.perf_counter()
     stop_at = started + seconds
+    interval = connections / rate if rate else 0.0
     await asyncio.gather(
-        *(_connection(port, request, stop_at, latencies, errors) for _ in range(connections))
+        *(
+            _connection(
+                port, request, stop_at, latencies, errors, interval, i * interval / connections
+            )
+            for i in range(connections)
+        )
     )
     elapsed = time.perf_counter() - started
     return {"elapsed": elapsed, "latencies": latencies, "errors": errors[:5]}
 
 
 def load_main(argv: list[str]) -> None:
-    port, host, connections, seconds = int(argv[0]), argv[1], int(argv[2]), float(argv[3])
-    print(json.dumps(asyncio.run(_load(port, host, connections, seconds))))
+    port, host, connections = int(argv[0]), argv[1], int(argv[2])
+    seconds, rate = float(argv[3]), float(argv[4])
+    print(json.dumps(asyncio.run(_load(port, host, connections, seconds, rate))))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -102,7 +128,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_load(
-    port: int, host: str, connections: int, seconds: float, watch: dict[str, int]
+    port: int,
+    host: str,
+    connections: int,
+    seconds: float,
+    watch: dict[str, int],
+    rate: float = 0.0,
 ) -> dict[str, object]:
     """One round of load from a separate process (so it does not share our interpreter).
 
@@ -110,7 +141,8 @@ def run_load(
     """
     before = {name: cpu_seconds(pid) for name, pid in watch.items()}
     out = subprocess.run(
-        [sys.executable, __file__, "--load", str(port), host, str(connections), str(seconds)],
+        [sys.executable, __file__, "--load", str(port), host]
+        + [str(connections), str(seconds), str(rate)],
         check=True,
         capture_output=True,
         text=True,
@@ -303,8 +335,10 @@ def report(
     n = args.connections
     watch = {"upstream": upstream.process.pid, "service": service.process.pid}
 
-    def load(port: int, host: str, connections: int, seconds: float) -> dict[str, object]:
-        return run_load(port, host, connections, seconds, watch)
+    def load(
+        port: int, host: str, connections: int, seconds: float, rate: float = 0.0
+    ) -> dict[str, object]:
+        return run_load(port, host, connections, seconds, watch, rate)
 
     # Warm both paths (imports, pools, the token cache) before anything is measured.
     load(upstream.port, direct_host, n, 0.5)
@@ -321,6 +355,15 @@ def report(
         solo_fork.append(load(service.port, fork_host, 1, args.seconds / 2))
     d, f = summary(direct), summary(fork)
     sd, sf = summary(solo_direct), summary(solo_fork)
+    # Latency under load, without the queue: the same paced rate both ways, half of what
+    # the fork sustained (so neither side saturates), over the same connections.
+    rate = round(f["rps"] / 2, -1)
+    paced_direct: list[dict[str, object]] = []
+    paced_fork: list[dict[str, object]] = []
+    for _ in range(args.rounds):
+        paced_direct.append(load(upstream.port, direct_host, n, args.seconds, rate))
+        paced_fork.append(load(service.port, fork_host, n, args.seconds, rate))
+    pd, pf = summary(paced_direct), summary(paced_fork)
     header = f"{'':20}{'requests/s':>14}{'p50 ms':>9}{'p99 ms':>9}"
     print(header + f"{'CPU µs/request: upstream':>27}{'service':>9}")
     for label, s in (("direct", d), ("through the fork", f)):
@@ -332,6 +375,14 @@ def report(
     print(
         f"added p50 / p99     {f['p50_ms'] - d['p50_ms']:.2f} / "
         f"{f['p99_ms'] - d['p99_ms']:.2f} ms (saturated: mostly waiting in line)"
+    )
+    print()
+    print(f"{n} connections paced at {rate:.0f} requests/s in all (half the fork's rate):")
+    for label, s in (("direct", pd), ("through the fork", pf)):
+        print(f"{label:20}{s['rps']:>8.0f}{s['p50_ms']:>15.2f}{s['p99_ms']:>9.2f}")
+    print(
+        f"added p50 / p99     {pf['p50_ms'] - pd['p50_ms']:.2f} / "
+        f"{pf['p99_ms'] - pd['p99_ms']:.2f} ms (target p50 <= 1 ms)"
     )
     print()
     print("one connection, nothing queued:")
