@@ -140,9 +140,9 @@ def run_load(
     *watch* names processes whose CPU time the round's result reports (``cpu_<name>``).
     """
     before = {name: cpu_seconds(pid) for name, pid in watch.items()}
+    argv = [sys.executable, __file__, "--load", str(port), host, str(connections)]
     out = subprocess.run(
-        [sys.executable, __file__, "--load", str(port), host]
-        + [str(connections), str(seconds), str(rate)],
+        [*argv, str(seconds), str(rate)],
         check=True,
         capture_output=True,
         text=True,
