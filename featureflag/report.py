@@ -116,6 +116,8 @@ _reports: dict[tuple[int, tuple[tuple[str, object], ...]], bytes] = {}
 # True == 1, an int, never gets in). A _Rejected is a fresh object per request, and
 # _Overridden markers are shared per value (see _scope._overridden), so identity works.
 _CACHEABLE = frozenset({bool, str, _Overridden})
+# In a report only as the truncation marker: inside an sf-string the quote is escaped.
+_CUT = f'"{TRUNCATED}";omitted='
 
 
 def scope_report(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> bytes:
@@ -123,17 +125,20 @@ def scope_report(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> bytes:
 
     Cached only when every evaluation is a plain bool or str, or an override, and
     nothing came from other services or was dropped; the key is the budget and the
-    scope's (name, value) pairs in order.
+    scope's (name, value) pairs in order. Only complete reports are kept, so a key
+    holds no more text than its report: the cache stays within 256 budgets or so.
     """
     seen = scope.seen
     if not scope.remote and not scope.overflow and _CACHEABLE.issuperset(map(type, seen.values())):
         key = (budget, tuple(seen.items()))
         cached = _reports.get(key)
         if cached is None:
-            cached = format_scope(scope, budget=budget).encode("ascii")
-            if len(_reports) >= _REPORTS_MAX:
-                _reports.clear()
-            _reports[key] = cached
+            value = format_scope(scope, budget=budget)
+            cached = value.encode("ascii")
+            if _CUT not in value:
+                if len(_reports) >= _REPORTS_MAX:
+                    _reports.clear()
+                _reports[key] = cached
         return cached
     return format_scope(scope, budget=budget).encode("ascii")
 

@@ -243,3 +243,15 @@ def test_scope_report_always_equals_a_fresh_format(scopes: list[list[tuple[str, 
     for entries in scopes:
         scope = _scope_with(*entries)
         assert scope_report(scope) == format_scope(scope).encode()
+
+
+def test_a_cut_report_is_not_cached() -> None:
+    # A key holds every value of its scope: kept only when the report shows them all,
+    # so the cache holds no more text than its reports.
+    _reports.clear()
+    scope = _scope_with(*((f"flag-{i}", "v" * 100) for i in range(40)))
+    assert b'"featureflag.truncated";omitted=' in scope_report(scope, budget=512)
+    assert scope_report(scope, budget=512) == format_scope(scope, budget=512).encode()
+    assert _reports == {}
+    assert scope_report(scope, budget=8192) == format_scope(scope, budget=8192).encode()
+    assert len(_reports) == 1
