@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator
@@ -193,15 +194,27 @@ class KeepAlivePool(httpx.AsyncBaseTransport):
             connection.close()
 
 
+# RFC 9110 §5.6.2: a field name (and a method) is a token.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 def _request_head(method: str, target: bytes, headers: Headers) -> bytes:
-    """``GET /path HTTP/1.1``, then *headers*, as bytes."""
-    lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in headers:
-        if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name or b":" in name:
-            raise httpx.LocalProtocolError(f"header {name!r} cannot be sent: CR, LF or ':'")
-        lines += (name, b": ", value, b"\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines)
+    """``GET /path HTTP/1.1``, then *headers*, as bytes.
+
+    Raises ``httpx.LocalProtocolError`` for a CR or LF anywhere in it (a header value
+    that would smuggle a header of its own) or a name that is not a token.
+    """
+    lines = [b"%s: %s\r\n" % pair for pair in headers]
+    head = b"".join([method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n", *lines, b"\r\n"])
+    expected = len(headers) + 2
+    if head.count(b"\n") != expected or head.count(b"\r") != expected:
+        raise httpx.LocalProtocolError("a header or the request line holds a CR or LF")
+    if not _TOKEN.fullmatch(method.encode("ascii")):
+        raise httpx.LocalProtocolError(f"the method {method!r} is not a token")
+    for name, _ in headers:
+        if not _TOKEN.fullmatch(name):
+            raise httpx.LocalProtocolError(f"the header name {name!r} is not a token")
+    return head
 
 
 def _body_of(request: httpx.Request) -> AsyncIterable[bytes] | None:
