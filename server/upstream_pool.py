@@ -263,6 +263,7 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
         self._eof = False
+        self._unasked = False
         self._error: Exception | None = None
         # The response being read.
         self._head = False
@@ -292,6 +293,10 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            if self._unasked:
+                self.close()
+                self._wake()
+                return
             self._fail(httpx.RemoteProtocolError(f"the upstream sent a malformed response: {exc}"))
             self.close()
             return
@@ -321,6 +326,12 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._headers_done:
+            # A second response, unasked for, in the same read as ours: keep ours, stop
+            # parsing, and retire the connection.
+            self._unasked = True
+            self.reusable = False
+            raise _Unasked
         self._headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -487,6 +498,10 @@ class _Connection(asyncio.Protocol):
         self.reusable = False
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
+
+
+class _Unasked(Exception):
+    """Stops the parser at a response nobody asked for."""
 
 
 class _Closed(httpx.RemoteProtocolError):
