@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -137,7 +138,12 @@ def test_catalog_push_round_trips_through_a_real_server(tmp_path: Path) -> None:
             cwd=tmp_path, env=_env(FEATUREFLAG_API_TOKEN="wrong-token-0123456789"),
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
+        log = server.output()
     assert stored == json.loads(printed.stdout)
+    # One access line per request, with a timestamp (server/__main__.py's LOG_CONFIG).
+    access = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO uvicorn\.access: 127\.0\.0\.1:\d+ - "
+    assert re.search(access + r'"PUT /api/flags HTTP/1\.1" 200$', log, re.MULTILINE), log
+    assert re.search(access + r'"PUT /api/flags HTTP/1\.1" 401$', log, re.MULTILINE), log
     names = [f["name"] for f in stored["flags"]]
     assert names == ["PushedFeature.is_released", "PushedFeature.layout"]
     assert stored["flags"][1]["choices"] == ["grid", "list"]
