@@ -474,12 +474,6 @@ async def test_a_malformed_response_is_a_remote_protocol_error(
     await asyncio.wait_for(server.peers[0].gone.wait(), 5)  # the pool hung up
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a second response arriving in the same read as the first overwrites the "
-    "first one's status and headers (on_headers_complete runs again), and the connection "
-    "goes back to the pool",
-)
 async def test_bytes_after_a_complete_response_do_not_change_it_and_retire_the_connection(
     pool: KeepAlivePool, serve: Serve
 ) -> None:
@@ -543,6 +537,15 @@ async def test_a_stalled_body_is_a_read_timeout(
         await peer.request()  # then nothing more, until the client hangs up
 
     server = await serve(script)
+    async with asyncio.timeout(10):  # a guard: without a read timeout this would hang
+        await read_until_timeout(via, pool, client, server)
+    assert pool.idle_count() == 0
+    await asyncio.wait_for(server.peers[0].gone.wait(), 5)
+
+
+async def read_until_timeout(
+    via: str, pool: KeepAlivePool, client: httpx.AsyncClient, server: ScriptedServer
+) -> None:
     if via == "send":
         timeouts = Timeouts(connect=2.0, read=0.2, write=2.0)
         response = await pool.send("GET", server.origin, b"/", [(b"Host", b"h")], None, timeouts)
@@ -553,8 +556,6 @@ async def test_a_stalled_body_is_a_read_timeout(
     else:
         with pytest.raises(httpx.ReadTimeout):
             await client.get(server.url, timeout=httpx.Timeout(2.0, read=0.2))
-    assert pool.idle_count() == 0
-    await asyncio.wait_for(server.peers[0].gone.wait(), 5)
 
 
 def first_answered_then_dropped(first: bytes, later: bytes) -> Script:
@@ -851,3 +852,45 @@ async def test_httpx_upstream_builds_the_request_and_streams_both_bodies() -> No
     assert response.status == 202
     assert (b"X-Up", b"1") in response.headers
     assert body == b"answer"
+
+
+@pytest.mark.parametrize("via", VIAS)
+async def test_an_upstream_that_does_not_take_the_body_is_a_write_timeout(
+    pool: KeepAlivePool, client: httpx.AsyncClient, serve: Serve, via: str
+) -> None:
+    async def script(peer: Peer) -> None:
+        await peer.reader.readuntil(b"\r\n\r\n")
+        await peer.closed.wait()  # and never read the body (until the server stops)
+
+    server = await serve(script)
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(64):  # far more than the socket buffers hold
+            yield b"w" * (1024 * 1024)
+
+    async with asyncio.timeout(10):  # a guard: without a write timeout this would hang
+        with pytest.raises(httpx.WriteTimeout):
+            if via == "send":
+                timeouts = Timeouts(connect=2.0, read=2.0, write=0.2)
+                await pool.send("POST", server.origin, b"/", [(b"Host", b"h")], body(), timeouts)
+            else:
+                timeout = httpx.Timeout(2.0, write=0.2)
+                await client.post(server.url, content=body(), timeout=timeout)
+    assert pool.idle_count() == 0
+
+
+async def test_closing_the_pool_closes_its_idle_connections(serve: Serve) -> None:
+    server = await serve(answering(OK))
+    pool = KeepAlivePool()
+    held = [
+        await pool.send("GET", server.origin, b"/", [(b"Host", b"h")], None, SHORT)
+        for _ in range(2)
+    ]
+    for response in held:
+        assert b"".join([chunk async for chunk in response]) == b"ok"
+        await response.aclose()
+    assert pool.idle_count() == 2
+    await pool.aclose()
+    assert pool.idle_count() == 0
+    for peer in server.peers:
+        await asyncio.wait_for(peer.gone.wait(), 5)
