@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,7 +193,7 @@ class Peer:
         self.closed.set()
 
 
-Script = Callable[[Peer], Awaitable[None]]
+Script = Callable[[Peer], Coroutine[Any, Any, None]]
 
 
 class ScriptedServer:
