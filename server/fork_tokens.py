@@ -37,7 +37,8 @@ class _Verified(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _CachedToken:
-    key: tuple[tuple[tuple[str, bool | str], ...], datetime]
+    flags: dict[str, bool | str]
+    updated_at: datetime
     token: str
     minted_at: float
     expires_at: float
@@ -58,10 +59,13 @@ class TokenCache:
 
     def token_for(self, fork: Fork) -> str:
         """A valid token for *fork*; raises TokenError when its flags cannot be signed."""
-        key = (tuple(sorted(fork.flags.items())), fork.updated_at)
         now = self.clock()
         cached = self._tokens.get(fork.name)
-        if cached is not None and cached.key == key:
+        if (
+            cached is not None
+            and cached.updated_at == fork.updated_at
+            and cached.flags == fork.flags
+        ):
             left = cached.expires_at - now
             if left > REMINT_FRACTION * (cached.expires_at - cached.minted_at):
                 return cached.token
@@ -69,7 +73,8 @@ class TokenCache:
         token = self.signer.dumps(fork.flags, sub=subject, origin=subject, ttl=self.ttl)
         # The signer may cap the lifetime; trust what the token itself says.
         expires_at = self.signer.loads(token).expires_at
-        self._tokens[fork.name] = _CachedToken(key, token, now, expires_at)
+        flags = dict(fork.flags)
+        self._tokens[fork.name] = _CachedToken(flags, fork.updated_at, token, now, expires_at)
         return token
 
     def forget(self, name: str) -> None:

@@ -182,6 +182,9 @@ class ForkProxy:
 # parser let through (a raw '#', a space, a byte >= 0x80) is percent-encoded, not refused.
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 _QUERY_SAFE = _PATH_SAFE + "?"
+_UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_PATH_BYTES = (_UNRESERVED + _PATH_SAFE).encode("ascii")
+_QUERY_BYTES = (_UNRESERVED + _QUERY_SAFE).encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +223,12 @@ def upstream_target(upstream: str, scope: Scope) -> tuple[_Base, bytes]:
     """
     base = _upstream_base(upstream)
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
-    path = quote(raw_path, safe=_PATH_SAFE)
+    # Most paths need no escaping: skip quote() (and its per-call set-up) for them.
+    path = (
+        raw_path.decode("ascii")
+        if not raw_path.rstrip(_PATH_BYTES)
+        else quote(raw_path, safe=_PATH_SAFE)
+    )
     if not path.startswith("/"):
         path = "/" + path
     path = base.prefix + path
@@ -231,7 +239,12 @@ def upstream_target(upstream: str, scope: Scope) -> tuple[_Base, bytes]:
         prefix = base.prefix
         if prefix and not path.startswith(prefix + "/") and path != prefix:
             raise OutsideUpstream(f"the path {scope.get('path', '')!r} leads outside the upstream")
-    query = quote(scope.get("query_string", b""), safe=_QUERY_SAFE)
+    query_string: bytes = scope.get("query_string", b"")
+    query = (
+        query_string.decode("ascii")
+        if not query_string.rstrip(_QUERY_BYTES)
+        else quote(query_string, safe=_QUERY_SAFE)
+    )
     return base, (path + "?" + query if query else path).encode("ascii")
 
 
