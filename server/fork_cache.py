@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from .store import Fork, Store
@@ -58,8 +57,18 @@ class CachedForks:
                 self._entries[name] = (now + self.ttl, fork)
         else:
             fork = entry[1]
-        # A copy: callers must not change what other requests will be given.
-        return None if fork is None else replace(fork, flags=dict(fork.flags))
+        if fork is None:
+            return None
+        # A copy: callers must not change what other requests will be given. (The
+        # constructor, not dataclasses.replace: this runs on every proxied request.)
+        return Fork(
+            fork.name,
+            fork.upstream,
+            dict(fork.flags),
+            fork.created_by,
+            fork.created_at,
+            fork.updated_at,
+        )
 
     def _forget(self, name: str) -> None:
         self._generation += 1
