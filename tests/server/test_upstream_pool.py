@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import trustme
 
 from server.upstream import HttpxUpstream, Timeouts, UpstreamResponse
 from server.upstream_pool import KeepAlivePool
@@ -894,3 +896,75 @@ async def test_closing_the_pool_closes_its_idle_connections(serve: Serve) -> Non
     assert pool.idle_count() == 0
     for peer in server.peers:
         await asyncio.wait_for(peer.gone.wait(), 5)
+
+
+# --- TLS upstreams (a certificate from a throwaway CA made by trustme) -------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@contextlib.asynccontextmanager
+async def tls_server(ca: trustme.CA, *names: str) -> AsyncIterator[int]:
+    """An HTTPS server on 127.0.0.1 whose certificate names *names*; yields its port."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*names).configure_cert(context)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                body = f"tls {head.split(b' ')[1].decode()}".encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def get_text(pool: KeepAlivePool, origin: tuple[str, str, int]) -> str:
+    response = await pool.send("GET", origin, b"/x", [(b"host", b"h")], None, SHORT)
+    try:
+        return b"".join([chunk async for chunk in response]).decode()
+    finally:
+        await response.aclose()
+
+
+async def test_an_https_upstream_is_verified_and_its_connection_reused(ca: trustme.CA) -> None:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    pool = KeepAlivePool(ssl_context=context)
+    try:
+        async with tls_server(ca, "localhost") as port:
+            origin = ("https", "localhost", port)
+            assert await get_text(pool, origin) == "tls /x"
+            assert await get_text(pool, origin) == "tls /x"
+            assert pool.idle_count() == 1
+    finally:
+        await pool.aclose()
+
+
+async def test_an_https_upstream_with_an_untrusted_or_wrong_certificate_is_a_connect_error(
+    ca: trustme.CA,
+) -> None:
+    default = KeepAlivePool()  # certifi's roots: our throwaway CA is not among them
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    trusting = KeepAlivePool(ssl_context=context)
+    try:
+        async with tls_server(ca, "localhost") as port:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await get_text(default, ("https", "localhost", port))
+            # Trusted CA, but the certificate does not name 127.0.0.1.
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await get_text(trusting, ("https", "127.0.0.1", port))
+    finally:
+        await default.aclose()
+        await trusting.aclose()
