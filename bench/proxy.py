@@ -289,6 +289,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side, interleaved")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--upstream", choices=[*UPSTREAMS, "both"], default="both")
+    parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="run the service and the upstreams without their line per request",
+    )
     args = parser.parse_args()
     args.load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     kinds = list(UPSTREAMS) if args.upstream == "both" else [args.upstream]
@@ -298,18 +303,26 @@ def main() -> None:
     print(f"load average before the run: {args.load_before}")
     n, rounds, seconds = args.connections, args.rounds, args.seconds
     print(f"{n} keep-alive connections, {rounds} x {seconds:g} s per side, interleaved")
+    print("access logs: " + ("off everywhere" if args.no_access_log else "on everywhere"))
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp)
         port = free_port()
         argv = [sys.executable, "-m", "server", "--port", str(port)]
         argv += ["--db", str(log_dir / "bench.sqlite3")]
+        if args.no_access_log:
+            argv.append("--no-access-log")
         with run_server(
             argv, port=port, ready_path="/healthz", env=ENV, log_dir=log_dir, name="service"
         ) as service:
             for kind in kinds:
                 app, extra = UPSTREAMS[kind]
                 with run_uvicorn(
-                    app, log_dir=log_dir, env=ENV, extra=extra, name=kind, quiet=False
+                    app,
+                    log_dir=log_dir,
+                    env=ENV,
+                    extra=extra,
+                    name=kind,
+                    quiet=args.no_access_log,
                 ) as upstream:
                     created = httpx.post(
                         service.url + "/api/forks",

@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             server_header=False,
             log_level="info",
             log_config=LOG_CONFIG,
+            access_log=settings.access_log,
         )
     finally:
         asyncio.run(store.close())

@@ -41,6 +41,7 @@ SOURCES = {
     "fork_domain": "--fork-domain",
     "forwarded_allow_ips": "--forwarded-allow-ips",
     "secure_cookies": "--secure-cookies",
+    "access_log": "--no-access-log",
 }
 
 
@@ -59,6 +60,7 @@ class Settings(BaseModel):
     max_token_ttl: float = Field(default=DEFAULT_MAX_TOKEN_TTL, gt=0, le=366 * 86400)
     forwarded_allow_ips: str = "127.0.0.1"
     secure_cookies: bool = False
+    access_log: bool = True
 
     @field_validator("secret", mode="before")
     @classmethod
@@ -212,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="mark the web page's session cookie Secure (set this behind HTTPS)",
     )
+    parser.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="no line per request (when the proxy in front already logs them)",
+    )
     return parser
 
 
@@ -233,6 +241,7 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         "fork_domain": args.fork_domain,
         "forwarded_allow_ips": args.forwarded_allow_ips,
         "secure_cookies": args.secure_cookies,
+        "access_log": args.access_log,
         "secret": environ["FEATUREFLAG_SECRET"],
         "environment": environ.get("FEATUREFLAG_ENVIRONMENT") or "development",
     }

@@ -149,3 +149,16 @@ def test_catalog_push_round_trips_through_a_real_server(tmp_path: Path) -> None:
     assert stored["flags"][1]["choices"] == ["grid", "list"]
     assert refused.returncode == 1
     assert "401" in refused.stderr
+
+
+@pytest.mark.integration
+def test_no_access_log_leaves_out_the_line_per_request(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [COMMAND, "--port", str(port), "--db", str(tmp_path / "ff.sqlite3"), "--no-access-log"]
+    with run_server(
+        argv, port=port, ready_path="/healthz", env=_env(**ENV), log_dir=tmp_path
+    ) as server:
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        log = server.output()
+    assert "INFO uvicorn.error: Application startup complete." in log
+    assert "uvicorn.access" not in log

@@ -28,6 +28,7 @@ def test_defaults() -> None:
     assert s.secret_values == [SECRET]
     assert set(s.api_tokens) == {"alice", "bob"}
     assert s.secure_cookies is False
+    assert s.access_log is True
 
 
 def test_options() -> None:
@@ -35,6 +36,7 @@ def test_options() -> None:
         [
             "--host", "0.0.0.0", "--port", "9000", "--db", "/var/lib/ff.db",
             "--fork-domain", "QA.Example.com.", "--max-token-ttl", "600", "--secure-cookies",
+            "--no-access-log",
         ],
         ENV | {"FEATUREFLAG_ENVIRONMENT": "qa"},
     )  # fmt: skip
@@ -43,6 +45,7 @@ def test_options() -> None:
     assert s.max_token_ttl == 600
     assert s.environment == "qa"
     assert s.secure_cookies is True
+    assert s.access_log is False
 
 
 def test_max_token_ttl_from_the_environment_and_the_option_wins() -> None:
