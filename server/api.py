@@ -22,7 +22,7 @@ from starlette.routing import Route
 from featureflag.exceptions import TokenError
 from featureflag.tokens import OverrideSigner
 
-from .auth import bearer_token, challenge
+from .auth import FailedLogins, bearer_token, challenge
 from .errors import ForkExists, ForkNotFound
 from .schemas import Catalog, ForkCreate, ForkUpdate, TokenRequest
 from .settings import Settings
@@ -132,14 +132,31 @@ def catalog_problems(
 class Api:
     """The route handlers; one instance per app, sharing the store and signer."""
 
-    def __init__(self, settings: Settings, store: Store, signer: OverrideSigner) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        signer: OverrideSigner,
+        logins: FailedLogins | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.signer = signer
+        self.logins = logins or FailedLogins()
 
     def user(self, request: Request) -> str:
-        """The API token's name, or a 401 with a ``WWW-Authenticate`` challenge."""
+        """The API token's name, or a 401 with a ``WWW-Authenticate`` challenge (a 429
+        when this address sent too many unknown tokens)."""
         token = bearer_token(request.headers.get("authorization"))
+        client = request.client.host if request.client else ""
+        wait = self.logins.retry_after(client)
+        if wait is not None:
+            raise ApiError(
+                429,
+                "too-many-attempts",
+                f"Too many unknown API tokens from this address; try again in {wait} s.",
+                headers={"Retry-After": str(wait)},
+            )
         if token is None:
             raise ApiError(
                 401,
@@ -149,6 +166,7 @@ class Api:
             )
         name = self.settings.authenticate(token)
         if name is None:
+            self.logins.failed(client)
             raise ApiError(
                 401,
                 "unauthorized",
@@ -304,9 +322,14 @@ ROUTES: list[tuple[str, str, str]] = [
 ]
 
 
-def create_api(settings: Settings, store: Store, signer: OverrideSigner | None = None) -> Starlette:
-    """The ``/api`` app (mount it at ``/api``)."""
-    api = Api(settings, store, signer or settings.signer())
+def create_api(
+    settings: Settings,
+    store: Store,
+    signer: OverrideSigner | None = None,
+    logins: FailedLogins | None = None,
+) -> Starlette:
+    """The ``/api`` app (mount it at ``/api``); *logins* is shared with the web page."""
+    api = Api(settings, store, signer or settings.signer(), logins)
     by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
     for path, method, attr in ROUTES:
         by_path.setdefault(path, {})[method] = getattr(api, attr)

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from featureflag import __version__
 
 from .api import create_api
+from .auth import FailedLogins
 from .fork_cache import CachedForks
 from .openapi import openapi_document
 from .settings import Settings
@@ -94,9 +95,10 @@ class ServiceApp:
         # the proxy's next lookup.
         store = CachedForks(store)
         signer = self.settings.signer()
+        logins = FailedLogins()  # one record of unknown tokens for the API and the page
         web = _optional("server.web")
         web_app: ASGIApp = (
-            web.create_web_app(self.settings, store)
+            web.create_web_app(self.settings, store, logins)
             if web is not None
             else Starlette(routes=[Route("/{path:path}", _no_web_page)])
         )
@@ -104,7 +106,7 @@ class ServiceApp:
             routes=[
                 Route("/healthz", _health, methods=["GET"]),
                 Route("/openapi.json", _openapi, methods=["GET"]),
-                Mount("/api", create_api(self.settings, store, signer)),
+                Mount("/api", create_api(self.settings, store, signer, logins)),
                 Mount("/", web_app),
             ]
         )

@@ -1,9 +1,13 @@
-"""API authentication: ``Authorization: Bearer <token>`` against FEATUREFLAG_API_TOKENS."""
+"""API authentication: ``Authorization: Bearer <token>`` against FEATUREFLAG_API_TOKENS,
+and a limit on unknown tokens per client address (the API and the web page's login)."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 
 from pydantic import SecretStr
 
@@ -42,3 +46,51 @@ def challenge(error: str | None = None, description: str | None = None) -> str:
     if description:
         value += f', error_description="{description}"'
     return value
+
+
+class FailedLogins:
+    """Unknown API tokens per client address: after *limit* within *window* seconds,
+    that address is refused until the oldest of them is *window* seconds old.
+
+    Shared by the API and the web page's login form, so guessing tokens is slow by
+    either way in. At most *max_clients* addresses are remembered (past that the record
+    starts over): memory stays bounded whatever addresses a flood comes from.
+    """
+
+    def __init__(
+        self,
+        *,
+        limit: int = 10,
+        window: float = 60.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_clients = max_clients
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def retry_after(self, client: str) -> int | None:
+        """Whole seconds until *client* may try again, or None when it may now."""
+        failures = self._failures.get(client)
+        if failures is None:
+            return None
+        now = self.clock()
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        if not failures:
+            del self._failures[client]
+            return None
+        if len(failures) < self.limit:
+            return None
+        return max(1, math.ceil(failures[0] + self.window - now))
+
+    def failed(self, client: str) -> None:
+        """Record an unknown token from *client*."""
+        failures = self._failures.get(client)
+        if failures is None:
+            if len(self._failures) >= self.max_clients:
+                self._failures.clear()
+            failures = self._failures[client] = deque(maxlen=self.limit)
+        failures.append(self.clock())

@@ -71,6 +71,9 @@ def _op(
     if auth:
         op["security"] = [{"bearer": []}]
         responses.setdefault("401", _problem("Missing or unknown API token"))
+        responses.setdefault(
+            "429", _problem("Too many unknown API tokens from this address (see Retry-After)")
+        )
     if name_param:
         op["parameters"] = [
             {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}

@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api import Api, ApiError
+from .auth import FailedLogins
 from .errors import ForkExists, ForkNotFound
 from .schemas import MAX_FLAGS
 from .settings import Settings
@@ -90,13 +91,16 @@ class _SecurityHeaders:
 class WebPage:
     """The routes of the page; one instance per app, no per-request state."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, logins: FailedLogins | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.logins = logins or FailedLogins()
         self.key = session_key(settings.signing_secret, settings.environment)
         # The API's own checks (catalog types, token size, fork-domain loops), so the
         # page accepts exactly what the API accepts.
-        self.api = Api(settings, store, settings.signer())
+        self.api = Api(settings, store, settings.signer(), self.logins)
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -189,9 +193,17 @@ class WebPage:
         form = await self.checked_form(request)
         if isinstance(form, Response):
             return form
+        client = request.client.host if request.client else ""
+        wait = self.logins.retry_after(client)
+        if wait is not None:
+            error = f"Too many unknown API tokens from your address; try again in {wait} s."
+            page = self.render(request, "login.html", status=429, error=error)
+            page.headers["Retry-After"] = str(wait)
+            return page
         given = form.get("api_token")
         name = self.settings.authenticate(given if isinstance(given, str) else "")
         if name is None:
+            self.logins.failed(client)
             error = "That API token is not known to this service; check FEATUREFLAG_API_TOKENS."
             return self.render(request, "login.html", status=401, error=error)
         # A fresh session (and CSRF token) at the change of privilege.
@@ -289,9 +301,10 @@ class WebPage:
         return RedirectResponse("/", status_code=303)
 
 
-def create_web_app(settings: Settings, store: Store) -> ASGIApp:
-    """The web page as an ASGI app (``server.app.create_app`` mounts it at ``/``)."""
-    page = WebPage(settings, store)
+def create_web_app(settings: Settings, store: Store, logins: FailedLogins | None = None) -> ASGIApp:
+    """The web page as an ASGI app (``server.app.create_app`` mounts it at ``/``);
+    *logins* is shared with the API."""
+    page = WebPage(settings, store, logins)
     routes = [
         Route("/", page.index, methods=["GET"]),
         Route("/login", page.login, methods=["GET", "POST"]),

@@ -84,6 +84,33 @@ async def test_a_wrong_token_is_refused(client: httpx.AsyncClient, header: str) 
     assert await_list_is_empty(await client.get("/api/forks"))
 
 
+async def test_too_many_unknown_tokens_from_one_address_are_a_429_even_for_a_good_one(
+    settings: Settings,
+) -> None:
+    app = create_app(settings, store=MemoryStore(), proxy_transport=httpx.MockTransport(
+        lambda request: httpx.Response(599)
+    ))  # fmt: skip
+    guesser = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
+    other = httpx.ASGITransport(app=app, client=("198.51.100.1", 5000))
+    base = "http://127.0.0.1:8000"
+    async with httpx.AsyncClient(transport=guesser, base_url=base) as g:
+        async with httpx.AsyncClient(transport=other, base_url=base) as o:
+            for i in range(10):
+                wrong = {"Authorization": f"Bearer guess-{i:04d}-0123456789"}
+                assert (
+                    await g.post("/api/tokens", json={"flags": {}}, headers=wrong)
+                ).status_code == 401
+            refused = await g.post("/api/tokens", json={"flags": {}}, headers=AUTH)
+            assert refused.status_code == 429
+            assert refused.json()["error"] == "too-many-attempts"
+            assert 1 <= int(refused.headers["retry-after"]) <= 60
+            # Another address is not held up, and a missing header is not a guess.
+            assert (
+                await o.post("/api/tokens", json={"flags": {}}, headers=AUTH)
+            ).status_code == 201
+            assert (await o.post("/api/tokens", json={"flags": {}})).status_code == 401
+
+
 def await_list_is_empty(response: httpx.Response) -> bool:
     return bool(response.json() == {"forks": []})
 

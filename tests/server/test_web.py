@@ -114,6 +114,27 @@ async def test_login_with_an_unknown_token_is_refused(client: httpx.AsyncClient)
     assert (await client.get("/")).status_code == 303
 
 
+async def test_too_many_unknown_tokens_lock_the_login_form_for_that_address(
+    settings: Settings, memory: MemoryStore
+) -> None:
+    app = create_web_app(settings, memory)
+    transport = httpx.ASGITransport(app, client=("203.0.113.7", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        csrf = csrf_of((await client.get("/login")).text)
+        for i in range(10):
+            guess = {"api_token": f"guess-{i:04d}-0123456789", "csrf_token": csrf}
+            assert (await client.post("/login", data=guess)).status_code == 401
+        good = {"api_token": ALICE, "csrf_token": csrf}
+        refused = await client.post("/login", data=good)
+        assert refused.status_code == 429
+        assert "Too many unknown API tokens" in refused.text
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert (await client.get("/")).headers["location"] == "/login"  # not logged in
+    other = httpx.ASGITransport(app, client=("198.51.100.1", 5000))
+    async with httpx.AsyncClient(transport=other, base_url=BASE) as client:
+        await login(client)  # another address logs in as usual
+
+
 @pytest.mark.parametrize("csrf", [None, "", "forged-token"])
 async def test_login_without_the_right_csrf_token_is_refused(
     client: httpx.AsyncClient, csrf: str | None
