@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 
@@ -26,7 +27,15 @@ def catalog_main(argv: Sequence[str]) -> int:
         help="PUT the catalog to the override service (e.g. http://127.0.0.1:8000/api/flags), "
         "authenticated with $FEATUREFLAG_API_TOKEN",
     )
+    parser.add_argument(
+        "--service",
+        metavar="NAME",
+        help="with --push: replace only this service's part of the catalog, so several "
+        "services can each push their own",
+    )
     args = parser.parse_args(argv)
+    if args.service is not None and args.push is None:
+        parser.error("--service goes with --push")
     sys.path.insert(0, os.getcwd())
     for module in args.modules:
         try:
@@ -42,8 +51,12 @@ def catalog_main(argv: Sequence[str]) -> int:
     if not api_token:
         print("featureflag: set FEATUREFLAG_API_TOKEN to push the catalog", file=sys.stderr)
         return 2
+    url = args.push
+    if args.service is not None:
+        separator = "&" if urllib.parse.urlsplit(url).query else "?"
+        url += separator + urllib.parse.urlencode({"service": args.service})
     request = urllib.request.Request(
-        args.push,
+        url,
         data=json.dumps(document).encode(),
         method="PUT",
         headers={"Authorization": f"Bearer {api_token}", "Content-Type": "application/json"},

@@ -7,6 +7,7 @@ always a 4xx with a :class:`server.schemas.Problem` body naming the field and th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ from featureflag.exceptions import TokenError
 from featureflag.tokens import OverrideSigner
 
 from .auth import FailedLogins, bearer_token, challenge
-from .errors import ForkExists, ForkNotFound
+from .errors import CatalogConflict, ForkExists, ForkNotFound
 from .schemas import Catalog, ForkCreate, ForkUpdate, TokenRequest
 from .settings import Settings
 from .store import FlagValue, Fork, Store, iso, utcnow
@@ -55,6 +56,10 @@ class ApiError(Exception):
     def response(self) -> JSONResponse:
         body = {"error": self.error, "message": self.message, "errors": self.errors}
         return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SERVICE_RULE = "a service name is 1 to 64 letters, digits, '.', '_' or '-'"
 
 
 def invalid(errors: list[dict[str, str]]) -> ApiError:
@@ -221,9 +226,25 @@ class Api:
         return JSONResponse({"flags": await self.store.get_catalog()})
 
     async def put_flags(self, request: Request) -> Response:
+        """Replace the catalog; with ``?service=NAME``, only that service's entries."""
         self.user(request)
+        service = request.query_params.get("service")
+        if service is not None and not SERVICE_NAME.fullmatch(service):
+            raise invalid([{"field": "service", "rule": SERVICE_RULE}])
         body = await parse(request, Catalog)
-        await self.store.put_catalog([entry.model_dump(mode="json") for entry in body.flags])
+        entries = []
+        for entry in body.flags:
+            stored = entry.model_dump(mode="json")
+            if service is not None:
+                stored["service"] = service
+            elif stored.get("service") is None:
+                del stored["service"]
+            entries.append(stored)
+        try:
+            await self.store.put_catalog(entries, service=service)
+        except CatalogConflict as exc:
+            problem = {"field": "flags", "rule": str(exc)}
+            raise ApiError(409, "exists", str(exc), errors=[problem]) from None
         return JSONResponse({"flags": await self.store.get_catalog()})
 
     # -- forks ---------------------------------------------------------------------

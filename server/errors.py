@@ -7,6 +7,7 @@
      └── ServerError                the override service
           ├── ForkExists            create_fork: the name is taken        (HTTP 409)
           ├── ForkNotFound          update_fork: no fork by that name     (HTTP 404)
+          ├── CatalogConflict       put_catalog: a flag another service pushed (HTTP 409)
           └── StoreError            the store cannot be used as it is
                └── SchemaTooNew     the database was written by a newer release
 
@@ -38,6 +39,19 @@ class ForkNotFound(ServerError, LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(f"No fork is named {name!r}; create it first (POST /api/forks).")
         self.name = name
+
+
+class CatalogConflict(ServerError):
+    """A service pushed a flag that another service's catalog already has."""
+
+    def __init__(self, name: str, owner: str | None) -> None:
+        whose = f"service {owner!r}" if owner else "the catalog pushed without a service"
+        super().__init__(
+            f"The flag {name!r} is already in {whose}; a flag name belongs to one service "
+            "(rename one of them, or push it from one service only)."
+        )
+        self.name = name
+        self.owner = owner
 
 
 class StoreError(ServerError):

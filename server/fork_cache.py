@@ -103,9 +103,9 @@ class CachedForks:
         """The flag catalog (not cached)."""
         return await self.store.get_catalog()
 
-    async def put_catalog(self, flags: list[dict[str, Any]]) -> None:
-        """Replace the whole flag catalog."""
-        await self.store.put_catalog(flags)
+    async def put_catalog(self, flags: list[dict[str, Any]], *, service: str | None = None) -> None:
+        """Replace the flag catalog, or one service's part of it."""
+        await self.store.put_catalog(flags, service=service)
 
     async def close(self) -> None:
         """Close the store underneath."""

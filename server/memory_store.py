@@ -7,7 +7,7 @@ import copy
 from dataclasses import replace
 from typing import Any
 
-from .errors import ForkExists, ForkNotFound
+from .errors import CatalogConflict, ForkExists, ForkNotFound
 from .store import Fork
 
 
@@ -49,10 +49,15 @@ class MemoryStore:
     async def get_catalog(self) -> list[dict[str, Any]]:
         return copy.deepcopy(self._catalog)
 
-    async def put_catalog(self, flags: list[dict[str, Any]]) -> None:
+    async def put_catalog(self, flags: list[dict[str, Any]], *, service: str | None = None) -> None:
         async with self._lock:
             # Keyed by name, like a table with a primary key: a repeated name keeps the last.
             by_name = {str(f.get("name", "")): copy.deepcopy(f) for f in flags}
+            if service is not None:
+                kept = {e["name"]: e for e in self._catalog if e.get("service") != service}
+                for name in by_name.keys() & kept.keys():
+                    raise CatalogConflict(name, kept[name].get("service"))
+                by_name |= kept
             self._catalog = [by_name[name] for name in sorted(by_name)]
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from .api import SERVICE_NAME
 from .schemas import (
     Catalog,
     ForkCreate,
@@ -124,11 +125,25 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
                 ),
                 "put": _op(
                     "Replace the flag catalog (python -m featureflag catalog --push)",
-                    {"200": _ok("The stored catalog", Catalog)},
+                    {
+                        "200": _ok("The stored catalog", Catalog),
+                        "409": _problem("A flag is in another service's catalog"),
+                    },
                     body=Catalog,
                     auth=True,
                     op_id="put_flags",
-                ),
+                )
+                | {
+                    "parameters": [
+                        {
+                            "name": "service",
+                            "in": "query",
+                            "required": False,
+                            "description": "replace only this service's entries",
+                            "schema": {"type": "string", "pattern": SERVICE_NAME.pattern},
+                        }
+                    ]
+                },
             },
             "/api/forks": {
                 "get": _op("Every fork", {"200": _ok("Forks", ForkList)}, op_id="list_forks"),

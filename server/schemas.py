@@ -129,6 +129,10 @@ class FlagEntry(BaseModel):
     path: str = ""
     line: int = Field(default=0, ge=0)
     description: str | None = None
+    service: str | None = Field(
+        default=None,
+        description="the service whose catalog push brought it (PUT /api/flags?service=...)",
+    )
 
     @field_validator("name")
     @classmethod

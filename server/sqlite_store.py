@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import ForkExists, ForkNotFound, SchemaTooNew, StoreError
+from .errors import CatalogConflict, ForkExists, ForkNotFound, SchemaTooNew, StoreError
 from .store import Fork
 
 T = TypeVar("T")
@@ -204,13 +204,26 @@ class SQLiteStore:
         rows = self._db.execute("SELECT entry FROM catalog ORDER BY name").fetchall()
         return [json.loads(row[0]) for row in rows]
 
-    async def put_catalog(self, flags: list[dict[str, Any]]) -> None:
-        await self._run(self._put_catalog, flags)
+    async def put_catalog(self, flags: list[dict[str, Any]], *, service: str | None = None) -> None:
+        await self._run(self._put_catalog, flags, service)
 
-    def _put_catalog(self, flags: list[dict[str, Any]]) -> None:
+    def _put_catalog(self, flags: list[dict[str, Any]], service: str | None) -> None:
         rows = [(str(f.get("name", "")), json.dumps(f)) for f in flags]
         with _transaction(self._db):
-            self._db.execute("DELETE FROM catalog")
+            if service is None:
+                self._db.execute("DELETE FROM catalog")
+            else:
+                # Read and write in one IMMEDIATE transaction: two services pushing at
+                # once cannot lose each other's entries.
+                owners = {
+                    name: json.loads(entry).get("service")
+                    for name, entry in self._db.execute("SELECT name, entry FROM catalog")
+                }
+                for name, _ in rows:
+                    if name in owners and owners[name] != service:
+                        raise CatalogConflict(name, owners[name])
+                mine = [(name,) for name, owner in owners.items() if owner == service]
+                self._db.executemany("DELETE FROM catalog WHERE name = ?", mine)
             self._db.executemany("INSERT OR REPLACE INTO catalog (name, entry) VALUES (?, ?)", rows)
 
     # -- lifecycle -----------------------------------------------------------------

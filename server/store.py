@@ -103,8 +103,11 @@ class Store(Protocol):
         """The flag catalog (``FlagInfo.to_json()`` dicts), sorted by name."""
         ...
 
-    async def put_catalog(self, flags: list[dict[str, Any]]) -> None:
-        """Replace the whole flag catalog."""
+    async def put_catalog(self, flags: list[dict[str, Any]], *, service: str | None = None) -> None:
+        """Replace the whole flag catalog; or, with *service*, only the entries whose
+        ``"service"`` is *service* (each of *flags* carries it). Raise
+        :class:`server.errors.CatalogConflict`, storing nothing, when one of *flags* is
+        named like an entry of another service."""
         ...
 
     async def close(self) -> None:

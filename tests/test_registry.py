@@ -81,6 +81,13 @@ def test_cli_push_needs_an_api_token(
     assert "FEATUREFLAG_API_TOKEN" in capsys.readouterr().err
 
 
+def test_cli_service_goes_with_push(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["catalog", "json", "--service", "shop"])
+    assert exited.value.code == 2
+    assert "--service goes with --push" in capsys.readouterr().err
+
+
 def test_cli_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["nope"]) == 2
     assert "unknown command 'nope'" in capsys.readouterr().err

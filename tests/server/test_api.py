@@ -311,6 +311,30 @@ async def test_put_then_get_round_trips_real_catalog_output(client: httpx.AsyncC
     assert (await client.get("/api/flags")).json() == document
 
 
+async def test_each_service_pushes_its_own_part_of_the_catalog(
+    client: httpx.AsyncClient,
+) -> None:
+    def push(service: str, *names: str) -> Any:
+        body = {"flags": [{"name": name, "type": "bool"} for name in names]}
+        return client.put(f"/api/flags?service={service}", json=body, headers=AUTH)
+
+    assert (await push("shop", "shop.a", "shop.b")).status_code == 200
+    assert (await push("recs", "recs.a")).status_code == 200
+    assert (await push("shop", "shop.c")).status_code == 200
+    stored = (await client.get("/api/flags")).json()["flags"]
+    assert [(f["name"], f["service"]) for f in stored] == [("recs.a", "recs"), ("shop.c", "shop")]
+
+    conflict = await push("recs", "recs.b", "shop.c")
+    assert conflict.status_code == 409
+    assert conflict.json()["error"] == "exists"
+    assert "'shop.c' is already in service 'shop'" in conflict.json()["message"]
+    assert len((await client.get("/api/flags")).json()["flags"]) == 2  # nothing changed
+
+    bad = await push("no spaces", "x")
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "service"
+
+
 async def test_put_catalog_fills_in_left_out_fields(client: httpx.AsyncClient) -> None:
     response = await client.put("/api/flags", json={"flags": [{"name": "x"}]}, headers=AUTH)
     assert response.json()["flags"] == [

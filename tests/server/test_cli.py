@@ -132,6 +132,24 @@ def test_catalog_push_round_trips_through_a_real_server(tmp_path: Path) -> None:
         )  # fmt: skip
         assert pushed.returncode == 0, pushed.stderr
         stored = httpx.get(f"{server.url}/api/flags").json()
+        scoped = [sys.executable, "-m", "featureflag", "catalog", "pushed_app", "--push",
+                  f"{server.url}/api/flags", "--service", "shop"]  # fmt: skip
+        env = _env(FEATUREFLAG_API_TOKEN=TOKEN)
+
+        def push_as_shop() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                scoped, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+            )
+
+        # The unscoped push's entries belong to no service: "shop" may not take them.
+        conflicting = push_as_shop()
+        emptied = httpx.put(
+            f"{server.url}/api/flags",
+            json={"flags": []},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        as_shop = push_as_shop()
+        services = [f["service"] for f in httpx.get(f"{server.url}/api/flags").json()["flags"]]
         refused = subprocess.run(
             [sys.executable, "-m", "featureflag", "catalog", "pushed_app", "--push",
              f"{server.url}/api/flags"],
@@ -149,6 +167,12 @@ def test_catalog_push_round_trips_through_a_real_server(tmp_path: Path) -> None:
     assert stored["flags"][1]["choices"] == ["grid", "list"]
     assert refused.returncode == 1
     assert "401" in refused.stderr
+    assert conflicting.returncode == 1
+    assert "409" in conflicting.stderr
+    assert "already in the catalog pushed without a service" in conflicting.stderr
+    assert emptied.status_code == 200
+    assert as_shop.returncode == 0, as_shop.stderr
+    assert services == ["shop", "shop"]
 
 
 @pytest.mark.integration

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.errors import ForkExists, ForkNotFound
+from server.errors import CatalogConflict, ForkExists, ForkNotFound
 from server.store import Fork, Store
 
 T0 = datetime(2026, 11, 26, 3, 15, 10, 123456, tzinfo=UTC)
@@ -177,6 +177,37 @@ async def test_catalog_with_a_repeated_name_keeps_the_last(store: Store) -> None
     second = {**CATALOG[0], "line": 99}
     await store.put_catalog([CATALOG[0], second])
     assert await store.get_catalog() == [second]
+
+
+def entry(name: str, service: str | None) -> dict[str, object]:
+    return {"name": name, "type": "bool", "service": service}
+
+
+async def test_a_service_push_replaces_only_that_services_entries(store: Store) -> None:
+    await store.put_catalog([entry("shop.a", "shop"), entry("shop.b", "shop")], service="shop")
+    await store.put_catalog([entry("recs.a", "recs")], service="recs")
+    await store.put_catalog([entry("shop.c", "shop")], service="shop")  # shop.a, .b are gone
+    names = [e["name"] for e in await store.get_catalog()]
+    assert names == ["recs.a", "shop.c"]
+    await store.put_catalog([], service="recs")
+    assert await store.get_catalog() == [entry("shop.c", "shop")]
+
+
+async def test_a_flag_of_another_service_is_a_conflict_and_nothing_changes(store: Store) -> None:
+    await store.put_catalog([entry("shared", "shop")], service="shop")
+    with pytest.raises(CatalogConflict) as caught:
+        await store.put_catalog([entry("new", "recs"), entry("shared", "recs")], service="recs")
+    assert (caught.value.name, caught.value.owner) == ("shared", "shop")
+    assert await store.get_catalog() == [entry("shared", "shop")]
+
+
+async def test_a_push_without_a_service_still_replaces_everything(store: Store) -> None:
+    await store.put_catalog([entry("shop.a", "shop")], service="shop")
+    await store.put_catalog([CATALOG[0]])
+    assert await store.get_catalog() == [CATALOG[0]]
+    # Its entries belong to no service: a service push may not take their names.
+    with pytest.raises(CatalogConflict):
+        await store.put_catalog([entry(str(CATALOG[0]["name"]), "shop")], service="shop")
 
 
 async def test_returned_catalog_does_not_share_state(store: Store) -> None:
