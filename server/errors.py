@@ -45,10 +45,15 @@ class CatalogConflict(ServerError):
     """A service pushed a flag that another service's catalog already has."""
 
     def __init__(self, name: str, owner: str | None) -> None:
-        whose = f"service {owner!r}" if owner else "the catalog pushed without a service"
+        if owner:
+            whose = f"service {owner!r}"
+            fix = "rename one of them, or push it from one service only"
+        else:
+            whose = "the catalog pushed without a service"
+            fix = "a push without ?service replaces the whole catalog, so it can clear it"
         super().__init__(
             f"The flag {name!r} is already in {whose}; a flag name belongs to one service "
-            "(rename one of them, or push it from one service only)."
+            f"({fix})."
         )
         self.name = name
         self.owner = owner
