@@ -52,8 +52,7 @@ class CatalogConflict(ServerError):
             whose = "the catalog pushed without a service"
             fix = "a push without ?service replaces the whole catalog, so it can clear it"
         super().__init__(
-            f"The flag {name!r} is already in {whose}; a flag name belongs to one service "
-            f"({fix})."
+            f"The flag {name!r} is already in {whose}; a flag name belongs to one service ({fix})."
         )
         self.name = name
         self.owner = owner
