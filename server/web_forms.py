@@ -119,7 +119,14 @@ def catalog_rows(catalog: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         where = entry.get("path") or ""
         if where and entry.get("line"):
             where = f"{where}:{entry['line']}"
-        shown.append({**entry, "where": entry.get("module") or where, "file": where})
+        shown.append(
+            {
+                **entry,
+                "where": entry.get("module") or where,
+                "file": where,
+                "service": entry.get("service"),
+            }
+        )
     return shown
 
 

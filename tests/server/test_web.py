@@ -13,6 +13,7 @@ import itsdangerous
 import pytest
 
 from server.memory_store import MemoryStore
+from server.schemas import FlagEntry
 from server.settings import Settings
 from server.store import Fork
 from server.web import SESSION_COOKIE, create_web_app, session_key
@@ -432,6 +433,17 @@ async def test_the_catalog_is_listed(client: httpx.AsyncClient) -> None:
     assert "<code>Checkout.is_one_click</code>" in html
     assert "Landing page variant." in html
     assert "<code>&#34;a&#34;</code> | <code>&#34;b&#34;</code>" in html
+    assert 'class="service"' not in html  # pushed without a service
+
+
+async def test_the_catalog_names_the_service_that_pushed_a_flag(
+    client: httpx.AsyncClient, memory: MemoryStore
+) -> None:
+    entry = FlagEntry(name="recs.personal", type="bool", module="recs.flags", service="recs")
+    await memory.put_catalog([entry.model_dump(mode="json")], service="recs")
+    await login(client)
+    html = (await client.get("/")).text
+    assert '<span class="service">recs</span> recs.flags' in html
 
 
 async def test_a_large_catalog_fits_in_the_form(
