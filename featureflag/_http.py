@@ -153,7 +153,7 @@ def token_from_cookie(cookie: bytes) -> bytes | None:
         # A whole name starts the header or follows ";" (and optional white space). A
         # value may hold our name after a space ("note=see featureflag_overrides=x"),
         # as browsers send such values: that is not our cookie.
-        if at == 0 or cookie[at - 2 : at] == b"; " or _follows_separator(cookie, at):
+        if _follows_separator(cookie, at):
             start = at + _PREFIX_LEN
             end = cookie.find(b";", start)
             value = (cookie[start:] if end == -1 else cookie[start:end]).strip()
@@ -190,10 +190,9 @@ def response_headers(
     scope = request.scope
     verified = request.verified
     # Without a verified token nothing can have been overridden: skip the scan.
-    no_store = False
-    if scope is not None and verified is not None and verified.flags:
-        # The request's scope is a root: its own mark answers used_override, mostly.
-        no_store = scope.overridden or scope.used_override
+    no_store = (
+        scope is not None and verified is not None and bool(verified.flags) and scope.used_override
+    )
     out: RawHeaders = []
     vary: list[bytes] = []
     for name, value in headers:

@@ -149,15 +149,7 @@ class Scope:
 
     def use_override(self, name: str, value: FlagValue) -> None:
         """Record that app code received *value*, the override for flag *name*."""
-        # record() and _overridden() written out: this runs on every overridden evaluation.
-        marker = _markers.get(value)
-        if marker is None or type(marker.value) is not type(value):
-            marker = _overridden(value)
-        seen = self.seen
-        if name in seen or len(seen) < self.limit:
-            seen[name] = marker
-        else:
-            self.overflow.add(name)
+        self.record(name, _overridden(value))
         root = self.root
         (self if root is None else root).overridden = True
 

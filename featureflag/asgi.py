@@ -97,13 +97,7 @@ class FeatureFlagMiddleware:
 
                 await self.app(scope, receive, send_with_headers)
         finally:
-            # warn_late's own test written out: it is true on almost no request.
-            reported, flags = request.reported, request.scope
-            if (
-                reported is not None
-                and flags is not None
-                and (reported[0] != len(flags.seen) or reported[1] != len(flags.remote))
-            ):
+            if request.reported is not None:
                 warn_late(request, scope.get("method", "GET"), scope.get("path"))
             if reset_token is not None:
                 _token.reset(reset_token)

@@ -188,29 +188,23 @@ class OverrideSigner:
         The size limit is checked before any cryptography; verified tokens are cached
         (256 entries) but expiry is checked on every call.
         """
-        cache = self._cache
-        if type(token) is str:
-            # The repeated token (a browser's cookie): a verified token still valid. Only
-            # tokens within the size limit ever get into the cache.
-            hit = cache.get(token)
-            if type(hit) is VerifiedOverrides:
-                try:
-                    cache.move_to_end(token)
-                except KeyError:  # evicted by another thread meanwhile
-                    pass
-                now = self._clock()
-                if now < hit.expires_at:
-                    return hit
-                raise _expired(now, hit.expires_at)
-        if len(token) > MAX_TOKEN_BYTES:
-            raise TokenTooLarge(f"The token is {len(token)} bytes; the limit is {MAX_TOKEN_BYTES}.")
-        if isinstance(token, bytes | bytearray):
+        if not isinstance(token, str):
+            if len(token) > MAX_TOKEN_BYTES:
+                raise TokenTooLarge(
+                    f"The token is {len(token)} bytes; the limit is {MAX_TOKEN_BYTES}."
+                )
             try:
                 token = token.decode("ascii")
             except UnicodeDecodeError:
                 raise MalformedToken("The token is not ASCII.") from None
+        cache = self._cache
         cached = cache.get(token)
         if cached is None:
+            # Only tokens within the limit get into the cache: a hit needs no size check.
+            if len(token) > MAX_TOKEN_BYTES:
+                raise TokenTooLarge(
+                    f"The token is {len(token)} bytes; the limit is {MAX_TOKEN_BYTES}."
+                )
             cached = self._verify(token)
             with self._lock:
                 cache[token] = cached
@@ -227,7 +221,9 @@ class OverrideSigner:
             raise type(cached)(str(cached))
         now = self._clock()
         if now >= cached.expires_at:
-            raise _expired(now, cached.expires_at)
+            raise TokenExpired(
+                f"The token expired {now - cached.expires_at:.0f} s ago; get a new one."
+            )
         return cached
 
     def _verify(self, token: str) -> VerifiedOverrides | TokenError:
@@ -258,10 +254,6 @@ class OverrideSigner:
             if cap < result.expires_at:
                 result = VerifiedOverrides(result.flags, result.sub, result.origin, cap)
         return result
-
-
-def _expired(now: float, expires_at: float) -> TokenExpired:
-    return TokenExpired(f"The token expired {now - expires_at:.0f} s ago; get a new one.")
 
 
 def _check_flags(flags: object) -> dict[str, FlagValue]:
