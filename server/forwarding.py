@@ -50,9 +50,6 @@ _REPLACED = frozenset(
 Headers = list[tuple[bytes, bytes]]
 
 
-_DROPPED_UPSTREAM = HOP_BY_HOP | _REPLACED
-
-
 def _connection_tokens(value: bytes) -> set[bytes]:
     """Header names listed in a ``Connection`` value (hop-by-hop for this message)."""
     return {t.strip().lower() for t in value.split(b",") if t.strip()}
@@ -77,7 +74,7 @@ def strip_override_cookie(value: bytes) -> bytes:
     kept = [
         part
         for part in value.split(b";")
-        if part.strip() and part.split(b"=", 1)[0].strip() != OVERRIDE_COOKIE.encode()
+        if part.strip() and part.split(b"=", 1)[0].strip() != OVERRIDE_COOKIE_BYTES
     ]
     return b";".join(kept).strip()
 
@@ -90,19 +87,12 @@ def request_headers(
     scheme: str,
     host: str,
 ) -> Headers:
-    """The headers to send upstream for a request that reached the fork host *host*.
-
-    One pass over the client's headers: this runs on every proxied request.
-    """
+    """The headers to send upstream for a request that reached the fork host *host*."""
     out: Headers = []
-    listed: set[bytes] = set()
     forwarded_for: list[bytes] = []
-    for name, value in headers:
-        name = name.lower()  # ASGI servers lowercase names already; this is cheap then
-        if name in _DROPPED_UPSTREAM:
-            if name == b"connection":
-                listed |= _connection_tokens(value)
-            elif name == b"x-forwarded-for":
+    for name, value in strip_hop_by_hop(headers):
+        if name in _REPLACED:
+            if name == b"x-forwarded-for":
                 forwarded_for.append(value.strip())
             continue
         if name == b"cookie" and OVERRIDE_COOKIE_BYTES in value:
@@ -110,8 +100,6 @@ def request_headers(
             if not value:
                 continue
         out.append((name, value))
-    if listed:
-        out = [pair for pair in out if pair[0] not in listed]
     chain = [hop.strip() for value in forwarded_for for hop in value.split(b",") if hop.strip()]
     # Behind a trusted proxy the server already took the client from this chain (uvicorn
     # --proxy-headers); appending it again would only repeat the last hop.
