@@ -23,7 +23,7 @@ from .upstream import Headers, Key, Timeouts, UpstreamResponse
 if TYPE_CHECKING:
     from .upstream_pool import KeepAlivePool
 
-__all__ = ["Connection", "Response", "StaleConnection", "expire"]
+__all__ = ["Connection", "Response", "StaleConnection"]
 
 _HIGH_WATER = 256 * 1024  # unread response bytes before reading from the socket pauses
 _NO_BODY_STATUS = frozenset({204, 304})
@@ -71,9 +71,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._parser is None or self._complete:
-            # Bytes nobody asked for: the connection can no longer be trusted.
-            self.reusable = False
-            self.close()
+            self.close()  # bytes nobody asked for: the connection can no longer be trusted
             return
         self._got_bytes = True
         try:
@@ -96,8 +94,7 @@ class Connection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._on_close(exc)
-        self.reusable = False
+        self._on_close()
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
@@ -116,8 +113,7 @@ class Connection(asyncio.Protocol):
             # A second response, unasked for, in the same read as ours: keep ours, stop
             # parsing, and retire the connection.
             self._unasked = True
-            self.reusable = False
-            raise _Unasked
+            raise _Unasked  # data_received closes the connection
         self._headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -232,12 +228,23 @@ class Connection(asyncio.Protocol):
         finally:
             self._waiter = None
 
+    def check_deadline(self, now: float) -> bool:
+        """Fail the wait for the response once past its deadline (a ReadTimeout for the
+        waiting request). False when nothing is left to watch on this connection."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return False
+        if self._deadline <= now:
+            waiter.set_exception(TimeoutError())
+            return False
+        return True
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _on_close(self, exc: Exception | None = None) -> None:
+    def _on_close(self) -> None:
         self._eof = True
         self.reusable = False
         if self._parser is not None and not self._complete:
@@ -294,11 +301,6 @@ class _Unasked(Exception):
 
 class _Closed(httpx.RemoteProtocolError):
     """The connection closed before the response's head arrived."""
-
-
-def expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 class Response:

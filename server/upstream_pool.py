@@ -21,7 +21,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 import httpx
 
 from .upstream import Headers, Key, Timeouts, UpstreamResponse
-from .upstream_connection import Connection, StaleConnection, expire
+from .upstream_connection import Connection, StaleConnection
 
 __all__ = ["KeepAlivePool"]
 
@@ -191,11 +191,8 @@ class KeepAlivePool(httpx.AsyncBaseTransport):
         self._ticker = None
         now = time.monotonic()
         for connection in list(self._deadlines):
-            if connection._waiter is None or connection._waiter.done():
+            if not connection.check_deadline(now):
                 self._deadlines.discard(connection)
-            elif connection._deadline <= now:
-                self._deadlines.discard(connection)
-                expire(connection._waiter)
         if self._deadlines:
             self._ticker = asyncio.get_running_loop().call_later(_TICK, self._tick)
 
