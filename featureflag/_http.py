@@ -72,7 +72,7 @@ def _host(request: Mapping[str, Any]) -> str | None:
 class Config:
     """The middleware's settings, resolved once at start-up (fail loudly here)."""
 
-    __slots__ = ("budget", "ofrep_path", "report", "report_always", "report_token", "signer")
+    __slots__ = ("budget", "ofrep_path", "report_always", "report_token", "signer")
 
     def __init__(
         self,
@@ -97,7 +97,7 @@ class Config:
         if report_budget < 64:
             raise ConfigurationError(f"report_budget={report_budget} is too small; use >= 64.")
         self.signer = signer
-        self.report = report
+        # The report mode as the two questions each request asks of it.
         self.report_always = report == "always"
         self.report_token = report == "with-token"
         self.ofrep_path = ofrep_path
