@@ -24,7 +24,7 @@ from featureflag.exceptions import TokenError
 from featureflag.tokens import OverrideSigner
 
 from .auth import FailedLogins, bearer_token, challenge
-from .errors import CatalogConflict, ForkExists, ForkNotFound
+from .errors import CatalogConflict, ForkExists, ForkNotFound, TooManyAttempts
 from .schemas import Catalog, ForkCreate, ForkUpdate, TokenRequest
 from .settings import Settings
 from .store import FlagValue, Fork, Store, iso, utcnow
@@ -153,15 +153,6 @@ class Api:
         """The API token's name, or a 401 with a ``WWW-Authenticate`` challenge (a 429
         when this address sent too many unknown tokens)."""
         token = bearer_token(request.headers.get("authorization"))
-        client = request.client.host if request.client else ""
-        wait = self.logins.retry_after(client)
-        if wait is not None:
-            raise ApiError(
-                429,
-                "too-many-attempts",
-                f"Too many unknown API tokens from this address; try again in {wait} s.",
-                headers={"Retry-After": str(wait)},
-            )
         if token is None:
             raise ApiError(
                 401,
@@ -169,9 +160,13 @@ class Api:
                 "Send Authorization: Bearer <API token> (one of FEATUREFLAG_API_TOKENS).",
                 headers={"WWW-Authenticate": challenge()},
             )
-        name = self.settings.authenticate(token)
+        client = request.client.host if request.client else ""
+        try:
+            name = self.logins.attempt(client, token, self.settings.authenticate)
+        except TooManyAttempts as exc:
+            headers = {"Retry-After": str(exc.retry_after)}
+            raise ApiError(429, "too-many-attempts", str(exc), headers=headers) from None
         if name is None:
-            self.logins.failed(client)
             raise ApiError(
                 401,
                 "unauthorized",

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 
 from pydantic import SecretStr
 
+from .errors import TooManyAttempts
+
 REALM = "featureflag"
 
 
@@ -85,6 +87,22 @@ class FailedLogins:
         if len(failures) < self.limit:
             return None
         return max(1, math.ceil(failures[0] + self.window - now))
+
+    def attempt(
+        self, client: str, given: str, authenticate: Callable[[str], str | None]
+    ) -> str | None:
+        """``authenticate(given)`` for *client*, counting an unknown token against it.
+
+        Raises :class:`server.errors.TooManyAttempts` (without trying *given*) while
+        *client* is refused.
+        """
+        wait = self.retry_after(client)
+        if wait is not None:
+            raise TooManyAttempts(wait)
+        name = authenticate(given)
+        if name is None:
+            self.failed(client)
+        return name
 
     def failed(self, client: str) -> None:
         """Record an unknown token from *client*."""

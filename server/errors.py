@@ -8,6 +8,7 @@
           ├── ForkExists            create_fork: the name is taken        (HTTP 409)
           ├── ForkNotFound          update_fork: no fork by that name     (HTTP 404)
           ├── CatalogConflict       put_catalog: a flag another service pushed (HTTP 409)
+          ├── TooManyAttempts       too many unknown API tokens from one address (HTTP 429)
           └── StoreError            the store cannot be used as it is
                └── SchemaTooNew     the database was written by a newer release
 
@@ -56,6 +57,16 @@ class CatalogConflict(ServerError):
         )
         self.name = name
         self.owner = owner
+
+
+class TooManyAttempts(ServerError):
+    """Too many unknown API tokens came from one address; it may try again later."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Too many unknown API tokens from this address; try again in {retry_after} s."
+        )
+        self.retry_after = retry_after
 
 
 class StoreError(ServerError):

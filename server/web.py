@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api import Api, ApiError
 from .auth import FailedLogins
-from .errors import ForkExists, ForkNotFound
+from .errors import ForkExists, ForkNotFound, TooManyAttempts
 from .schemas import MAX_FLAGS
 from .settings import Settings
 from .store import Fork, Store, utcnow
@@ -194,16 +194,16 @@ class WebPage:
         if isinstance(form, Response):
             return form
         client = request.client.host if request.client else ""
-        wait = self.logins.retry_after(client)
-        if wait is not None:
-            error = f"Too many unknown API tokens from your address; try again in {wait} s."
-            page = self.render(request, "login.html", status=429, error=error)
-            page.headers["Retry-After"] = str(wait)
-            return page
         given = form.get("api_token")
-        name = self.settings.authenticate(given if isinstance(given, str) else "")
+        try:
+            name = self.logins.attempt(
+                client, given if isinstance(given, str) else "", self.settings.authenticate
+            )
+        except TooManyAttempts as exc:
+            page = self.render(request, "login.html", status=429, error=str(exc))
+            page.headers["Retry-After"] = str(exc.retry_after)
+            return page
         if name is None:
-            self.logins.failed(client)
             error = "That API token is not known to this service; check FEATUREFLAG_API_TOKENS."
             return self.render(request, "login.html", status=401, error=error)
         # A fresh session (and CSRF token) at the change of privilege.
