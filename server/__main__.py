@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     import uvicorn
 
     from .app import create_app
+    from .http_protocol import CoalescingHttpToolsProtocol
 
     app = create_app(settings, store=store)
     try:
@@ -81,6 +82,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             log_level="info",
             log_config=LOG_CONFIG,
             access_log=settings.access_log,
+            # A short response's head and body in one send() (server/http_protocol.py).
+            http=CoalescingHttpToolsProtocol,
         )
     finally:
         asyncio.run(store.close())

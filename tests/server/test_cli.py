@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from server.__main__ import main
+from server.http_protocol import CoalescingHttpToolsProtocol
 from tests.support.servers import free_port, run_server
 
 SECRET = "k" * 40
@@ -39,6 +41,19 @@ def test_startup_errors_exit_2_with_a_message(
     assert err.startswith("featureflag-server: ")
     assert says in err
     assert "Traceback" not in err
+
+
+def test_the_service_runs_on_the_coalescing_protocol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, object] = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: seen.update(options))
+    monkeypatch.setattr("gc.freeze", lambda: None)
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))  # main() switches them
+    assert main(["--db", str(tmp_path / "ff.sqlite3")], ENV) == 0
+    assert seen["http"] is CoalescingHttpToolsProtocol
+    assert seen["access_log"] is True
 
 
 def test_an_unknown_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
