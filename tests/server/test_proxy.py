@@ -15,7 +15,7 @@ from starlette.types import Message
 
 from featureflag.tokens import OverrideSigner
 from server.memory_store import MemoryStore
-from server.proxy import ForkProxy, fork_from_host, upstream_target
+from server.proxy import WATCH_AFTER, ForkProxy, fork_from_host, upstream_target
 from server.store import Fork
 from tests.support.clock import Clock
 
@@ -771,6 +771,74 @@ async def test_client_going_away_cancels_the_upstream_request(
         await proxy(http_scope(), receive, send)
     assert upstream_cancelled
     assert sent == []
+
+
+async def test_a_quick_request_is_never_watched(proxy: ForkProxy) -> None:
+    receives = 0
+
+    async def receive() -> Message:
+        nonlocal receives
+        receives += 1
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    statuses: list[int] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    for _ in range(20):
+        await proxy(http_scope(), receive, send)
+    assert proxy.watchlist.waiting == {}  # each left the list as it ended
+    await anyio.sleep(WATCH_AFTER * 2)  # the watchlist's timer has fired by now
+    assert statuses == [200] * 20
+    assert receives == 0  # no watcher was started for a finished request
+
+
+async def test_requests_started_apart_are_each_watched(
+    proxy: ForkProxy, upstream: Upstream
+) -> None:
+    # The second request is younger than WATCH_AFTER when the watchlist's timer first
+    # fires for the first one: the timer must come back for it.
+    started: list[str] = []
+    cancelled: list[str] = []
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        started.append(request.url.path)
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(request.url.path)
+            raise
+        raise AssertionError
+
+    upstream.handler = hang
+    both_hang = anyio.Event()
+
+    def receiver() -> Callable[[], Awaitable[Message]]:
+        async def receive() -> Message:
+            await both_hang.wait()
+            return {"type": "http.disconnect"}
+
+        return receive
+
+    async def send(message: Message) -> None:
+        raise AssertionError(message)
+
+    def scope(path: str) -> dict:  # type: ignore[type-arg]
+        return http_scope() | {"path": path, "raw_path": path.encode()}
+
+    with anyio.fail_after(10):  # a deadlock guard, not a timing assertion
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(proxy, scope("/first"), receiver(), send)
+            await anyio.sleep(WATCH_AFTER * 0.6)
+            tasks.start_soon(proxy, scope("/second"), receiver(), send)
+            while len(started) < 2:
+                await anyio.sleep(0.001)
+            both_hang.set()
+    assert sorted(cancelled) == ["/first", "/second"]
+    assert proxy.watchlist.waiting == {}
 
 
 async def test_client_going_away_mid_download_closes_the_upstream_body(
