@@ -8,33 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from featureflag.exceptions import ConfigurationError
 
 from .errors import StoreError
+from .logs import LOG_CONFIG
 from .settings import load_settings
 
 EXIT_CONFIG = 2  # like argparse: the command cannot run as configured
-
-# uvicorn's loggers, with timestamps and the stdlib formatter: uvicorn's own access
-# formatter (colours, a copy of every record) cost twice as much per request.
-LOG_CONFIG: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-    },
-    "handlers": {
-        "stderr": {"class": "logging.StreamHandler", "formatter": "plain"},
-    },
-    "loggers": {
-        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-        "uvicorn.error": {"level": "INFO"},
-        "uvicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-        "featureflag": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-    },
-}
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from featureflag import __version__
 
+from . import logs
 from .api import create_api
 from .auth import FailedLogins
 from .fork_cache import CachedForks
@@ -156,11 +157,13 @@ class ServiceApp:
             self._build(self.store)
 
     async def shutdown(self) -> None:
-        """Close the proxy's client, and the store when this app opened it."""
+        """Close the proxy's client, and the store when this app opened it; write the
+        access lines still waiting (every request has been answered by now)."""
         if self.proxy is not None:
             await self.proxy.aclose()
         if self._owns_store and self.store is not None:
             await self.store.close()
+        logs.flush()
 
 
 def create_app(

@@ -171,7 +171,7 @@ def test_catalog_push_round_trips_through_a_real_server(tmp_path: Path) -> None:
             cwd=tmp_path, env=_env(FEATUREFLAG_API_TOKEN="wrong-token-0123456789"),
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
-        log = server.output()
+    log = server.output()  # once stopped: lines are written in batches (server/logs.py)
     assert stored == json.loads(printed.stdout)
     # One access line per request, with a timestamp (server/__main__.py's LOG_CONFIG).
     access = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO uvicorn\.access: 127\.0\.0\.1:\d+ - "
@@ -198,6 +198,6 @@ def test_no_access_log_leaves_out_the_line_per_request(tmp_path: Path) -> None:
         argv, port=port, ready_path="/healthz", env=_env(**ENV), log_dir=tmp_path
     ) as server:
         assert httpx.get(f"{server.url}/healthz").status_code == 200
-        log = server.output()
+    log = server.output()
     assert "INFO uvicorn.error: Application startup complete." in log
     assert "uvicorn.access" not in log
