@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -115,6 +116,35 @@ async def test_errors_are_httpx_errors(client: httpx.AsyncClient, upstream: Serv
         await client.get(upstream.url + "/slow?id=pool-timeout", timeout=0.2)
     with pytest.raises(httpx.UnsupportedProtocol):
         await client.get("ftp://127.0.0.1/")
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A port whose listener never accepts and whose accept queue is full: a connect's
+    SYN is dropped, so connecting hangs until the client gives up (Linux)."""
+    with contextlib.ExitStack() as stack:
+        listener = stack.enter_context(socket.socket())
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port: int = listener.getsockname()[1]
+        filler = stack.enter_context(socket.socket())
+        filler.connect(("127.0.0.1", port))  # takes the one place in the queue
+        yield port
+
+
+@pytest.mark.parametrize("via", ["send", "httpx"])
+async def test_a_connect_that_does_not_complete_is_a_connect_timeout(
+    pool: KeepAlivePool, unanswered_port: int, via: str
+) -> None:
+    origin = ("http", "127.0.0.1", unanswered_port)
+    with anyio.fail_after(10), pytest.raises(httpx.ConnectTimeout):  # (a deadlock guard)
+        if via == "send":
+            timeouts = Timeouts(connect=0.2, read=2.0, write=2.0)
+            await pool.send("GET", origin, b"/", [(b"host", b"x")], None, timeouts)
+        else:
+            async with httpx.AsyncClient(transport=pool, timeout=0.2) as client:
+                await client.get(f"http://127.0.0.1:{unanswered_port}/")
+    assert pool.idle_count() == 0
 
 
 async def test_a_closed_pool_refuses_requests(upstream: Server) -> None:
