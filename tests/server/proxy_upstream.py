@@ -7,6 +7,7 @@ Run it with ``uvicorn tests.server.proxy_upstream:app``. Endpoints:
   body's size and the client's port (the same port again means a reused connection);
 - ``/big?size=N`` N bytes, streamed in 64 KiB chunks with a Content-Length;
 - ``/upload`` reads the body and answers its length;
+- ``/reject`` answers 413 at once, without reading the body;
 - ``/redirect`` 302 to this app's own absolute ``/echo`` URL, with a cookie for its host;
 - ``/slow`` never answers; when the client goes away it records
   ``slow-disconnected:<query>``;
@@ -93,6 +94,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/upload":
         size = await _read_body(receive)
         await _reply(send, 200, json.dumps({"size": size}).encode())
+    elif path == "/reject":
+        await _reply(send, 413, b"too big for this upstream")
     elif path == "/redirect":
         host = dict(headers).get("host", "")
         hostname = host.rsplit(":", 1)[0]

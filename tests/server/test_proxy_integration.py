@@ -187,6 +187,21 @@ def test_a_50_mb_upload_streams_with_flat_memory(fork: httpx.Client, service: Se
     assert peak - before < 40 * 1024, f"RSS grew by {(peak - before) // 1024} MB"
 
 
+def test_an_upload_the_upstream_refuses_at_once_gets_its_answer(fork: httpx.Client) -> None:
+    # The upstream answers 413 before reading the body; the client gets that answer.
+    # (uvicorn goes on reading and dropping the body, so the proxy's upload never stalls
+    # here; an upstream that stops reading is tested against the pool, in
+    # test_upstream_pool.py's test_an_early_error_stops_the_body_and_is_the_answer.)
+    chunk = b"z" * 65536
+
+    def body() -> Iterator[bytes]:
+        for _ in range(64 * MB // len(chunk)):  # far more than the socket buffers hold
+            yield chunk
+
+    response = fork.post("/reject", content=body(), timeout=20)
+    assert (response.status_code, response.text) == (413, "too big for this upstream")
+
+
 def test_client_going_away_cancels_the_upstream_request(service: Server, upstream: Server) -> None:
     host = f"new-lp.localhost:{service.port}"
     with pytest.raises(httpx.ReadTimeout):

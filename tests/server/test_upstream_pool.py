@@ -911,6 +911,66 @@ async def test_an_upstream_that_does_not_take_the_body_is_a_write_timeout(
     assert pool.idle_count() == 0
 
 
+def big_body(received: list[int] | None = None) -> AsyncIterator[bytes]:
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(64):  # far more than the socket buffers hold
+            if received is not None:
+                received.append(1)
+            yield b"w" * (1024 * 1024)
+
+    return body()
+
+
+@pytest.mark.parametrize("via", VIAS)
+async def test_an_early_error_stops_the_body_and_is_the_answer(
+    pool: KeepAlivePool, client: httpx.AsyncClient, serve: Serve, via: str
+) -> None:
+    async def script(peer: Peer) -> None:
+        await peer.reader.readuntil(b"\r\n\r\n")
+        await peer.send(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big!")
+        await peer.closed.wait()  # and never read the body (until the server stops)
+
+    server = await serve(script)
+    sent: list[int] = []
+    async with asyncio.timeout(10):  # a guard; the write timeout (5 s) would end it too
+        if via == "send":
+            timeouts = Timeouts(connect=5.0, read=5.0, write=5.0)
+            response = await pool.send(
+                "POST", server.origin, b"/", [(b"Host", b"h")], big_body(sent), timeouts
+            )
+            body = b"".join([chunk async for chunk in response])
+            await response.aclose()
+            status = response.status
+        else:
+            got = await client.post(server.url, content=big_body(sent), timeout=5.0)
+            status, body = got.status_code, got.content
+    assert (status, body) == (413, b"too big!")
+    assert len(sent) < 64  # the rest of the body was never produced
+    assert pool.idle_count() == 0  # left mid-request: retired
+
+
+async def test_an_early_success_does_not_stop_the_body(pool: KeepAlivePool, serve: Serve) -> None:
+    # A 2xx before the body ends may be a full-duplex answer: the body still goes up.
+    async def script(peer: Peer) -> None:
+        head = await peer.reader.readuntil(b"\r\n\r\n")
+        await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        length = int(re.search(rb"content-length: *(\d+)", head.lower())[1])  # type: ignore[index]
+        received = len(await peer.reader.readexactly(length))
+        peer.requests.append(b"%d" % received)
+
+    server = await serve(script)
+    timeouts = Timeouts(connect=5.0, read=5.0, write=5.0)
+    size = 64 * 1024 * 1024
+    headers = [(b"Host", b"h"), (b"Content-Length", b"%d" % size)]
+    async with asyncio.timeout(10):
+        response = await pool.send("POST", server.origin, b"/", headers, big_body(), timeouts)
+        assert b"".join([chunk async for chunk in response]) == b"ok"
+        await response.aclose()
+        while not server.peers[0].requests:
+            await asyncio.sleep(0.01)
+    assert server.peers[0].requests == [b"%d" % size]
+
+
 async def test_closing_the_pool_closes_its_idle_connections(serve: Serve) -> None:
     server = await serve(answering(OK))
     pool = KeepAlivePool()
