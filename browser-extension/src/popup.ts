@@ -17,9 +17,10 @@ import {
   overrideStatus,
   siteOf,
 } from "./overrides";
-import { describeRefusal, type FlagValue, whereLabel } from "./report";
+import { describeRefusal } from "./report";
+import { el, type RowContext, rowElement } from "./rows";
 import { originPattern } from "./sites";
-import { type FlagRow, flagRows, navigated, overrideCount, type TabState, tabKey } from "./state";
+import { flagRows, navigated, overrideCount, type TabState, tabKey } from "./state";
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 
@@ -40,6 +41,13 @@ let busy = false;
 let lastError: string | null = null;
 /** The service's catalog by name (empty until fetched, or without a service). */
 let catalog = new Map<string, CatalogEntry>();
+/** What the table's rows read and call: the edits, the catalog, and how to re-render. */
+const table: RowContext = {
+  edits,
+  catalog: (name) => catalog.get(name),
+  changed: () => render(),
+  typing: () => renderButtons(),
+};
 
 async function targetTab(): Promise<chrome.tabs.Tab | null> {
   const param = new URLSearchParams(location.search).get("tab");
@@ -61,16 +69,6 @@ async function load(tabId: number, url: string | null): Promise<View> {
   return { tabId, url, origin, state, config: readConfig(local[CONFIG_KEY]), applied, readable };
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  props: Partial<HTMLElementTagNameMap[K]> & { className?: string } = {},
-  ...children: (Node | string)[]
-): HTMLElementTagNameMap[K] {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
-
 function notice(kind: "warn" | "error" | "info", text: string, ...actions: HTMLElement[]): HTMLElement {
   return el("div", { className: `notice ${kind}` }, text, ...actions);
 }
@@ -83,84 +81,6 @@ function clearButton(): HTMLElement {
 
 function setStatus(text: string): void {
   $("status").textContent = text;
-}
-
-function valueControl(row: { name: string; value: FlagValue }, desired: Record<string, FlagValue>): HTMLElement {
-  const current = Object.hasOwn(desired, row.name) ? desired[row.name] : row.value;
-  if (typeof row.value === "boolean") {
-    const input = el("input", { type: "checkbox", className: "switch", checked: current === true });
-    input.setAttribute("aria-label", `${row.name} on/off`);
-    input.addEventListener("change", () => {
-      edits.set(row.name, input.checked);
-      render();
-    });
-    return input;
-  }
-  const choices = catalog.get(row.name)?.choices;
-  if (choices) {
-    // A flag declared with choices (e.g. `-> Literal["a", "b"]`): offer exactly those.
-    const options = choices.includes(String(current)) ? choices : [String(current), ...choices];
-    const select = el("select", {}, ...options.map((c) => el("option", { value: c, textContent: c })));
-    select.value = String(current);
-    select.setAttribute("aria-label", `${row.name} value`);
-    select.addEventListener("change", () => {
-      edits.set(row.name, select.value);
-      render();
-    });
-    return select;
-  }
-  const input = el("input", { type: "text", value: String(current ?? "") });
-  input.setAttribute("aria-label", `${row.name} value`);
-  input.spellcheck = false;
-  // "input", not "change": Apply must see the value without the field losing focus first.
-  // No full re-render here, which would replace the field being typed in.
-  input.addEventListener("input", () => {
-    edits.set(row.name, input.value);
-    input.closest("tr")?.classList.add("changed");
-    renderButtons();
-  });
-  return input;
-}
-
-/** A flag name with line-break opportunities after its dots (`Class.method`). */
-function breakable(name: string): (Node | string)[] {
-  return name.split(/(?<=\.)/).flatMap((part, i) => (i === 0 ? [part] : [el("wbr"), part]));
-}
-
-function rowElement(row: FlagRow, desired: Record<string, FlagValue>): HTMLTableRowElement {
-  const tr = el("tr");
-  tr.dataset.flag = row.name;
-  if (edits.has(row.name)) tr.classList.add("changed");
-  const nameCell = el("td", { className: "name" }, ...breakable(row.name));
-  const description = catalog.get(row.name)?.description;
-  if (description) nameCell.title = description;
-  if (row.rejected) nameCell.append(el("div", { className: "rejected" }, `override rejected: ${row.rejected}`));
-  if (row.differs) {
-    const detail = row.evaluations.map((e) => `${whereLabel(e.where)}=${String(e.value)}`).join(", ");
-    nameCell.append(el("div", { className: "differs" }, `values differ: ${detail}`));
-  }
-  const valueCell = el("td", { className: "value" }, valueControl(row, desired));
-  valueCell.dataset.value = String(row.value);
-  // A row nobody reported: a flag just added (not applied yet), or an applied override
-  // this page did not evaluate.
-  const source = row.where.length ? row.source : edits.has(row.name) ? "pending" : "not used";
-  const sourceCell = el("td", { className: "source" }, el("span", { className: `chip ${row.source}` }, source));
-  const whereCell = el(
-    "td",
-    { className: "where" },
-    ...row.where.map((w) => el("span", { className: `chip ${w.kind}` }, whereLabel(w))),
-  );
-  const actions = el("td");
-  if (Object.hasOwn(desired, row.name)) {
-    const reset = el("button", { className: "reset", title: "Remove this override", textContent: "×" });
-    reset.addEventListener("click", () => {
-      edits.set(row.name, null);
-      render();
-    });
-    actions.append(reset);
-  }
-  tr.append(nameCell, valueCell, sourceCell, whereCell, actions);
-  return tr;
 }
 
 function render(): void {
@@ -182,7 +102,7 @@ function render(): void {
     ...[...catalog.keys()].filter((n) => !known.has(n)).map((n) => el("option", { value: n })),
   );
   const tbody = $<HTMLTableElement>("flags").tBodies[0] as HTMLTableSectionElement;
-  tbody.replaceChildren(...rows.map((row) => rowElement(row, desired)));
+  tbody.replaceChildren(...rows.map((row) => rowElement(row, desired, table)));
   $("flags").hidden = rows.length === 0;
   const empty = $("empty");
   empty.hidden = rows.length > 0;
