@@ -80,6 +80,33 @@ async def test_uvicorns_own_protocol_writes_twice() -> None:
     assert len(transport.writes) == 2
 
 
+async def test_a_streamed_response_is_not_held_back() -> None:
+    # The second chunk is only produced once the first reached the socket: a transport
+    # that held writes until a later one (or until the response ended) would stall here.
+    transport = RecordingTransport()
+    first_sent = asyncio.Event()
+
+    async def stream(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await first_sent.wait()
+        await send({"type": "http.response.body", "body": b"second"})
+
+    config = Config(app=stream, access_log=False, log_config=None)
+    loop = asyncio.get_running_loop()
+    protocol = CoalescingHttpToolsProtocol(config, ServerState(), {}, _loop=loop)
+    protocol.connection_made(transport)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n")
+    async with asyncio.timeout(5):  # a deadlock guard, not a timing assertion
+        while not any(b"first" in w for w in transport.writes):
+            await asyncio.sleep(0)
+        first_sent.set()
+        while not any(b"second" in w for w in transport.writes):
+            await asyncio.sleep(0)
+    protocol.connection_lost(None)
+    assert b"".join(transport.writes).endswith(b"6\r\nsecond\r\n0\r\n\r\n")
+
+
 async def test_writes_in_one_turn_are_joined_and_sent_at_its_end() -> None:
     raw = RecordingTransport()
     transport = CoalescingTransport(raw, asyncio.get_running_loop())
