@@ -26,7 +26,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 FORK = "new-lp"
 FORK_FLAGS: dict[str, bool | str] = {"new-lp": "b", "Recommendations.strategy": "personal"}
-CATALOG_MODULES = ("examples.demo_app", "examples.downstream")
+# Each service pushes its own part of the catalog (``--service``), as each app's CI would.
+CATALOG_SERVICES = {"demo-app": "examples.demo_app", "downstream": "examples.downstream"}
 
 
 @dataclass
@@ -82,19 +83,29 @@ def tail(log: Path, lines: int = 20) -> str:
 
 
 def push_catalog(service_url: str, api_token: str, env: Mapping[str, str]) -> None:
-    """Upload the demo's flags with ``python -m featureflag catalog --push``."""
-    command = [sys.executable, "-m", "featureflag", "catalog", *CATALOG_MODULES]
-    command += ["--push", f"{service_url}/api/flags"]
-    result = subprocess.run(
-        command,
-        cwd=ROOT,
-        env={**env, "FEATUREFLAG_API_TOKEN": api_token},
-        capture_output=True,
-        text=True,
-        check=False,
+    """Upload each demo service's flags with ``python -m featureflag catalog --push
+    --service NAME``, after emptying the catalog (a database from an earlier demo may
+    hold the same names pushed without a service, which a scoped push may not take)."""
+    emptied = httpx.put(
+        f"{service_url}/api/flags",
+        json={"flags": []},
+        headers={"Authorization": f"Bearer {api_token}"},
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"pushing the catalog failed:\n{result.stderr or result.stdout}")
+    if emptied.status_code != 200:
+        raise RuntimeError(f"emptying the catalog failed: {emptied.status_code} {emptied.text}")
+    for service, module in CATALOG_SERVICES.items():
+        command = [sys.executable, "-m", "featureflag", "catalog", module]
+        command += ["--push", f"{service_url}/api/flags", "--service", service]
+        result = subprocess.run(
+            command,
+            cwd=ROOT,
+            env={**env, "FEATUREFLAG_API_TOKEN": api_token},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"pushing the catalog failed:\n{result.stderr or result.stdout}")
 
 
 def ensure_fork(service_url: str, api_token: str, upstream: str) -> dict[str, object]:
