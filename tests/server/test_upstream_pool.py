@@ -886,6 +886,15 @@ async def test_httpx_upstream_builds_the_request_and_streams_both_bodies() -> No
     assert body == b"answer"
 
 
+async def big_body(produced: list[int] | None = None) -> AsyncIterator[bytes]:
+    """64 MiB in 1 MiB chunks, far more than the socket buffers hold; each chunk produced
+    is counted in *produced*."""
+    for _ in range(64):
+        if produced is not None:
+            produced.append(1)
+        yield b"w" * (1024 * 1024)
+
+
 @pytest.mark.parametrize("via", VIAS)
 async def test_an_upstream_that_does_not_take_the_body_is_a_write_timeout(
     pool: KeepAlivePool, client: httpx.AsyncClient, serve: Serve, via: str
@@ -895,30 +904,17 @@ async def test_an_upstream_that_does_not_take_the_body_is_a_write_timeout(
         await peer.closed.wait()  # and never read the body (until the server stops)
 
     server = await serve(script)
-
-    async def body() -> AsyncIterator[bytes]:
-        for _ in range(64):  # far more than the socket buffers hold
-            yield b"w" * (1024 * 1024)
-
     async with asyncio.timeout(10):  # a guard: without a write timeout this would hang
         with pytest.raises(httpx.WriteTimeout):
             if via == "send":
                 timeouts = Timeouts(connect=2.0, read=2.0, write=0.2)
-                await pool.send("POST", server.origin, b"/", [(b"Host", b"h")], body(), timeouts)
+                await pool.send(
+                    "POST", server.origin, b"/", [(b"Host", b"h")], big_body(), timeouts
+                )
             else:
                 timeout = httpx.Timeout(2.0, write=0.2)
-                await client.post(server.url, content=body(), timeout=timeout)
+                await client.post(server.url, content=big_body(), timeout=timeout)
     assert pool.idle_count() == 0
-
-
-def big_body(received: list[int] | None = None) -> AsyncIterator[bytes]:
-    async def body() -> AsyncIterator[bytes]:
-        for _ in range(64):  # far more than the socket buffers hold
-            if received is not None:
-                received.append(1)
-            yield b"w" * (1024 * 1024)
-
-    return body()
 
 
 @pytest.mark.parametrize("via", VIAS)
