@@ -8,7 +8,10 @@ and ``hello`` (``tests/server/proxy_upstream.py``: a raw ASGI callable answering
 ``hello``, the cheapest upstream there is, so the proxy's share is as large as it gets).
 A load generator in its own process keeps N keep-alive connections busy (closed loop:
 each sends its next request when the previous answer is in) for a few seconds,
-alternating direct and fork rounds so drift hits both alike. Then the same connections
+alternating direct and fork rounds so drift hits both alike, with a third kind of round
+between them: straight to the upstream with the fork's own request headers (its token
+and ``X-Forwarded-*``), which shows how much of the fork's cost is the app honouring the
+token rather than the proxy. Then the same connections
 paced at half the rate the fork sustained, both ways (latency under load without a
 queue), and one connection alone. Last, 100 MB are streamed through the fork (down,
 then up) while the service's peak RSS is read from /proc.
@@ -145,9 +148,9 @@ async def _connection(
 
 
 async def _load(
-    port: int, host: str, connections: int, seconds: float, rate: float
+    port: int, host: str, connections: int, seconds: float, rate: float, extra: str = ""
 ) -> dict[str, object]:
-    request = f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: bench\r\n\r\n".encode()
+    request = f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: bench\r\n{extra}\r\n".encode()
     latencies: list[float] = []
     errors: list[str] = []
     started = time.perf_counter()
@@ -168,8 +171,9 @@ async def _load(
 def load_main(argv: list[str]) -> None:
     port, host, connections = int(argv[0]), argv[1], int(argv[2])
     seconds, rate = float(argv[3]), float(argv[4])
+    extra = "".join(f"{line}\r\n" for line in argv[5:])  # more header lines
     before = os.times()
-    result = asyncio.run(_load(port, host, connections, seconds, rate))
+    result = asyncio.run(_load(port, host, connections, seconds, rate, extra))
     after = os.times()
     result["cpu_load"] = (after.user - before.user) + (after.system - before.system)
     print(json.dumps(result))
@@ -188,15 +192,17 @@ def run_load(
     seconds: float,
     watch: dict[str, int],
     rate: float = 0.0,
+    headers: list[str] | None = None,
 ) -> dict[str, object]:
     """One round of load from a separate process (so it does not share our interpreter).
 
-    *watch* names processes whose CPU time the round's result reports (``cpu_<name>``).
+    *watch* names processes whose CPU time the round's result reports (``cpu_<name>``);
+    *headers* are more ``Name: value`` lines for every request.
     """
     before = {name: cpu_seconds(pid) for name, pid in watch.items()}
     argv = [sys.executable, __file__, "--load", str(port), host, str(connections)]
     out = subprocess.run(
-        [*argv, str(seconds), str(rate)],
+        [*argv, str(seconds), str(rate), *(headers or [])],
         check=True,
         capture_output=True,
         text=True,
@@ -388,7 +394,8 @@ def main() -> None:
                     direct_host = f"127.0.0.1:{upstream.port}"
                     print()
                     print(f"== upstream {kind!r} ==")
-                    report(args, upstream, service, direct_host, fork_host)
+                    headers = forks_headers(kind, fork_host)
+                    report(args, upstream, service, direct_host, fork_host, headers)
                     if kind == "hello":
                         print()
                         memory = stream_memory(service, fork_host)
@@ -396,31 +403,61 @@ def main() -> None:
                         print_extras(memory, clients)
 
 
+def forks_headers(kind: str, fork_host: str) -> list[str]:
+    """What the fork adds to each request it sends upstream: a token for its flags (minted
+    here with the service's secret) and the ``X-Forwarded-*`` fields."""
+    from featureflag.tokens import OverrideSigner
+
+    signer = OverrideSigner(SECRET, environment=ENV["FEATUREFLAG_ENVIRONMENT"])
+    token = signer.dumps(FLAGS[kind], sub="bench", origin=f"fork:{kind}", ttl=3600)
+    return [
+        "X-Forwarded-For: 127.0.0.1",
+        "X-Forwarded-Proto: http",
+        f"X-Forwarded-Host: {fork_host}",
+        f"Feature-Flag-Overrides: {token}",
+    ]
+
+
 def report(
-    args: argparse.Namespace, upstream: Server, service: Server, direct_host: str, fork_host: str
+    args: argparse.Namespace,
+    upstream: Server,
+    service: Server,
+    direct_host: str,
+    fork_host: str,
+    fork_headers: list[str],
 ) -> None:
     n = args.connections
     watch = {"upstream": upstream.process.pid, "service": service.process.pid}
 
     def load(
-        port: int, host: str, connections: int, seconds: float, rate: float = 0.0
+        port: int,
+        host: str,
+        connections: int,
+        seconds: float,
+        rate: float = 0.0,
+        headers: list[str] | None = None,
     ) -> dict[str, object]:
-        return run_load(port, host, connections, seconds, watch, rate)
+        return run_load(port, host, connections, seconds, watch, rate, headers)
 
     # Warm both paths (imports, pools, the token cache) before anything is measured.
     load(upstream.port, direct_host, n, 0.5)
+    load(upstream.port, direct_host, n, 0.5, headers=fork_headers)
     load(service.port, fork_host, n, 0.5)
     direct: list[dict[str, object]] = []
+    direct_as_fork: list[dict[str, object]] = []
     fork: list[dict[str, object]] = []
     for _ in range(args.rounds):
         direct.append(load(upstream.port, direct_host, n, args.seconds))
+        # What the upstream costs for the fork's request, with no proxy in between: the
+        # share of the fork's cost that is the app honouring the token.
+        direct_as_fork.append(load(upstream.port, direct_host, n, args.seconds, 0, fork_headers))
         fork.append(load(service.port, fork_host, n, args.seconds))
     solo_direct: list[dict[str, object]] = []
     solo_fork: list[dict[str, object]] = []
     for _ in range(args.rounds):
         solo_direct.append(load(upstream.port, direct_host, 1, args.seconds / 2))
         solo_fork.append(load(service.port, fork_host, 1, args.seconds / 2))
-    d, f = summary(direct), summary(fork)
+    d, f, da = summary(direct), summary(fork), summary(direct_as_fork)
     sd, sf = summary(solo_direct), summary(solo_fork)
     # Latency under load, without the queue: the same paced rate both ways, half of what
     # the fork sustained (so neither side saturates), over the same connections.
@@ -433,13 +470,17 @@ def report(
     pd, pf = summary(paced_direct), summary(paced_fork)
     header = f"{'':20}{'requests/s':>14}{'p50 ms':>9}{'p99 ms':>9}"
     print(header + f"{'CPU µs/request: upstream':>27}{'service':>9}{'load':>6}")
-    for label, s in (("direct", d), ("through the fork", f)):
+    for label, s in (("direct", d), ("direct, as the fork", da), ("through the fork", f)):
         print(
             f"{label:20}{s['rps']:>8.0f} ±{s['rps_stdev']:<4.0f}{s['p50_ms']:>9.2f}"
             f"{s['p99_ms']:>9.2f}{s['cpu_upstream']:>27.0f}{s['cpu_service']:>9.0f}"
             f"{s['cpu_load']:>6.0f}"
         )
     print(f"throughput ratio    {f['rps'] / d['rps']:.0%}   (target >= 50%)")
+    print(
+        f"                    {f['rps'] / da['rps']:.0%}   of direct as the fork (its token and "
+        "X-Forwarded-* sent straight: the proxy's share alone)"
+    )
     print(
         f"added p50 / p99     {f['p50_ms'] - d['p50_ms']:.2f} / "
         f"{f['p99_ms'] - d['p99_ms']:.2f} ms (saturated: mostly waiting in line)"
