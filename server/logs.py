@@ -34,17 +34,18 @@ class Formatter(logging.Formatter):
 
     def __init__(self, fmt: str | None = None) -> None:
         super().__init__(fmt)
-        self._second = -1
-        self._stamp = ""
+        # (second, its text) in one tuple: replaced whole, so threads never mix two.
+        self._stamp = (-1, "")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt is not None:
             return super().formatTime(record, datefmt)
         second = int(record.created)
-        if second != self._second:
-            self._stamp = time.strftime(self.default_time_format, self.converter(second))
-            self._second = second
-        return f"{self._stamp},{int(record.msecs):03d}"
+        stamp = self._stamp
+        if stamp[0] != second:
+            stamp = (second, time.strftime(self.default_time_format, self.converter(second)))
+            self._stamp = stamp
+        return f"{stamp[1]},{int(record.msecs):03d}"
 
 
 class BatchingHandler(logging.Handler):
