@@ -285,9 +285,12 @@ class _Watchlist:
 
     def add(self, exchange: _Exchange) -> None:
         loop = asyncio.get_running_loop()
+        if loop is not self.loop:
+            # A new event loop (tests run one each): what waited belongs to the old one.
+            self.loop, self.timer = loop, None
+            self.waiting.clear()
         self.waiting[exchange] = loop.time()
-        if self.timer is None or loop is not self.loop:  # (a test may run a new loop)
-            self.loop = loop
+        if self.timer is None:
             self.timer = loop.call_later(WATCH_AFTER, self._tick)
 
     def discard(self, exchange: _Exchange) -> None:

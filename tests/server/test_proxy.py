@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -15,7 +16,7 @@ from starlette.types import Message
 
 from featureflag.tokens import OverrideSigner
 from server.memory_store import MemoryStore
-from server.proxy import WATCH_AFTER, ForkProxy, fork_from_host, upstream_target
+from server.proxy import WATCH_AFTER, ForkProxy, _Watchlist, fork_from_host, upstream_target
 from server.store import Fork
 from tests.support.clock import Clock
 
@@ -839,6 +840,26 @@ async def test_requests_started_apart_are_each_watched(
             both_hang.set()
     assert sorted(cancelled) == ["/first", "/second"]
     assert proxy.watchlist.waiting == {}
+
+
+def test_the_watchlist_on_a_new_event_loop_drops_what_waited_on_the_old_one() -> None:
+    watchlist = _Watchlist()
+    started: list[str] = []
+
+    class Exchange:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def start_watching(self) -> None:
+            started.append(self.name)
+
+    async def add(name: str, wait: float) -> None:
+        watchlist.add(Exchange(name))  # type: ignore[arg-type]
+        await asyncio.sleep(wait)
+
+    asyncio.run(add("old", 0))  # its loop ends before the timer fires
+    asyncio.run(add("new", WATCH_AFTER * 3))
+    assert started == ["new"]
 
 
 async def test_client_going_away_mid_download_closes_the_upstream_body(
