@@ -126,7 +126,7 @@ class Connection(asyncio.Protocol):
             return  # an interim response (103 Early Hints...): wait for the real one
         self._status = status
         self._headers_done = True
-        if status >= 400 and self._drained is not None and not self._drained.done():
+        if self._refused() and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)  # an error before the whole body: stop sending
         if self._head:
             # The parser does not know this answers a HEAD; its body is empty whatever the
@@ -194,7 +194,7 @@ class Connection(asyncio.Protocol):
                 transport.write(chunk)
             if self._write_paused:
                 await self._drain(timeout)
-            if transport.is_closing() or (self._headers_done and self._status >= 400):
+            if transport.is_closing() or self._refused():
                 # The upstream refused the body with an early error (a 413, say) or went
                 # away: stop sending (RFC 9112 9.5), read what it said, and retire the
                 # connection, which is left in the middle of a request.
@@ -202,6 +202,11 @@ class Connection(asyncio.Protocol):
                 return
         if chunked:
             transport.write(b"0\r\n\r\n")
+
+    def _refused(self) -> bool:
+        """The upstream answered with an error (before the body was all sent, when
+        asked while sending): it does not want the rest (RFC 9112 9.5)."""
+        return self._headers_done and self._status >= 400
 
     async def _drain(self, timeout: float | None) -> None:
         self._drained = asyncio.get_running_loop().create_future()
