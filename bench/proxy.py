@@ -394,7 +394,7 @@ def main() -> None:
                     direct_host = f"127.0.0.1:{upstream.port}"
                     print()
                     print(f"== upstream {kind!r} ==")
-                    headers = forks_headers(kind, fork_host)
+                    headers = forks_headers(kind, fork_host, upstream.url)
                     report(args, upstream, service, direct_host, fork_host, headers)
                     if kind == "hello":
                         print()
@@ -403,19 +403,19 @@ def main() -> None:
                         print_extras(memory, clients)
 
 
-def forks_headers(kind: str, fork_host: str) -> list[str]:
-    """What the fork adds to each request it sends upstream: a token for its flags (minted
-    here with the service's secret) and the ``X-Forwarded-*`` fields."""
+def forks_headers(kind: str, fork_host: str, upstream_url: str) -> list[str]:
+    """What the fork adds to each request it sends upstream, made by the service's own
+    code: a token for its flags and the ``X-Forwarded-*`` fields."""
     from featureflag.tokens import OverrideSigner
+    from server.fork_tokens import TokenCache
+    from server.forwarding import request_headers
+    from server.store import Fork
 
     signer = OverrideSigner(SECRET, environment=ENV["FEATUREFLAG_ENVIRONMENT"])
-    token = signer.dumps(FLAGS[kind], sub="bench", origin=f"fork:{kind}", ttl=3600)
-    return [
-        "X-Forwarded-For: 127.0.0.1",
-        "X-Forwarded-Proto: http",
-        f"X-Forwarded-Host: {fork_host}",
-        f"Feature-Flag-Overrides: {token}",
-    ]
+    fork = Fork(name=kind, upstream=upstream_url, flags=dict(FLAGS[kind]))
+    token = TokenCache(signer, ttl=3600, clock=time.time).token_for(fork)
+    added = request_headers([], token=token, client_ip="127.0.0.1", scheme="http", host=fork_host)
+    return [f"{name.decode('latin-1')}: {value.decode('latin-1')}" for name, value in added]
 
 
 def report(
