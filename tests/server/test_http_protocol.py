@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -54,12 +54,20 @@ async def hello(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def serve_one(protocol_class: type[HttpToolsProtocol]) -> RecordingTransport:
-    config = Config(app=hello, access_log=False, log_config=None)
+def requested(
+    protocol_class: type[HttpToolsProtocol], app: ASGIApp, transport: RecordingTransport
+) -> HttpToolsProtocol:
+    """A protocol on *transport* that has just received ``GET /a`` for *app*."""
+    config = Config(app=app, access_log=False, log_config=None)
     protocol = protocol_class(config, ServerState(), {}, _loop=asyncio.get_running_loop())
-    transport = RecordingTransport()
     protocol.connection_made(transport)
     protocol.data_received(b"GET /a HTTP/1.1\r\nHost: example.test\r\n\r\n")
+    return protocol
+
+
+async def serve_one(protocol_class: type[HttpToolsProtocol]) -> RecordingTransport:
+    transport = RecordingTransport()
+    protocol = requested(protocol_class, hello, transport)
     for _ in range(10):  # the request's task, then the end-of-turn send
         await asyncio.sleep(0)
     protocol.connection_lost(None)
@@ -92,11 +100,7 @@ async def test_a_streamed_response_is_not_held_back() -> None:
         await first_sent.wait()
         await send({"type": "http.response.body", "body": b"second"})
 
-    config = Config(app=stream, access_log=False, log_config=None)
-    loop = asyncio.get_running_loop()
-    protocol = CoalescingHttpToolsProtocol(config, ServerState(), {}, _loop=loop)
-    protocol.connection_made(transport)
-    protocol.data_received(b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n")
+    protocol = requested(CoalescingHttpToolsProtocol, stream, transport)
     async with asyncio.timeout(5):  # a deadlock guard, not a timing assertion
         while not any(b"first" in w for w in transport.writes):
             await asyncio.sleep(0)

@@ -518,6 +518,17 @@ async def test_bytes_after_a_complete_response_do_not_change_it_and_retire_the_c
     assert pool.idle_count() == 0
 
 
+def answered_then_closed(response: bytes) -> Script:
+    """Take one request, send *response* (cut short), close the connection."""
+
+    async def script(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(response)
+        await peer.close()
+
+    return script
+
+
 CUT_SHORT = [
     b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10,
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n" + b"x" * 10 + b"\r\n",
@@ -528,12 +539,7 @@ CUT_SHORT = [
 async def test_the_upstream_closing_mid_body_is_a_read_error_while_iterating(
     pool: KeepAlivePool, serve: Serve, response: bytes
 ) -> None:
-    async def script(peer: Peer) -> None:
-        await peer.request()
-        await peer.send(response)
-        await peer.close()
-
-    server = await serve(script)
+    server = await serve(answered_then_closed(response))
     upstream_response = await pool.send("GET", server.origin, b"/", [(b"Host", b"h")], None, SHORT)
     assert upstream_response.status == 200
     received = b""
@@ -549,12 +555,7 @@ async def test_the_upstream_closing_mid_body_is_a_read_error_while_iterating(
 async def test_the_upstream_closing_mid_body_is_a_read_error_through_httpx(
     client: httpx.AsyncClient, serve: Serve, response: bytes
 ) -> None:
-    async def script(peer: Peer) -> None:
-        await peer.request()
-        await peer.send(response)
-        await peer.close()
-
-    server = await serve(script)
+    server = await serve(answered_then_closed(response))
     with pytest.raises(httpx.ReadError):
         await client.get(server.url, timeout=2.0)
 
