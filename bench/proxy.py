@@ -354,6 +354,12 @@ def main() -> None:
         action="store_true",
         help="run the service and the upstreams without their line per request",
     )
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop of the service and the upstreams (asyncio, as plain uvicorn)",
+    )
     args = parser.parse_args()
     args.load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     kinds = list(UPSTREAMS) if args.upstream == "both" else [args.upstream]
@@ -364,10 +370,11 @@ def main() -> None:
     n, rounds, seconds = args.connections, args.rounds, args.seconds
     print(f"{n} keep-alive connections, {rounds} x {seconds:g} s per side, interleaved")
     print("access logs: " + ("off everywhere" if args.no_access_log else "on everywhere"))
+    print(f"event loop of the service and the upstreams: {args.loop}")
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp)
         port = free_port()
-        argv = [sys.executable, "-m", "server", "--port", str(port)]
+        argv = [sys.executable, "-m", "server", "--port", str(port), "--loop", args.loop]
         argv += ["--db", str(log_dir / "bench.sqlite3")]
         if args.no_access_log:
             argv.append("--no-access-log")
@@ -380,7 +387,7 @@ def main() -> None:
                     app,
                     log_dir=log_dir,
                     env=ENV,
-                    extra=extra,
+                    extra=[*extra, "--loop", args.loop],
                     name=kind,
                     quiet=args.no_access_log,
                 ) as upstream:

@@ -63,6 +63,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             log_level="info",
             log_config=LOG_CONFIG,
             access_log=settings.access_log,
+            loop=settings.loop,
             # A short response's head and body in one send() (server/http_protocol.py).
             http=CoalescingHttpToolsProtocol,
         )

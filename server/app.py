@@ -7,6 +7,7 @@ host is the service itself: ``/api`` (:mod:`server.api`), ``/healthz``,
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from collections.abc import Callable
@@ -152,6 +153,7 @@ class ServiceApp:
 
     async def startup(self) -> None:
         """Open the store (unless one was given) and build the parts."""
+        logger.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
         if self.store is None:
             self.store = SQLiteStore(self.settings.db)
             self._build(self.store)

@@ -10,10 +10,11 @@ what to set.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -42,7 +43,11 @@ SOURCES = {
     "forwarded_allow_ips": "--forwarded-allow-ips",
     "secure_cookies": "--secure-cookies",
     "access_log": "--no-access-log",
+    "loop": "--loop",
 }
+
+Loop = Literal["auto", "asyncio", "uvloop"]
+LOOPS: tuple[Loop, ...] = ("auto", "asyncio", "uvloop")
 
 
 class Settings(BaseModel):
@@ -61,6 +66,7 @@ class Settings(BaseModel):
     forwarded_allow_ips: str = "127.0.0.1"
     secure_cookies: bool = False
     access_log: bool = True
+    loop: Loop = "auto"
 
     @field_validator("secret", mode="before")
     @classmethod
@@ -220,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="no line per request (when the proxy in front already logs them)",
     )
+    parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="auto",
+        help="event loop: uvloop when it is installed, else asyncio (auto)",
+    )
     return parser
 
 
@@ -242,6 +254,7 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         "forwarded_allow_ips": args.forwarded_allow_ips,
         "secure_cookies": args.secure_cookies,
         "access_log": args.access_log,
+        "loop": args.loop,
         "secret": environ["FEATUREFLAG_SECRET"],
         "environment": environ.get("FEATUREFLAG_ENVIRONMENT") or "development",
     }
@@ -250,6 +263,10 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         ttl = environ["FEATUREFLAG_MAX_TOKEN_TTL"]
     if ttl is not None:
         raw["max_token_ttl"] = ttl
+    if args.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ConfigurationError(
+            "--loop uvloop needs the uvloop package: pip install uvloop, or use --loop asyncio."
+        )
     try:
         raw["api_tokens"] = parse_api_tokens(environ["FEATUREFLAG_API_TOKENS"])
     except ValueError as exc:

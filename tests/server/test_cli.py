@@ -43,17 +43,19 @@ def test_startup_errors_exit_2_with_a_message(
     assert "Traceback" not in err
 
 
-def test_the_service_runs_on_the_coalescing_protocol(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("argv", "loop"), [([], "auto"), (["--loop", "asyncio"], "asyncio")])
+def test_the_service_runs_on_the_coalescing_protocol_and_the_chosen_loop(
+    argv: list[str], loop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: dict[str, object] = {}
     monkeypatch.setattr("uvicorn.run", lambda app, **options: seen.update(options))
     monkeypatch.setattr("gc.freeze", lambda: None)
     for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
         monkeypatch.setattr(logging, name, getattr(logging, name))  # main() switches them
-    assert main(["--db", str(tmp_path / "ff.sqlite3")], ENV) == 0
+    assert main(["--db", str(tmp_path / "ff.sqlite3"), *argv], ENV) == 0
     assert seen["http"] is CoalescingHttpToolsProtocol
     assert seen["access_log"] is True
+    assert seen["loop"] == loop
 
 
 def test_an_unknown_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -43,13 +43,19 @@ def upstream(log_dir: Path) -> Iterator[Server]:
         yield up
 
 
-@pytest.fixture(scope="module")
-def service(log_dir: Path, upstream: Server) -> Iterator[Server]:
+# uvicorn's two event loops: plain asyncio, and uvloop (what `--loop auto` picks when it is
+# installed, as with `uvicorn[standard]`); their transports differ (the pool, the
+# coalescing protocol and the disconnect watcher all touch them).
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def service(request: pytest.FixtureRequest, log_dir: Path, upstream: Server) -> Iterator[Server]:
+    loop: str = request.param
     port = free_port()
-    argv = [sys.executable, "-m", "server", "--port", str(port), "--db", str(log_dir / "ff.db")]
+    argv = [sys.executable, "-m", "server", "--port", str(port), "--loop", loop]
+    argv += ["--db", str(log_dir / f"ff-{loop}.db")]
     with run_server(
         argv, port=port, ready_path="/healthz", env=ENV, log_dir=log_dir, name="service"
     ) as server:
+        assert f"event loop: {loop}" in server.output()
         api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_TOKEN}"})
         for name, target in (("new-lp", upstream.url), ("down", f"http://127.0.0.1:{free_port()}")):
             created = api.post(

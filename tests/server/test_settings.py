@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ def test_defaults() -> None:
     assert set(s.api_tokens) == {"alice", "bob"}
     assert s.secure_cookies is False
     assert s.access_log is True
+    assert s.loop == "auto"
 
 
 def test_options() -> None:
@@ -36,7 +38,7 @@ def test_options() -> None:
         [
             "--host", "0.0.0.0", "--port", "9000", "--db", "/var/lib/ff.db",
             "--fork-domain", "QA.Example.com.", "--max-token-ttl", "600", "--secure-cookies",
-            "--no-access-log",
+            "--no-access-log", "--loop", "asyncio",
         ],
         ENV | {"FEATUREFLAG_ENVIRONMENT": "qa"},
     )  # fmt: skip
@@ -46,6 +48,7 @@ def test_options() -> None:
     assert s.environment == "qa"
     assert s.secure_cookies is True
     assert s.access_log is False
+    assert s.loop == "asyncio"
 
 
 def test_max_token_ttl_from_the_environment_and_the_option_wins() -> None:
@@ -111,6 +114,18 @@ def test_bad_environment_says_what_to_set(environ: dict[str, str], says: list[st
 def test_bad_options_say_which(argv: list[str], says: str) -> None:
     with pytest.raises(ConfigurationError, match=says):
         load_settings(argv, ENV)
+
+
+def test_loop_uvloop_without_the_package_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a)
+    )
+    with pytest.raises(ConfigurationError, match="pip install uvloop"):
+        load_settings(["--loop", "uvloop"], ENV)
+    assert load_settings(["--loop", "asyncio"], ENV).loop == "asyncio"
 
 
 def test_secrets_never_appear_in_messages_or_repr() -> None:
