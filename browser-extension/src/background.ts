@@ -10,7 +10,18 @@ import { parseFrontEndEvaluations } from "./frontend";
 import { type Applied, appliedKey, badgeFor, overrideStatus, siteOf } from "./overrides";
 import { parseRefusal, parseReport, type Report } from "./report";
 import { extraSites } from "./sites";
-import { addFrontEnd, addResponse, navigated, overrideCount, type TabState, tabKey } from "./state";
+import {
+  addFrontEnd,
+  addResponse,
+  historyKey,
+  navigated,
+  overrideCount,
+  type RestoredMessage,
+  remember,
+  restored,
+  type TabState,
+  tabKey,
+} from "./state";
 
 // The API token lives in chrome.storage.local: keep it from content scripts, which run
 // inside web pages and never need it (by default they could read local storage).
@@ -24,9 +35,15 @@ const REFUSAL_HEADER = "feature-flag-override-error";
 // One promise chain per tab, so concurrent responses don't overwrite each other's writes.
 const queues = new Map<number, Promise<void>>();
 
-function update(tabId: number, change: (state: TabState | null) => TabState | null): Promise<void> {
+function queued(tabId: number, work: () => Promise<void>): Promise<void> {
   const previous = queues.get(tabId) ?? Promise.resolve();
-  const next = previous.then(async () => {
+  const settled = previous.then(work).catch((error: unknown) => console.error("featureflag: tab state", error));
+  queues.set(tabId, settled);
+  return settled;
+}
+
+function update(tabId: number, change: (state: TabState | null) => TabState | null): Promise<void> {
+  return queued(tabId, async () => {
     const key = tabKey(tabId);
     const stored = (await chrome.storage.session.get(key))[key] as TabState | undefined;
     const state = change(stored ?? null);
@@ -34,9 +51,24 @@ function update(tabId: number, change: (state: TabState | null) => TabState | nu
     if (state !== stored) await chrome.storage.session.set({ [key]: state });
     await refreshBadge(tabId, state);
   });
-  const settled = next.catch((error: unknown) => console.error("featureflag: tab state", error));
-  queues.set(tabId, settled);
-  return settled;
+}
+
+/**
+ * The tab moves to another page: `next` (from the page's state and the tab's earlier
+ * pages) replaces the tab's state, and the pages it left are stored with it.
+ */
+function move(
+  tabId: number,
+  next: (current: TabState | null, history: TabState[]) => { state: TabState; history: TabState[] },
+): Promise<void> {
+  return queued(tabId, async () => {
+    const [key, earlier] = [tabKey(tabId), historyKey(tabId)];
+    const stored = await chrome.storage.session.get([key, earlier]);
+    const current = (stored[key] as TabState | undefined) ?? null;
+    const { state, history } = next(current, (stored[earlier] as TabState[] | undefined) ?? []);
+    await chrome.storage.session.set({ [key]: state, [earlier]: history });
+    await refreshBadge(tabId, state);
+  });
 }
 
 async function refreshBadge(tabId: number, state: TabState): Promise<void> {
@@ -75,7 +107,10 @@ chrome.webRequest.onHeadersReceived.addListener(
     const refusal = refusalRaw === null ? null : parseRefusal(refusalRaw);
     const response = { url: details.url, report, refusal };
     if (details.type === "main_frame") {
-      void update(details.tabId, () => addResponse(navigated(details.url), response));
+      void move(details.tabId, (current, history) => ({
+        state: addResponse(navigated(details.url), response),
+        history: remember(history, current),
+      }));
     } else if (report || refusal) {
       void update(details.tabId, (state) => addResponse(state ?? navigated(details.url), response));
     }
@@ -86,11 +121,20 @@ chrome.webRequest.onHeadersReceived.addListener(
 );
 
 chrome.runtime.onMessage.addListener((message: unknown, sender, sendResponse) => {
-  const msg = message as Partial<FrontEndMessage> | null;
+  const msg = message as Partial<FrontEndMessage | RestoredMessage> | null;
   // Only our own content script talks to us (no externally_connectable in the manifest).
-  if (msg?.kind !== "featureflag/frontend" || sender.id !== chrome.runtime.id) return false;
+  if (sender.id !== chrome.runtime.id) return false;
   const tabId = sender.tab?.id;
   if (tabId === undefined || tabId < 0) return false;
+  if (msg?.kind === "featureflag/restored") {
+    // The top-level page came back from the back/forward cache: no request, no report.
+    // sender.url is the browser's word for where the page is, not the page's.
+    const url = sender.url;
+    if (sender.frameId !== 0 || url === undefined) return false;
+    void move(tabId, (current, history) => restored(history, current, url)).then(() => sendResponse({ ok: true }));
+    return true;
+  }
+  if (msg?.kind !== "featureflag/frontend") return false;
   const evaluations = parseFrontEndEvaluations(msg); // validate again: never trust a page
   void update(tabId, (state) => addFrontEnd(state ?? navigated(sender.tab?.url ?? sender.url ?? ""), evaluations)).then(
     () => sendResponse({ ok: true }),
@@ -106,7 +150,7 @@ chrome.tabs.onUpdated.addListener((tabId, changeInfo) => {
 
 chrome.tabs.onRemoved.addListener((tabId) => {
   queues.delete(tabId);
-  void chrome.storage.session.remove(tabKey(tabId));
+  void chrome.storage.session.remove([tabKey(tabId), historyKey(tabId)]);
 });
 
 // Applying or clearing overrides changes the badge of every tab on that site.

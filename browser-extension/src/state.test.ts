@@ -1,7 +1,19 @@
 import { describe, expect, it } from "vitest";
 import { parseFrontEndEvaluations } from "./frontend";
 import { parseReport } from "./report";
-import { addFrontEnd, addResponse, flagRows, navigated, overrideCount, tabKey } from "./state";
+import {
+  addFrontEnd,
+  addResponse,
+  flagRows,
+  HISTORY_SIZE,
+  historyKey,
+  navigated,
+  overrideCount,
+  remember,
+  restored,
+  type TabState,
+  tabKey,
+} from "./state";
 
 const page = "http://app.localhost:8000/";
 const main = parseReport('"Home.is_new";value=?0;source=default, "hero";value="a";source=default');
@@ -110,5 +122,48 @@ describe("tab state", () => {
     const state = addResponse(navigated(page), { url: page, report: main, refusal: null });
     expect(flagRows(JSON.parse(JSON.stringify(state)))).toEqual(flagRows(state));
     expect(tabKey(7)).toBe("tab:7");
+  });
+});
+
+describe("pages a tab left (back/forward cache)", () => {
+  const other = "http://app.localhost:8000/frontend";
+  const home = addResponse(navigated(page), { url: page, report: main, refusal: null });
+  const front = addFrontEnd(
+    navigated(other),
+    parseFrontEndEvaluations({ evaluations: [{ name: "frontend.chat", value: true, source: "default" }] }),
+  );
+  const names = (state: TabState): string[] => flagRows(state).map((r) => r.name);
+
+  it("shows the flags of the page the tab went back to, and remembers the one it left", () => {
+    const history = remember([], home); // the tab went from home to the front-end page
+    const back = restored(history, front, `${page}#top`);
+    expect(names(back.state)).toEqual(["Home.is_new", "hero"]);
+    const forward = restored(back.history, back.state, other);
+    expect(names(forward.state)).toEqual(["frontend.chat"]);
+    expect(forward.history.map((s) => s.url)).toEqual([page]);
+  });
+
+  it("shows no rows, not the left page's, when it remembers nothing for that URL", () => {
+    const back = restored([], front, "http://app.localhost:8000/elsewhere");
+    expect(back.state).toEqual(navigated("http://app.localhost:8000/elsewhere"));
+    expect(back.history).toEqual([front]);
+  });
+
+  it("keeps one entry per URL, the latest, and at most HISTORY_SIZE", () => {
+    const reloaded = addResponse(navigated(page), { url: page, report: parseReport('"hero";value="b";source=override'), refusal: null });
+    expect(remember(remember([], home), reloaded)).toEqual([reloaded]);
+    let history: TabState[] = [];
+    for (let i = 0; i < HISTORY_SIZE + 3; i++) {
+      history = remember(history, addResponse(navigated(`${page}p${i}`), { url: `${page}p${i}`, report: main, refusal: null }));
+    }
+    expect(history.map((s) => s.url)).toEqual(
+      Array.from({ length: HISTORY_SIZE }, (_, k) => `${page}p${k + 3}`),
+    );
+  });
+
+  it("does not remember a page that reported nothing (a redirect, a page without flags)", () => {
+    expect(remember([home], navigated(other))).toEqual([home]);
+    expect(remember([home], null)).toEqual([home]);
+    expect(historyKey(7)).toBe("history:7");
   });
 });

@@ -24,6 +24,61 @@ export function tabKey(tabId: number): string {
   return `tab:${tabId}`;
 }
 
+/** The storage key of a tab's earlier pages (see {@link remember}). */
+export function historyKey(tabId: number): string {
+  return `history:${tabId}`;
+}
+
+/** How many pages a tab left are remembered, for a return from the back/forward cache. */
+export const HISTORY_SIZE = 5;
+
+function withoutFragment(url: string): string {
+  const at = url.indexOf("#");
+  return at < 0 ? url : url.slice(0, at);
+}
+
+/**
+ * `history` with `left` (the page a tab is leaving) as its most recent entry, at most
+ * {@link HISTORY_SIZE} entries, one per URL. Chrome may keep the page in its
+ * back/forward cache and show it again without a request: see {@link restored}.
+ */
+export function remember(history: readonly TabState[], left: TabState | null): TabState[] {
+  if (left === null) return [...history];
+  const url = withoutFragment(left.url);
+  const kept = history.filter((s) => withoutFragment(s.url) !== url);
+  // A page that reported nothing (a redirect, a page without flags) restores as empty anyway.
+  const empty = left.evaluations.length === 0 && left.refusal === null && left.reports === 0;
+  return (empty ? kept : [...kept, left]).slice(-HISTORY_SIZE);
+}
+
+/** What the content script sends when the top-level page came back from the back/forward cache. */
+export interface RestoredMessage {
+  kind: "featureflag/restored";
+}
+
+/**
+ * The tab showed `url` again from the back/forward cache (no request, so no report): its
+ * state is the one remembered for that URL, or an empty one when none is (better no rows
+ * than the rows of the page the user left). The page it left is remembered in turn.
+ */
+export function restored(
+  history: readonly TabState[],
+  current: TabState | null,
+  url: string,
+): { state: TabState; history: TabState[] } {
+  const key = withoutFragment(url);
+  let at = -1;
+  for (let i = history.length - 1; i >= 0; i--) {
+    if (withoutFragment((history[i] as TabState).url) === key) {
+      at = i;
+      break;
+    }
+  }
+  const state = at < 0 ? navigated(url) : (history[at] as TabState);
+  const rest = history.filter((_, i) => i !== at);
+  return { state, history: remember(rest, current) };
+}
+
 /** A fresh state for a top-level navigation to `url`. */
 export function navigated(url: string): TabState {
   return { url, evaluations: [], omitted: 0, refusal: null, reports: 0 };

@@ -108,7 +108,8 @@ def launch(
         str(profile),
         executable_path=CHROMIUM,
         headless=True,
-        ignore_default_args=["--disable-extensions"],
+        # Playwright turns extensions and the back/forward cache off; Chrome has both on.
+        ignore_default_args=["--disable-extensions", "--disable-back-forward-cache"],
         args=[
             *CHROMIUM_ARGS,
             *extra_args,
@@ -587,6 +588,31 @@ def test_tab_state_survives_the_service_worker_being_stopped(
     popup = ext.popup(front)
     expect_flag(popup, "new-lp", "a", "default", "server")
     expect_flag(popup, "frontend.chat-widget", "false", "default", "front end")
+
+
+def test_back_from_the_back_forward_cache_shows_that_pages_flags(
+    ext: Extension, live_demo: LiveDemo, sdk_bundle: Path
+) -> None:
+    """Back and Forward may show a page again without a request, so without a report."""
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    expect_flag(popup, "new-lp", "a", "default", "server")
+    page.evaluate("() => { window.stayed = true; }")  # gone if the page is loaded again
+
+    page.click("a[href='/frontend']")
+    expect(page.get_by_test_id("frontend-flag")).to_have_attribute("data-status", "ready")
+    expect_flag(popup, "frontend.chat-widget", "false", "default", "front end")
+    expect(row(popup, "new-lp")).to_have_count(0)
+
+    page.go_back(wait_until="commit")  # a restored page fires pageshow, not load
+    assert page.evaluate("() => window.stayed === true"), "not restored from the bfcache"
+    expect_flag(popup, "new-lp", "a", "default", "server")
+    expect_flag(popup, "Recommendations.strategy", "popular", "default", "downstream")
+    expect(row(popup, "frontend.chat-widget")).to_have_count(0)
+
+    page.go_forward(wait_until="commit")
+    expect_flag(popup, "frontend.chat-widget", "false", "default", "front end")
+    expect(row(popup, "new-lp")).to_have_count(0)
 
 
 def test_content_script_cannot_read_the_api_token(ext: Extension, live_demo: LiveDemo) -> None:
