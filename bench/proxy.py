@@ -17,7 +17,7 @@ queue), and one connection alone. Last, 100 MB are streamed through the fork (do
 then up) while the service's peak RSS is read from /proc.
 
     .venv/bin/python bench/proxy.py [--seconds 3] [--rounds 3] [--connections 16]
-                                    [--upstream page|hello|both]
+                                    [--upstream page|hello|both] [--loop asyncio|uvloop]
 
 Targets (issue 4): fork throughput >= 50% of direct, <= 1 ms added p50, RSS growth
 < 30 MB. All processes share this machine's cores; the report says how many there are.
