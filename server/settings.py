@@ -14,7 +14,7 @@ import importlib.util
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -47,7 +47,7 @@ SOURCES = {
 }
 
 Loop = Literal["auto", "asyncio", "uvloop"]
-LOOPS: tuple[Loop, ...] = ("auto", "asyncio", "uvloop")
+LOOPS: tuple[Loop, ...] = get_args(Loop)
 
 
 class Settings(BaseModel):

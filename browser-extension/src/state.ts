@@ -66,14 +66,7 @@ export function restored(
   current: TabState | null,
   url: string,
 ): { state: TabState; history: TabState[] } {
-  const key = withoutFragment(url);
-  let at = -1;
-  for (let i = history.length - 1; i >= 0; i--) {
-    if (withoutFragment((history[i] as TabState).url) === key) {
-      at = i;
-      break;
-    }
-  }
+  const at = history.map((s) => withoutFragment(s.url)).lastIndexOf(withoutFragment(url));
   const state = at < 0 ? navigated(url) : (history[at] as TabState);
   const rest = history.filter((_, i) => i !== at);
   return { state, history: remember(rest, current) };
