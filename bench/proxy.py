@@ -1,6 +1,6 @@
 """Benchmark the fork proxy: direct to the upstream vs through ``http://<fork>.localhost:P/``.
 
-Starts the real service (``python -m server``, SQLite store) and real uvicorn upstreams
+Starts the real service (``python -m featureflag_server``, SQLite store) and real uvicorn upstreams
 on 127.0.0.1, each behind its own fork, all logging as uvicorn does by default (an
 access line per request): ``page`` (``bench/proxy_app.py``: a Starlette page behind
 ``FeatureFlagMiddleware`` evaluating two flags, the smallest app a fork is useful for)
@@ -287,8 +287,8 @@ def stream_memory(service: Server, host: str) -> dict[str, float]:
 def client_cost(url: str, requests: int = 1000) -> dict[str, float]:
     """CPU µs per sequential GET in this process: httpx's client on its own transport and
     on our pool, and the pool's own ``send`` (what the proxy calls)."""
-    from server.upstream import Timeouts
-    from server.upstream_pool import KeepAlivePool
+    from featureflag_server.upstream import Timeouts
+    from featureflag_server.upstream_pool import KeepAlivePool
 
     parsed = httpx.URL(url)
     origin = (parsed.scheme, parsed.host, parsed.port or 80)
@@ -374,7 +374,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp)
         port = free_port()
-        argv = [sys.executable, "-m", "server", "--port", str(port), "--loop", args.loop]
+        argv = [sys.executable, "-m", "featureflag_server", "--port", str(port), "--loop", args.loop]
         argv += ["--db", str(log_dir / "bench.sqlite3")]
         if args.no_access_log:
             argv.append("--no-access-log")
@@ -414,9 +414,9 @@ def forks_headers(kind: str, fork_host: str, upstream_url: str) -> list[str]:
     """What the fork adds to each request it sends upstream, made by the service's own
     code: a token for its flags and the ``X-Forwarded-*`` fields."""
     from featureflag.tokens import OverrideSigner
-    from server.fork_tokens import TokenCache
-    from server.forwarding import request_headers
-    from server.store import Fork
+    from featureflag_server.fork_tokens import TokenCache
+    from featureflag_server.forwarding import request_headers
+    from featureflag_server.store import Fork
 
     signer = OverrideSigner(SECRET, environment=ENV["FEATUREFLAG_ENVIRONMENT"])
     fork = Fork(name=kind, upstream=upstream_url, flags=dict(FLAGS[kind]))

@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     children: list[Child] = []
     try:
         db = str(state / "featureflag.sqlite3")
-        server = [sys.executable, "-m", "server", "--host", "127.0.0.1"]
+        server = [sys.executable, "-m", "featureflag_server", "--host", "127.0.0.1"]
         server += ["--port", str(args.service_port), "--db", db]
         children.append(start("override service", server, env, logs))
         app = uvicorn("examples.demo_app:app", args.app_port)

@@ -7,7 +7,7 @@
 
 ``live_demo`` (session-scoped)
     The demo as ``./scripts/demo`` runs it, but on free ports and a temporary SQLite
-    file: the override service (``python -m server``), the demo shop
+    file: the override service (``python -m featureflag_server``), the demo shop
     (``examples.demo_app``) and its downstream service (``examples.downstream``), real
     uvicorn processes on 127.0.0.1, sharing one secret. The flag catalog is pushed and
     the fork ``new-lp`` (``"new-lp": "b"``, ``"Recommendations.strategy": "personal"``)
@@ -81,7 +81,7 @@ def live_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDemo]:
     db = base / "featureflag.sqlite3"
     with ExitStack() as stack:
         port = free_port()
-        argv = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(port)]
+        argv = [sys.executable, "-m", "featureflag_server", "--host", "127.0.0.1", "--port", str(port)]
         argv += ["--db", str(db)]
         service = stack.enter_context(
             run_server(

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from server.memory_store import MemoryStore
-from server.settings import Settings
-from server.sqlite_store import SQLiteStore
-from server.store import Store
+from featureflag_server.memory_store import MemoryStore
+from featureflag_server.settings import Settings
+from featureflag_server.sqlite_store import SQLiteStore
+from featureflag_server.store import Store
 
 SECRET = "s" * 40
 ALICE = "alice-token-0123456789"

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 import featureflag
 from featureflag.tokens import OverrideSigner
-from server.app import create_app
-from server.memory_store import MemoryStore
-from server.settings import Settings
+from featureflag_server.app import create_app
+from featureflag_server.memory_store import MemoryStore
+from featureflag_server.settings import Settings
 
 from .conftest import ALICE, BOB, SECRET
 

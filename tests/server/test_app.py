@@ -12,14 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from server import app as app_module
-from server.app import create_app
-from server.errors import StoreError
-from server.logs import BatchingHandler
-from server.memory_store import MemoryStore
-from server.settings import Settings
-from server.sqlite_store import SQLiteStore
-from server.store import Fork
+from featureflag_server import app as app_module
+from featureflag_server.app import create_app
+from featureflag_server.errors import StoreError
+from featureflag_server.logs import BatchingHandler
+from featureflag_server.memory_store import MemoryStore
+from featureflag_server.settings import Settings
+from featureflag_server.sqlite_store import SQLiteStore
+from featureflag_server.store import Fork
 
 from .conftest import ALICE
 

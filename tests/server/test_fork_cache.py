@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from server.fork_cache import CachedForks
-from server.memory_store import MemoryStore
-from server.sqlite_store import SQLiteStore
-from server.store import Fork
+from featureflag_server.fork_cache import CachedForks
+from featureflag_server.memory_store import MemoryStore
+from featureflag_server.sqlite_store import SQLiteStore
+from featureflag_server.store import Fork
 from tests.support.clock import Clock
 
 TTL = 1.0

@@ -9,8 +9,8 @@ import pytest
 
 from featureflag.exceptions import InvalidOverride
 from featureflag.tokens import OverrideSigner
-from server.fork_tokens import TokenCache
-from server.store import Fork
+from featureflag_server.fork_tokens import TokenCache
+from featureflag_server.store import Fork
 from tests.support.clock import Clock
 
 

@@ -1,10 +1,10 @@
-"""Header rewriting for the fork proxy (server/forwarding.py)."""
+"""Header rewriting for the fork proxy (server/featureflag_server/forwarding.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from server.forwarding import (
+from featureflag_server.forwarding import (
     ResponseRewriter,
     request_headers,
     strip_hop_by_hop,

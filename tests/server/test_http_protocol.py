@@ -1,4 +1,4 @@
-"""server/http_protocol.py: a response's writes leave in one send."""
+"""server/featureflag_server/http_protocol.py: a response's writes leave in one send."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from server.http_protocol import FLUSH_AT, CoalescingHttpToolsProtocol, CoalescingTransport
+from featureflag_server.http_protocol import FLUSH_AT, CoalescingHttpToolsProtocol, CoalescingTransport
 
 
 class RecordingTransport(asyncio.Transport):

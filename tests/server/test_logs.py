@@ -1,4 +1,4 @@
-"""server/logs.py: the service's log lines, timestamped and written in batches."""
+"""server/featureflag_server/logs.py: the service's log lines, timestamped and written in batches."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from server import logs
-from server.logs import BatchingHandler, Formatter
+from featureflag_server import logs
+from featureflag_server.logs import BatchingHandler, Formatter
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

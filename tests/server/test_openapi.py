@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 from starlette.routing import Mount, Route
 
-from server.app import ServiceApp, create_app
-from server.memory_store import MemoryStore
-from server.settings import Settings
+from featureflag_server.app import ServiceApp, create_app
+from featureflag_server.memory_store import MemoryStore
+from featureflag_server.settings import Settings
 
 from .conftest import ALICE
 

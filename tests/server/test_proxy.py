@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from starlette.types import Message
 
 from featureflag.tokens import OverrideSigner
-from server.memory_store import MemoryStore
-from server.proxy import WATCH_AFTER, ForkProxy, _Watchlist, fork_from_host, upstream_target
-from server.store import Fork
+from featureflag_server.memory_store import MemoryStore
+from featureflag_server.proxy import WATCH_AFTER, ForkProxy, _Watchlist, fork_from_host, upstream_target
+from featureflag_server.store import Fork
 from tests.support.clock import Clock
 
 SECRET = "s" * 40

@@ -1,4 +1,4 @@
-"""Fork URLs end to end: a real uvicorn upstream and the real ``python -m server`` process.
+"""Fork URLs end to end: a real uvicorn upstream and the real ``python -m featureflag_server`` process.
 
 The client talks to 127.0.0.1 with ``Host: new-lp.localhost:PORT``, exactly what a browser
 sends for ``http://new-lp.localhost:PORT/``.
@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from featureflag.tokens import OverrideSigner
-from server.memory_store import MemoryStore
-from server.proxy import ForkProxy
-from server.store import Fork
+from featureflag_server.memory_store import MemoryStore
+from featureflag_server.proxy import ForkProxy
+from featureflag_server.store import Fork
 from tests.support.servers import Server, free_port, run_server, run_uvicorn
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,7 @@ def upstream(log_dir: Path) -> Iterator[Server]:
 def service(request: pytest.FixtureRequest, log_dir: Path, upstream: Server) -> Iterator[Server]:
     loop: str = request.param
     port = free_port()
-    argv = [sys.executable, "-m", "server", "--port", str(port), "--loop", loop]
+    argv = [sys.executable, "-m", "featureflag_server", "--port", str(port), "--loop", loop]
     argv += ["--db", str(log_dir / f"ff-{loop}.db")]
     with run_server(
         argv, port=port, ready_path="/healthz", env=ENV, log_dir=log_dir, name="service"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from featureflag.exceptions import ConfigurationError
-from server.settings import DEFAULT_MAX_TOKEN_TTL, Settings, load_settings
+from featureflag_server.settings import DEFAULT_MAX_TOKEN_TTL, Settings, load_settings
 
 SECRET = "k" * 40
 OLD = "o" * 40

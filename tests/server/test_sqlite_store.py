@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from server.errors import SchemaTooNew, StoreError
-from server.sqlite_store import SCHEMA_VERSION, SQLiteStore, migrate
+from featureflag_server.errors import SchemaTooNew, StoreError
+from featureflag_server.sqlite_store import SCHEMA_VERSION, SQLiteStore, migrate
 
 from .test_store import CATALOG, make
 

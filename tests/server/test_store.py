@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.errors import CatalogConflict, ForkExists, ForkNotFound
-from server.store import Fork, Store
+from featureflag_server.errors import CatalogConflict, ForkExists, ForkNotFound
+from featureflag_server.store import Fork, Store
 
 T0 = datetime(2026, 11, 26, 3, 15, 10, 123456, tzinfo=UTC)
 

@@ -19,8 +19,8 @@ import httpx
 import pytest
 import trustme
 
-from server.upstream import HttpxUpstream, Timeouts, UpstreamResponse
-from server.upstream_pool import KeepAlivePool
+from featureflag_server.upstream import HttpxUpstream, Timeouts, UpstreamResponse
+from featureflag_server.upstream_pool import KeepAlivePool
 from tests.support.servers import Server, free_port, run_uvicorn
 
 pytestmark = pytest.mark.integration

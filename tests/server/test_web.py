@@ -12,11 +12,11 @@ import httpx
 import itsdangerous
 import pytest
 
-from server.memory_store import MemoryStore
-from server.schemas import FlagEntry
-from server.settings import Settings
-from server.store import Fork
-from server.web import SESSION_COOKIE, create_web_app, session_key
+from featureflag_server.memory_store import MemoryStore
+from featureflag_server.schemas import FlagEntry
+from featureflag_server.settings import Settings
+from featureflag_server.store import Fork
+from featureflag_server.web import SESSION_COOKIE, create_web_app, session_key
 
 from .conftest import ALICE, BOB, SECRET
 
@@ -486,7 +486,7 @@ async def test_logging_in_starts_a_fresh_session(client: httpx.AsyncClient) -> N
 async def test_the_service_serves_the_page_on_its_own_host_only(
     settings: Settings, memory: MemoryStore
 ) -> None:
-    from server.app import create_app
+    from featureflag_server.app import create_app
 
     upstream = httpx.MockTransport(lambda request: httpx.Response(200, text="upstream page"))
     app = create_app(settings, store=memory, proxy_transport=upstream)

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featureflag._names import is_valid_name
-from server.memory_store import MemoryStore
-from server.settings import Settings
-from server.store import Fork
-from server.web import WebPage
-from server.web_forms import ForkForm, parse_fork_form
+from featureflag_server.memory_store import MemoryStore
+from featureflag_server.settings import Settings
+from featureflag_server.store import Fork
+from featureflag_server.web import WebPage
+from featureflag_server.web_forms import ForkForm, parse_fork_form
 
 from .conftest import ALICE, SECRET
 

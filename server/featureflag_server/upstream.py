@@ -2,7 +2,7 @@
 
 The proxy hands over the bytes it already has (method, origin, target, header pairs)
 and gets back a status, header pairs and a body to iterate: no URL to parse, no request
-or response model to build. :class:`server.upstream_pool.KeepAlivePool` is the real
+or response model to build. :class:`featureflag_server.upstream_pool.KeepAlivePool` is the real
 one; :class:`HttpxUpstream` puts any ``httpx.AsyncBaseTransport`` behind the same
 interface (the tests inject one that plays the upstream).
 """

@@ -1,4 +1,4 @@
-"""The default :class:`server.store.Store`: one SQLite file, WAL mode, versioned schema.
+"""The default :class:`featureflag_server.store.Store`: one SQLite file, WAL mode, versioned schema.
 
 Threading: sqlite3 blocks, so every call runs on one dedicated worker thread that owns
 the store's single connection (a one-worker executor). Calls are therefore serialized

@@ -1,4 +1,4 @@
-"""One upstream HTTP/1.1 connection of :class:`server.upstream_pool.KeepAlivePool`.
+"""One upstream HTTP/1.1 connection of :class:`featureflag_server.upstream_pool.KeepAlivePool`.
 
 An asyncio ``Protocol``: the pool writes a request head (and body) to it, ``httptools``
 parses the response as it arrives, and :class:`Response` hands the body out piece by

@@ -1,7 +1,7 @@
 """Forks and the storage interface every backend implements.
 
-A :class:`Store` keeps forks and the flag catalog. :class:`server.sqlite_store.SQLiteStore`
-is the default backend and :class:`server.memory_store.MemoryStore` a test double; both
+A :class:`Store` keeps forks and the flag catalog. :class:`featureflag_server.sqlite_store.SQLiteStore`
+is the default backend and :class:`featureflag_server.memory_store.MemoryStore` a test double; both
 pass the shared suite in ``tests/server/test_store.py``, which a new backend (a shared
 database for several replicas) must pass too.
 """
@@ -88,11 +88,11 @@ class Store(Protocol):
         ...
 
     async def create_fork(self, fork: Fork) -> Fork:
-        """Store a new fork; raise :class:`server.errors.ForkExists` when the name is taken."""
+        """Store a new fork; raise :class:`featureflag_server.errors.ForkExists` when the name is taken."""
         ...
 
     async def update_fork(self, fork: Fork) -> Fork:
-        """Replace a fork; raise :class:`server.errors.ForkNotFound` when there is none."""
+        """Replace a fork; raise :class:`featureflag_server.errors.ForkNotFound` when there is none."""
         ...
 
     async def delete_fork(self, name: str) -> bool:
@@ -106,7 +106,7 @@ class Store(Protocol):
     async def put_catalog(self, flags: list[dict[str, Any]], *, service: str | None = None) -> None:
         """Replace the whole flag catalog; or, with *service*, only the entries whose
         ``"service"`` is *service* (each of *flags* carries it). Raise
-        :class:`server.errors.CatalogConflict`, storing nothing, when one of *flags* is
+        :class:`featureflag_server.errors.CatalogConflict`, storing nothing, when one of *flags* is
         named like an entry of another service."""
         ...
 

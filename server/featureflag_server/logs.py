@@ -136,13 +136,13 @@ LOG_CONFIG: dict[str, Any] = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {
-            "()": "server.logs.Formatter",
+            "()": "featureflag_server.logs.Formatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
         },
     },
     "handlers": {
         "stderr": {"class": "logging.StreamHandler", "formatter": "plain"},
-        "access": {"class": "server.logs.BatchingHandler", "formatter": "plain"},
+        "access": {"class": "featureflag_server.logs.BatchingHandler", "formatter": "plain"},
     },
     "loggers": {
         "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},

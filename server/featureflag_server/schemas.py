@@ -1,7 +1,7 @@
 """The API's request and response bodies (pydantic), also the source of /openapi.json.
 
 Rules that need outside knowledge (a flag's type in the catalog, the token size) are
-checked in :mod:`server.api`; what a body can say about itself is checked here.
+checked in :mod:`featureflag_server.api`; what a body can say about itself is checked here.
 """
 
 from __future__ import annotations

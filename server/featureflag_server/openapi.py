@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document served at ``/openapi.json``.
 
-Schemas come from the pydantic models in :mod:`server.schemas`; the paths are written
-out here, one entry per route in :data:`server.api.ROUTES` (a test checks they match).
+Schemas come from the pydantic models in :mod:`featureflag_server.schemas`; the paths are written
+out here, one entry per route in :data:`featureflag_server.api.ROUTES` (a test checks they match).
 """
 
 from __future__ import annotations

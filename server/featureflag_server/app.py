@@ -1,8 +1,8 @@
 """The service as one ASGI app: the Host header picks the fork proxy or the service.
 
-``<fork>.<fork domain>`` (any port) goes to :class:`server.proxy.ForkProxy`; any other
-host is the service itself: ``/api`` (:mod:`server.api`), ``/healthz``,
-``/openapi.json`` and the web page (:mod:`server.web`) for everything else.
+``<fork>.<fork domain>`` (any port) goes to :class:`featureflag_server.proxy.ForkProxy`; any other
+host is the service itself: ``/api`` (:mod:`featureflag_server.api`), ``/healthz``,
+``/openapi.json`` and the web page (:mod:`featureflag_server.web`) for everything else.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class ServiceApp:
         store = CachedForks(store)
         signer = self.settings.signer()
         logins = FailedLogins()  # one record of unknown tokens for the API and the page
-        web = _optional("server.web")
+        web = _optional("featureflag_server.web")
         web_app: ASGIApp = (
             web.create_web_app(self.settings, store, logins)
             if web is not None
@@ -112,7 +112,7 @@ class ServiceApp:
                 Mount("/", web_app),
             ]
         )
-        proxy = _optional("server.proxy")
+        proxy = _optional("featureflag_server.proxy")
         if proxy is not None:
             self._fork_from_host = proxy.fork_from_host
             self.proxy = proxy.ForkProxy(

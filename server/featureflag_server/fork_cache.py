@@ -1,4 +1,4 @@
-"""A read cache for forks in front of any :class:`server.store.Store`.
+"""A read cache for forks in front of any :class:`featureflag_server.store.Store`.
 
 Every proxied request looks its fork up. With SQLite that lookup is a round trip to the
 store's database thread, which cost about 0.2 ms of CPU per request on our benchmark
@@ -79,14 +79,14 @@ class CachedForks:
         return await self.store.list_forks()
 
     async def create_fork(self, fork: Fork) -> Fork:
-        """Store a new fork (see :meth:`server.store.Store.create_fork`)."""
+        """Store a new fork (see :meth:`featureflag_server.store.Store.create_fork`)."""
         try:
             return await self.store.create_fork(fork)
         finally:
             self._forget(fork.name)
 
     async def update_fork(self, fork: Fork) -> Fork:
-        """Replace a fork (see :meth:`server.store.Store.update_fork`)."""
+        """Replace a fork (see :meth:`featureflag_server.store.Store.update_fork`)."""
         try:
             return await self.store.update_fork(fork)
         finally:

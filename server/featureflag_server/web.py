@@ -302,7 +302,7 @@ class WebPage:
 
 
 def create_web_app(settings: Settings, store: Store, logins: FailedLogins | None = None) -> ASGIApp:
-    """The web page as an ASGI app (``server.app.create_app`` mounts it at ``/``);
+    """The web page as an ASGI app (``featureflag_server.app.create_app`` mounts it at ``/``);
     *logins* is shared with the API."""
     page = WebPage(settings, store, logins)
     routes = [

@@ -1,7 +1,7 @@
 """The JSON API under ``/api``: override tokens, the flag catalog and forks.
 
 Reads are open; every write needs ``Authorization: Bearer <API token>``. Bad input is
-always a 4xx with a :class:`server.schemas.Problem` body naming the field and the rule.
+always a 4xx with a :class:`featureflag_server.schemas.Problem` body naming the field and the rule.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ DEFAULT_TTL = 3600.0
 
 
 class ApiError(Exception):
-    """Becomes a JSON :class:`~server.schemas.Problem` response."""
+    """Becomes a JSON :class:`~featureflag_server.schemas.Problem` response."""
 
     def __init__(
         self,

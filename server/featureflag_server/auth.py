@@ -93,7 +93,7 @@ class FailedLogins:
     ) -> str | None:
         """``authenticate(given)`` for *client*, counting an unknown token against it.
 
-        Raises :class:`server.errors.TooManyAttempts` (without trying *given*) while
+        Raises :class:`featureflag_server.errors.TooManyAttempts` (without trying *given*) while
         *client* is refused.
         """
         wait = self.retry_after(client)

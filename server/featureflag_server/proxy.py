@@ -71,7 +71,7 @@ class ForkProxy:
     """A pure ASGI app serving every fork host; mount it behind a Host dispatcher.
 
     *store* is looked up on every request, so a fork's edits apply at once. *transport*
-    replaces the default :class:`~server.upstream_pool.KeepAlivePool`, the one pool of
+    replaces the default :class:`~featureflag_server.upstream_pool.KeepAlivePool`, the one pool of
     upstream connections: any ``httpx.AsyncBaseTransport`` works (tests inject one that
     plays the upstream). *timeout* (seconds) bounds connecting to the upstream and each
     read and write; past it the client gets a 504 page. *service_url* is linked from the
