@@ -1,9 +1,10 @@
 """Forks and the storage interface every backend implements.
 
-A :class:`Store` keeps forks and the flag catalog. :class:`featureflag_server.sqlite_store.SQLiteStore`
-is the default backend and :class:`featureflag_server.memory_store.MemoryStore` a test double; both
-pass the shared suite in ``tests/server/test_store.py``, which a new backend (a shared
-database for several replicas) must pass too.
+A :class:`Store` keeps forks and the flag catalog.
+:class:`~featureflag_server.sqlite_store.SQLiteStore` is the default backend and
+:class:`~featureflag_server.memory_store.MemoryStore` a test double; both pass the
+shared suite in ``tests/server/test_store.py``, which a new backend (a shared database
+for several replicas) must pass too.
 """
 
 from __future__ import annotations
@@ -88,11 +89,11 @@ class Store(Protocol):
         ...
 
     async def create_fork(self, fork: Fork) -> Fork:
-        """Store a new fork; raise :class:`featureflag_server.errors.ForkExists` when the name is taken."""
+        """Store a new fork; raise :class:`~featureflag_server.errors.ForkExists` if taken."""
         ...
 
     async def update_fork(self, fork: Fork) -> Fork:
-        """Replace a fork; raise :class:`featureflag_server.errors.ForkNotFound` when there is none."""
+        """Replace a fork; raise :class:`~featureflag_server.errors.ForkNotFound` if none."""
         ...
 
     async def delete_fork(self, name: str) -> bool:
