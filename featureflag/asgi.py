@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from ._http import (
@@ -136,7 +137,7 @@ def _built_by_starlette() -> bool:
     # the lifespan. An exception there reads to uvicorn as "lifespan unsupported", and
     # the server starts anyway, then answers 500 to every request. So, only there, the
     # error waits for the lifespan startup, which it fails properly.
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(4):  # __init__ of a subclass adds frames
         if frame is None:
             return False
