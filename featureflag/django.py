@@ -145,7 +145,7 @@ class FeatureFlagMiddleware:
                 del response[header]
         for name, value in added:
             if name.lower() in _OURS:
-                response[name.decode("latin-1")] = value.decode("latin-1")
+                response[name.decode("latin-1").title()] = value.decode("latin-1")
 
     def _done(self, state: Request, request: HttpRequest, response: HttpResponseBase) -> Any:
         """Warn about late flags now, or, for a streaming body, once it is sent."""
