@@ -103,7 +103,12 @@ class FeatureFlagMiddleware:
             if kind == "websocket":
                 wrapped = send if request.error is None else _websocket_send(request, send)
                 await self.app(scope, receive, wrapped)
-            elif (key := match(config.ofrep_path, _route_path(scope))) is not None:
+            elif (
+                # A substring test first: most paths are not OFREP, and this is C-fast.
+                config.ofrep_path is not None
+                and config.ofrep_path in scope["path"]
+                and (key := match(config.ofrep_path, _route_path(scope))) is not None
+            ):
                 await _serve_ofrep(config, request, scope, receive, send, key or None)
             else:
 
