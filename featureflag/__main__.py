@@ -25,7 +25,10 @@ def catalog_main(argv: Sequence[str]) -> int:
         "--push",
         metavar="URL",
         help="PUT the catalog to the override service (e.g. http://127.0.0.1:8000/api/flags), "
-        "authenticated with $FEATUREFLAG_API_TOKEN",
+        "authenticated with $FEATUREFLAG_API_TOKEN. A push REPLACES the catalog (with "
+        "--service, that service's part): flags it does not list, including ones added "
+        "by hand, are removed. Declare intercept flags with featureflag.declare() at "
+        "import time so that the push lists them",
     )
     parser.add_argument(
         "--service",
