@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from .api import SERVICE_NAME
+from .forks import SERVICE_NAME
 from .schemas import (
     Catalog,
     ForkCreate,
