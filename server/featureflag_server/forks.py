@@ -144,9 +144,10 @@ def expiry(
     if expires_at is not None and ttl is not None:
         return None, [FieldProblem("ttl", "send expires_at or ttl, not both")]
     if ttl is not None:
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl):
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float):
             return None, [FieldProblem("ttl", TTL_RULE)]
-        if ttl <= 0:
+        # (an int is never converted to a float here: JSON may carry 10**400)
+        if (isinstance(ttl, float) and not math.isfinite(ttl)) or ttl <= 0:
             return None, [FieldProblem("ttl", TTL_RULE)]
         if ttl > MAX_FORK_TTL:
             rule = (
@@ -165,7 +166,10 @@ def expiry(
             return None, [FieldProblem("expires_at", EXPIRES_RULE)]
     if not isinstance(moment, datetime) or moment.utcoffset() is None:
         return None, [FieldProblem("expires_at", EXPIRES_RULE)]
-    moment = moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past year 9999 in UTC
+        return None, [FieldProblem("expires_at", EXPIRES_RULE)]
     if moment <= now:
         rule = f"expires_at must be in the future: {iso(moment)} is past (now {iso(now)})"
         return None, [FieldProblem("expires_at", rule)]

@@ -237,6 +237,8 @@ async def test_expiry_from_a_time_or_a_ttl(
         (None, float("inf"), "ttl", TTL_RULE),
         (None, MAX_FORK_TTL + 1, "ttl", "never expires"),
         (None, 1e300, "ttl", "never expires"),
+        (None, 10**400, "ttl", "never expires"),
+        ("9999-12-31T23:00:00-05:00", None, "expires_at", "ISO 8601"),
         ("2026-12-08T12:00:00Z", 60, "ttl", "not both"),
         ("2026-12-07T11:59:59Z", None, "expires_at", "must be in the future"),
         ("2026-12-08T12:00:00", None, "expires_at", "with a timezone"),
