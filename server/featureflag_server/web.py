@@ -7,6 +7,10 @@ with its own purpose, so it signs nothing else. It holds the user's name, a fing
 of their API token (removing the token from ``FEATUREFLAG_API_TOKENS`` ends the session)
 and a CSRF token; never the API token itself. Every POST must carry the CSRF token in a
 hidden field, and the cookie is ``SameSite=Lax``. See ``docs/server.md``.
+
+A thin Starlette app over :mod:`featureflag_server.forks` (the API's rules, without
+importing the API): one ``HTTPEndpoint`` per page, and the app's ``exception_handlers``
+turn a login redirect, a refused CSRF token and a missing fork into responses.
 """
 
 from __future__ import annotations
