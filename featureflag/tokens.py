@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import itsdangerous
-from itsdangerous.encoding import base64_decode
+from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int, int_to_bytes
 
 from ._names import NAME_RULE, is_valid_name
+from ._registry import Flag, FlagType
 from .exceptions import (
     BadSignature,
     ConfigurationError,
@@ -124,6 +125,7 @@ class OverrideSigner:
         )
         self._cache: OrderedDict[str, VerifiedOverrides | TokenError] = OrderedDict()
         self._lock = threading.Lock()
+        self._sig_length: int | None = None
 
     @classmethod
     def from_env(
@@ -161,26 +163,86 @@ class OverrideSigner:
         Raises the same errors :meth:`loads` would, so no token is made that this
         signer would refuse.
         """
-        if not (isinstance(ttl, int | float) and math.isfinite(ttl) and ttl > 0):
-            raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
-        if self.max_age_cap is not None:
-            ttl = min(ttl, self.max_age_cap)
-        clean = _check_flags(flags)
-        payload = {
-            "v": FORMAT_VERSION,
-            "env": self.environment,
-            "flags": clean,
-            "sub": str(sub),
-            "origin": str(origin),
-            "exp": round(self._clock() + ttl, 3),
-        }
+        return self.dumps_with_expiry(flags, sub=sub, origin=origin, ttl=ttl)[0]
+
+    def dumps_with_expiry(
+        self,
+        flags: Mapping[str, FlagValue],
+        *,
+        sub: str,
+        origin: str = "extension",
+        ttl: float = 3600,
+    ) -> tuple[str, float]:
+        """Like :meth:`dumps`, and also return when the token expires (epoch seconds).
+
+        The expiry is what :meth:`loads` will report for the token (``max_age_cap``
+        applied), so a caller never verifies its own token just to read it.
+
+        Example::
+
+            token, expires_at = signer.dumps_with_expiry({"new-lp": "b"}, sub="ana", ttl=600)
+        """
+        payload = self._payload(flags, sub=sub, origin=origin, ttl=ttl)
         token: str = self._serializer.dumps(payload)
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenTooLarge(
                 f"The token would be {len(token)} bytes; the limit is {MAX_TOKEN_BYTES}. "
                 "Send fewer or shorter overrides."
             )
-        return token
+        expires_at = float(payload["exp"])
+        if self.max_age_cap is not None:
+            # loads() caps at the signing timestamp (whole seconds) plus the cap.
+            signed_at = bytes_to_int(base64_decode(token.rsplit(".", 2)[1]))
+            expires_at = min(expires_at, signed_at + self.max_age_cap)
+        return token, expires_at
+
+    def check(
+        self,
+        flags: Mapping[str, FlagValue],
+        *,
+        sub: str,
+        origin: str = "extension",
+        ttl: float = 3600,
+    ) -> int:
+        """Raise what :meth:`dumps` would raise for these arguments now, without signing;
+        return the length the token would have.
+
+        A service checks that a fork's flags fit in a token when the fork is saved,
+        long before it signs one. The length is exact for this moment; a token signed
+        later may differ by a few bytes (its expiry has other digits).
+        """
+        payload = self._payload(flags, sub=sub, origin=origin, ttl=ttl)
+        body = self._serializer.dump_payload(payload)
+        stamp = base64_encode(int_to_bytes(int(self._clock())))
+        length = len(body) + 1 + len(stamp) + 1 + self._signature_length()
+        if length > MAX_TOKEN_BYTES:
+            raise TokenTooLarge(
+                f"The token would be {length} bytes; the limit is {MAX_TOKEN_BYTES}. "
+                "Send fewer or shorter overrides."
+            )
+        return length
+
+    def _signature_length(self) -> int:
+        if self._sig_length is None:
+            # Fixed by the digest: measured once on an empty value.
+            self._sig_length = len(self._serializer.make_signer().get_signature(b""))
+        return self._sig_length
+
+    def _payload(
+        self, flags: Mapping[str, FlagValue], *, sub: str, origin: str, ttl: float
+    ) -> dict[str, Any]:
+        if not (isinstance(ttl, int | float) and math.isfinite(ttl) and ttl > 0):
+            raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        if self.max_age_cap is not None:
+            ttl = min(ttl, self.max_age_cap)
+        return {
+            "v": FORMAT_VERSION,
+            "env": self.environment,
+            "flags": check_flags(flags),
+            "sub": str(sub),
+            "origin": str(origin),
+            "exp": round(self._clock() + ttl, 3),
+        }
 
     def loads(self, token: str | bytes) -> VerifiedOverrides:
         """Verify *token* and return its overrides, or raise a :class:`TokenError`.
@@ -256,26 +318,50 @@ class OverrideSigner:
         return result
 
 
-def _check_flags(flags: object) -> dict[str, FlagValue]:
+def override_problem(
+    name: object,
+    value: object,
+    *,
+    type: FlagType | None = None,  # the catalog entry's word (FlagInfo.type)
+    choices: Sequence[str] | None = None,
+) -> str | None:
+    """Why *value* cannot override the flag *name*, or None when it can.
+
+    The one wording of the override rules: the flag name rule, a value that is true,
+    false or a string of at most ``MAX_VALUE_BYTES``, and, when the flag's declared
+    *type* (and Literal *choices*) are known, e.g. from a catalog entry, that the value
+    fits them. Tokens, the middleware and the override service all say it this way.
+    """
+    if not is_valid_name(name):
+        return f"Invalid flag name {str(name)[:60]!r}: {NAME_RULE}."
+    if not isinstance(value, bool | str):
+        return (
+            f"Flag {name!r}: the override {value!r:.60} is a {value.__class__.__name__}; "
+            "send true, false or a string."
+        )
+    if isinstance(value, str) and len(value.encode()) > MAX_VALUE_BYTES:
+        return f"Flag {name!r}: the override is longer than {MAX_VALUE_BYTES} bytes."
+    if type is None:
+        return None
+    declared = Flag(
+        str(name), kind="", type=type, choices=tuple(choices) if choices is not None else None
+    )
+    return declared.problem(value)
+
+
+def check_flags(flags: object) -> dict[str, FlagValue]:
+    """Return *flags* as a token carries them, or raise the :class:`TokenError` that
+    names the first rule broken: :class:`TooManyFlags` past ``MAX_FLAGS``,
+    :class:`InvalidOverride` with :func:`override_problem`'s words."""
     if not isinstance(flags, Mapping):
         raise MalformedToken("The token's flags are not an object.")
     if len(flags) > MAX_FLAGS:
         raise TooManyFlags(f"The token carries {len(flags)} flags; the limit is {MAX_FLAGS}.")
-    clean: dict[str, FlagValue] = {}
     for name, value in flags.items():
-        if not is_valid_name(name):
-            raise InvalidOverride(f"Invalid flag name {str(name)[:60]!r}: {NAME_RULE}.")
-        if not isinstance(value, bool | str):
-            raise InvalidOverride(
-                f"Flag {name!r}: the override {value!r:.60} is a {type(value).__name__}; "
-                "send true, false or a string."
-            )
-        if isinstance(value, str) and len(value.encode()) > MAX_VALUE_BYTES:
-            raise InvalidOverride(
-                f"Flag {name!r}: the override is longer than {MAX_VALUE_BYTES} bytes."
-            )
-        clean[name] = value
-    return clean
+        problem = override_problem(name, value)
+        if problem is not None:
+            raise InvalidOverride(problem)
+    return dict(flags)
 
 
 def _read_payload(payload: object, environment: str) -> VerifiedOverrides:
@@ -288,7 +374,7 @@ def _read_payload(payload: object, environment: str) -> VerifiedOverrides:
         raise MalformedToken("The token has no sub or origin.")
     if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
         raise MalformedToken("The token has no valid expiry.")
-    return VerifiedOverrides(_check_flags(payload.get("flags")), sub, origin, float(exp))
+    return VerifiedOverrides(check_flags(payload.get("flags")), sub, origin, float(exp))
 
 
 def _peek_environment(token: str) -> str | None:

@@ -68,6 +68,10 @@ class CachedForks:
             fork.created_by,
             fork.created_at,
             fork.updated_at,
+            dict(fork.labels),
+            dict(fork.routes),
+            fork.expires_at,
+            fork.updated_by,
         )
 
     def _forget(self, name: str) -> None:
