@@ -6,8 +6,8 @@ import json
 import math
 import os
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import httpx

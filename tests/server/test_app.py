@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from featureflag_server.app import create_app
 from featureflag_server.errors import StoreError
 from featureflag_server.logs import BatchingHandler
