@@ -51,7 +51,7 @@ SALT_PREFIX = "featureflag.overrides/"
 MAKE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 FlagValue = bool | str
-MAX_ROUTES = 20
+MAX_ROUTES = 50
 MAX_ROUTE_BYTES = 512
 SERVICE_RULE = (
     "a service name is 1 to 64 ASCII letters, digits, '.', '_' or '-', "

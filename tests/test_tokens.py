@@ -386,7 +386,7 @@ def test_the_cap_keeps_the_routes() -> None:
         ({"recommendations": "http://recs.internal:0"}, "a route is"),
         ({"recs/v2": "http://recs.internal"}, "a service name is"),
         ({"recommendations": 42}, "a route is"),
-        ({f"s{i}": "http://recs.internal" for i in range(21)}, "the limit is 20"),
+        ({f"s{i}": "http://recs.internal" for i in range(51)}, "the limit is 50"),
         (["http://recs.internal"], "routes: send an object"),
     ],
 )
