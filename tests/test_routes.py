@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import http_sf
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -26,6 +28,7 @@ from featureflag.exceptions import ConfigurationError
 from featureflag.propagation import propagating_async_client, propagating_client
 from featureflag.report import ROUTE, format_report, parse_report
 from featureflag.tokens import OverrideSigner
+from tests.support.servers import run_uvicorn
 
 SECRET = "routes-test-secret-" + "r" * 32
 SERVICE_URL = "http://recs.internal"
@@ -335,3 +338,86 @@ async def test_a_redirect_from_a_routed_build_to_another_host_loses_the_token(
     assert [str(r.url) for r in seen] == [route + "/items?user=7", "http://evil.example/steal"]
     assert seen[0].headers["feature-flag-overrides"] == token
     assert "feature-flag-overrides" not in seen[1].headers
+
+
+# --- the report across the call tree -------------------------------------------------
+
+
+def test_route_items_round_trip_and_keep_their_service_when_merged() -> None:
+    entries = [
+        Evaluation("Recs.algorithm", "v2", "override"),
+        Evaluation(ROUTE, "http://127.0.0.1:8080", "default", None, "search"),
+        Evaluation(ROUTE, "https://evil.example", "default", "not allowed", "ads"),
+        Evaluation(ROUTE, None, "default", "malformed route: x", "billing"),
+    ]
+    header = format_report(entries)
+    assert header == (
+        '"Recs.algorithm";value="v2";source=override, '
+        'route;service="search";url="http://127.0.0.1:8080", '
+        'route;service="ads";url="https://evil.example";rejected="not allowed", '
+        'route;service="billing";rejected="malformed route: x"'
+    )
+    # Merged from downstream "recommendations": its flags get that service, while the
+    # route items keep the service they route.
+    merged = parse_report(header, service="recommendations")
+    assert [(e.name, e.service) for e in merged] == [
+        ("Recs.algorithm", "recommendations"),
+        (ROUTE, "search"),
+        (ROUTE, "ads"),
+        (ROUTE, "billing"),
+    ]
+    assert merged[1:] == entries[1:]
+
+
+def test_a_reader_that_knows_only_flags_skips_route_items() -> None:
+    header = format_report(
+        [Evaluation("a", True), Evaluation(ROUTE, "http://h", "default", None, "s")]
+    )
+    # What every reader written before routes keeps: the members that are strings.
+    members = http_sf.parse(header.encode(), tltype="list")
+    assert [m[0] for m in members if isinstance(m[0], str)] == ["a"]
+
+
+@pytest.mark.parametrize(
+    "item",
+    ['route;url="http://h"', 'route;service=7;url="http://h"', "route", 'routes;service="s"'],
+)
+def test_a_route_item_without_a_service_is_skipped(item: str) -> None:
+    assert parse_report(item + ', "a";value') == [Evaluation("a", True)]
+
+
+# --- real processes ------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_fork_token_routes_recommendations_to_the_pr_build(tmp_path: Path) -> None:
+    """Three uvicorn processes: the front, recommendations' main build and a PR build."""
+    env = {"FEATUREFLAG_SECRET": SECRET, "FEATUREFLAG_ENVIRONMENT": "qa"}
+    app = "tests.apps.routes_app:create_app"
+    with (
+        run_uvicorn(app, factory=True, log_dir=tmp_path, env=env | {"BUILD": "main"},
+                    ready_path="/ready", name="main") as main,
+        run_uvicorn(app, factory=True, log_dir=tmp_path, env=env | {"BUILD": "pr-12"},
+                    ready_path="/ready", name="pr") as pr,
+        run_uvicorn(app, factory=True, log_dir=tmp_path, env=env | {"RECS_URL": main.url},
+                    ready_path="/ready", name="front") as front,
+    ):  # fmt: skip
+        signer = OverrideSigner(SECRET, environment="qa")
+        routed = signer.dumps(
+            {"Downstream.color": "red"}, sub="fork:pr-12", routes={"recommendations": pr.url}
+        )
+        refused = signer.dumps(
+            {}, sub="fork:x", routes={"recommendations": f"http://localhost:{pr.port}"}
+        )
+        plain = httpx.get(front.url + "/")
+        to_pr = httpx.get(front.url + "/", headers={"Feature-Flag-Overrides": routed})
+        not_allowed = httpx.get(front.url + "/", headers={"Feature-Flag-Overrides": refused})
+    assert plain.json() == {"build": "main", "color": "blue"}
+    assert to_pr.json() == {"build": "pr-12", "color": "red"}
+    report = parse_report(to_pr.headers["feature-flags"])
+    assert Evaluation(ROUTE, pr.url, "default", None, "recommendations") in report
+    assert Evaluation("Downstream.color", "red", "override", None, "recommendations") in report
+    assert not_allowed.json() == {"build": "main", "color": "blue"}
+    [route] = routes_in(not_allowed)
+    assert route.rejected is not None and f"localhost:{pr.port}" in route.rejected
+    assert "not followed" in front.output()
