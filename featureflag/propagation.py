@@ -252,7 +252,9 @@ class _Propagation:
 
 def _record(service: str, url: str | None, rejected: str | None) -> None:
     """Report a route decision in the current scope; log a refusal (once per request)."""
-    entry = Evaluation(ROUTE, url, "default", rejected, service)
+    # A followed route counts as an override: the response used what the token said, so
+    # the middleware marks it Cache-Control: private, no-store.
+    entry = Evaluation(ROUTE, url, "default" if rejected else "override", rejected, service)
     scope = current_scope()
     if scope is not None:
         if scope.remote.get((service, ROUTE)) == entry:

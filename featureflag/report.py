@@ -30,7 +30,8 @@ from ._scope import Evaluation, Evaluations, Scope, Source, _Overridden, _Reject
 HEADER = "Feature-Flags"
 TRUNCATED = "featureflag.truncated"
 #: The name of an :class:`Evaluation` that records a route: ``value`` is the route's
-#: base URL, ``service`` the routed service, ``rejected`` why it was not followed.
+#: base URL, ``service`` the routed service, ``rejected`` why it was not followed;
+#: ``source`` is ``override`` for a followed route.
 ROUTE = "featureflag.route"
 DEFAULT_BUDGET = 4096
 MAX_REASON = 200
@@ -246,10 +247,13 @@ def _parse_route(params: dict[str, Any]) -> Evaluation | None:
     service, url, rejected = params.get("service"), params.get("url"), params.get("rejected")
     if not isinstance(service, str | http_sf.DisplayString) or not str(service):
         return None
+    reason = (
+        str(rejected)[:MAX_REASON] if isinstance(rejected, str | http_sf.DisplayString) else None
+    )
     return Evaluation(
         ROUTE,
         str(url) if isinstance(url, str | http_sf.DisplayString) else None,
-        "default",
-        str(rejected)[:MAX_REASON] if isinstance(rejected, str | http_sf.DisplayString) else None,
+        "default" if reason is not None else "override",  # followed: the token's doing
+        reason,
         str(service),
     )

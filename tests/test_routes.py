@@ -182,7 +182,7 @@ async def test_an_allowed_route_is_followed_and_reported(path: str, signer: Over
     assert sent.headers["host"] == "recs-pr-12.preview.svc.cluster.local"
     assert sent.headers["feature-flag-overrides"] == token  # the routed build gets the flags
     report = parse_report(response.headers["feature-flags"])
-    assert Evaluation(ROUTE, route, "default", None, "recommendations") in report
+    assert Evaluation(ROUTE, route, "override", None, "recommendations") in report
     # The routed build's flags are listed under the service's name, not its host.
     assert Evaluation("Recs.algorithm", "v2", "override", None, "recommendations") in report
     assert (
@@ -346,7 +346,7 @@ async def test_a_redirect_from_a_routed_build_to_another_host_loses_the_token(
 def test_route_items_round_trip_and_keep_their_service_when_merged() -> None:
     entries = [
         Evaluation("Recs.algorithm", "v2", "override"),
-        Evaluation(ROUTE, "http://127.0.0.1:8080", "default", None, "search"),
+        Evaluation(ROUTE, "http://127.0.0.1:8080", "override", None, "search"),
         Evaluation(ROUTE, "https://evil.example", "default", "not allowed", "ads"),
         Evaluation(ROUTE, None, "default", "malformed route: x", "billing"),
     ]
@@ -415,9 +415,28 @@ def test_a_fork_token_routes_recommendations_to_the_pr_build(tmp_path: Path) -> 
     assert plain.json() == {"build": "main", "color": "blue"}
     assert to_pr.json() == {"build": "pr-12", "color": "red"}
     report = parse_report(to_pr.headers["feature-flags"])
-    assert Evaluation(ROUTE, pr.url, "default", None, "recommendations") in report
+    assert Evaluation(ROUTE, pr.url, "override", None, "recommendations") in report
     assert Evaluation("Downstream.color", "red", "override", None, "recommendations") in report
     assert not_allowed.json() == {"build": "main", "color": "blue"}
     [route] = routes_in(not_allowed)
     assert route.rejected is not None and f"localhost:{pr.port}" in route.rejected
     assert "not followed" in front.output()
+
+
+async def test_a_routed_response_is_never_cached(signer: OverrideSigner) -> None:
+    # Nothing evaluated an override: only the route makes this response the token's.
+    token = signer.dumps(
+        {"Unused.flag": True}, sub="ci", routes={"recommendations": "http://127.0.0.1:8080"}
+    )
+
+    def silent(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={})
+
+    async with caller(silent, signer) as client:  # type: ignore[arg-type]
+        routed = await client.get("/async", headers={"Feature-Flag-Overrides": token})
+        plain = await client.get(
+            "/async",
+            headers={"Feature-Flag-Overrides": signer.dumps({"Unused.flag": True}, sub="c")},
+        )
+    assert routed.headers["cache-control"] == "private, no-store"
+    assert "cache-control" not in plain.headers
