@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--service",
         metavar="URL",
+        # Absent stays absent: before or after the command, the one given counts.
+        default=argparse.SUPPRESS,
         help=f"the override service, e.g. https://ff.qa.example.com (default: ${SERVICE_ENV})",
     )
     parser = argparse.ArgumentParser(
@@ -156,6 +158,9 @@ class _Client:
             raise Refused(_problem(response.status_code, data), status=response.status_code)
         return response.status_code, data
 
+    def close(self) -> None:
+        self.http.close()
+
 
 def _problem(status: int, data: Any) -> str:
     """The service's error body as lines: its message, then each field and rule."""
@@ -171,7 +176,7 @@ def _problem(status: int, data: Any) -> str:
 
 
 def _service_url(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
-    raw = args.service or environ.get(SERVICE_ENV, "")
+    raw = getattr(args, "service", None) or environ.get(SERVICE_ENV, "")
     if not raw:
         raise UsageError(f"set {SERVICE_ENV} (or pass --service URL) to the override service")
     parts = urlsplit(raw.strip())
@@ -206,50 +211,64 @@ def run(
     transport: httpx.BaseTransport | None = None,
 ) -> int:
     """Run the command; raises :class:`UsageError` or :class:`Refused`."""
-    parser = _parser()
-    args = parser.parse_args(list(argv))
+    args = _parser().parse_args(list(argv))
+    # The command line first: a bad option is refused whatever the environment.
+    body = _apply_body(args) if args.command == "apply" else None
+    wanted = _pairs("--label", args.label, "team=checkout") if args.command == "list" else []
     base = _service_url(args, environ)
     token = environ.get(TOKEN_ENV) or None
     if args.command in ("apply", "delete") and token is None:
         raise UsageError(f"set {TOKEN_ENV} to an API token of the service (it writes forks)")
     client = _Client(base, token, transport)
-    if args.command == "apply":
-        body: dict[str, Any] = {"upstream": args.upstream, "flags": parse_flags(args.flag)}
-        routes = parse_routes(args.route)
-        if routes:
-            body["routes"] = routes
-        labels = dict(_pairs("--label", args.label, "team=checkout"))
-        if labels:
-            body["labels"] = labels
-        if args.ttl is not None:
-            body["ttl"] = parse_ttl(args.ttl)
-        _, fork = client.call("PUT", _fork_path(args.name), body)
-        print(fork["url"])
-    elif args.command == "get":
-        _, fork = client.call("GET", _fork_path(args.name))
-        print(json.dumps(fork, indent=2) if args.json else _describe(fork))
-    elif args.command == "list":
-        wanted = _pairs("--label", args.label, "team=checkout")
-        _, data = client.call("GET", "")
-        forks = [
-            f
-            for f in data.get("forks", [])
-            if all((f.get("labels") or {}).get(k) == v for k, v in wanted)
-        ]
-        if args.json:
-            print(json.dumps({"forks": forks}, indent=2))
+    try:
+        if args.command == "apply":
+            _, fork = client.call("PUT", _fork_path(args.name), body)
+            url = fork.get("url") if isinstance(fork, Mapping) else None
+            if not isinstance(url, str):
+                raise UsageError(f"{base} answered without a fork URL: is it a featureflag-server?")
+            print(url)
+        elif args.command == "get":
+            _, fork = client.call("GET", _fork_path(args.name))
+            print(json.dumps(fork, indent=2) if args.json else _describe(fork))
+        elif args.command == "list":
+            _, data = client.call("GET", "")
+            forks = [
+                f
+                for f in (data.get("forks", []) if isinstance(data, Mapping) else [])
+                if all((f.get("labels") or {}).get(k) == v for k, v in wanted)
+            ]
+            if args.json:
+                print(json.dumps({"forks": forks}, indent=2))
+            else:
+                for fork in forks:
+                    expires = fork.get("expires_at") or "never"
+                    print(f"{fork.get('name')}\t{fork.get('url')}\texpires {expires}")
         else:
-            for fork in forks:
-                expires = fork.get("expires_at") or "never"
-                print(f"{fork.get('name')}\t{fork.get('url')}\texpires {expires}")
-    else:
-        try:
-            client.call("DELETE", _fork_path(args.name))
-        except Refused as exc:
-            if not (args.missing_ok and exc.status == 404):
-                raise
-            print(f"featureflag fork: no fork {args.name!r}; nothing to delete", file=sys.stderr)
+            try:
+                client.call("DELETE", _fork_path(args.name))
+            except Refused as exc:
+                if not (args.missing_ok and exc.status == 404):
+                    raise
+                print(
+                    f"featureflag fork: no fork {args.name!r}; nothing to delete", file=sys.stderr
+                )
+    finally:
+        client.close()
     return 0
+
+
+def _apply_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``PUT /api/forks/NAME`` body; the options the service does not need are left out."""
+    body: dict[str, Any] = {"upstream": args.upstream, "flags": parse_flags(args.flag)}
+    routes = parse_routes(args.route)
+    if routes:
+        body["routes"] = routes
+    labels = dict(_pairs("--label", args.label, "team=checkout"))
+    if labels:
+        body["labels"] = labels
+    if args.ttl is not None:
+        body["ttl"] = parse_ttl(args.ttl)
+    return body
 
 
 def main(

@@ -31,7 +31,7 @@ class FakeService:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        path = request.url.path
+        path = "/api/forks" + request.url.path.partition("/api/forks")[2]  # any mount prefix
         if request.headers.get("authorization") != f"Bearer {TOKEN}" and request.method != "GET":
             return httpx.Response(
                 401, json={"error": "unauthorized", "message": "Unknown API token.", "errors": []}
@@ -220,10 +220,34 @@ def test_a_service_that_is_not_featureflag_exits_2(capsys: pytest.CaptureFixture
     assert code == 2 and "is http://ff.test a featureflag-server?" in err
 
 
-def test_service_option_wins_over_the_environment(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list", "--service", "https://other.test/ff/"],
+        ["--service", "https://other.test/ff", "list"],
+    ],
+)
+def test_service_option_wins_over_the_environment(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     service = FakeService()
-    cli(["list", "--service", "https://other.test/ff/"], capsys, service)
+    assert cli(args, capsys, service)[0] == 0
     assert str(service.requests[0].url) == "https://other.test/ff/api/forks"
+
+
+def test_a_bad_option_is_refused_whatever_the_environment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = cli(["apply", "a", "--upstream", "http://x", "--ttl", "0d"], capsys, env={})
+    assert code == 2 and TTL_RULE in err
+
+
+def test_an_answer_without_a_fork_url_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(
+        ["apply", "a", "--upstream", "http://x"], capsys, lambda r: httpx.Response(200, json={})
+    )
+    assert (code, out) == (2, "")
+    assert "without a fork URL" in err
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
