@@ -80,13 +80,17 @@ def catalog_main(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    commands = "catalog, sign"
+    commands = "catalog, fork, sign"
     if not args or args[0] in {"-h", "--help"}:
         print(f"usage: python -m featureflag {{{commands}}} ...")
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "catalog":
         return catalog_main(rest)
+    if command == "fork":
+        from .fork_cli import main as fork_main
+
+        return fork_main(rest)
     if command == "sign":
         from .tokens import sign_main
 

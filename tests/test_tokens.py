@@ -443,3 +443,80 @@ def test_the_middleware_rejects_a_wrong_type_in_the_same_words() -> None:
 
     flag = Flag("A.b", kind="trap", type="bool")
     assert flag.problem("on") == override_problem("A.b", "on", type="bool")
+
+
+# --- the routes claim (forks of microservices) ---------------------------------------
+
+ROUTES = {"recommendations": "http://recs-pr-12.preview.svc.cluster.local:8080/v2"}
+
+
+def test_routes_travel_in_the_token() -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    token = signer.dumps({"a": True}, sub="ci", routes=ROUTES)
+    verified = signer.loads(token)
+    assert verified.routes == ROUTES
+    assert verified.route_problems == {}
+    assert verified.flags == {"a": True}
+
+
+def test_a_token_without_routes_has_no_claim_and_no_routes() -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    token = signer.dumps({"a": True}, sub="ci")
+    assert "routes" not in itsdangerous.URLSafeTimedSerializer(
+        SECRET, salt="featureflag.overrides/test"
+    ).loads(token)
+    assert signer.loads(token).routes == {}
+
+
+def test_the_cap_keeps_the_routes() -> None:
+    signer = OverrideSigner(SECRET, environment="test", max_age_cap=10)
+    verified = signer.loads(signer.dumps({}, sub="ci", ttl=3600, routes=ROUTES))
+    assert verified.routes == ROUTES
+
+
+@pytest.mark.parametrize(
+    ("routes", "message"),
+    [
+        ({"recommendations": "ftp://recs.internal"}, "routes.recommendations: a route is"),
+        ({"recommendations": "http://u:p@recs.internal"}, "no user, password"),
+        ({"recommendations": "http://recs.internal?x=1"}, "query or fragment"),
+        ({"recommendations": "http://recs。internal"}, "ASCII host"),
+        ({"recommendations": "http://recs.internal:0"}, "a route is"),
+        ({"recs/v2": "http://recs.internal"}, "a service name is"),
+        ({"recommendations": 42}, "a route is"),
+        ({f"s{i}": "http://recs.internal" for i in range(51)}, "the limit is 50"),
+        (["http://recs.internal"], "routes: send an object"),
+    ],
+)
+def test_a_malformed_route_is_refused_when_signing(routes: object, message: str) -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    with pytest.raises(MalformedToken) as caught:
+        signer.dumps({}, sub="ci", routes=routes)  # type: ignore[arg-type]
+    assert message in str(caught.value)
+
+
+def test_a_malformed_route_in_a_signed_token_is_dropped_and_reported() -> None:
+    # Signed with the secret (a buggy service), so only the claim's shape protects us.
+    payload = {
+        "v": 1,
+        "env": "test",
+        "flags": {"a": True},
+        "sub": "ci",
+        "origin": "fork:pr-1",
+        "exp": 4102444800,
+        "routes": {"good": "http://127.0.0.1:8080", "bad": "http://a@evil.example"},
+    }
+    verified = OverrideSigner(SECRET, environment="test").loads(raw_token(payload))
+    assert verified.flags == {"a": True}  # the flags still apply
+    assert verified.routes == {"good": "http://127.0.0.1:8080"}
+    assert list(verified.route_problems) == ["bad"]
+    assert "no user, password" in verified.route_problems["bad"]
+
+
+def test_a_routes_claim_that_is_not_an_object_is_dropped_whole() -> None:
+    payload = {"v": 1, "env": "test", "flags": {}, "sub": "ci", "origin": "x", "exp": 4102444800}
+    verified = OverrideSigner(SECRET, environment="test").loads(
+        raw_token({**payload, "routes": ["http://127.0.0.1"]})
+    )
+    assert verified.routes == {}
+    assert list(verified.route_problems) == ["*"]
