@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._http import (
-    OFREP_PATH,
     Config,
     ReportMode,
     Request,
@@ -25,6 +24,7 @@ from ._http import (
     warn_late,
 )
 from ._scope import _current
+from .headers import ERROR_HEADER, OFREP_PATH, asgi_name
 from .ofrep import MAX_BODY, evaluate
 from .report import DEFAULT_BUDGET
 from .tokens import OverrideSigner
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["FeatureFlagMiddleware", "current_host", "current_token"]
+
+_ERROR = asgi_name(ERROR_HEADER)
 
 
 class FeatureFlagMiddleware:
@@ -98,7 +100,7 @@ class FeatureFlagMiddleware:
                 await self.app(scope, receive, send_with_headers)
         finally:
             if request.reported is not None:
-                warn_late(request, scope.get("method", "GET"), scope.get("path"))
+                warn_late(request, scope)
             if reset_token is not None:
                 _token.reset(reset_token)
             if reset_scope is not None:
@@ -112,7 +114,7 @@ def _websocket_send(request: Request, send: Send) -> Send:
         if message["type"] == "websocket.accept" and request.error is not None:
             message = dict(message)
             headers = list(message.get("headers", ()))
-            headers.append((b"feature-flag-override-error", request.error.encode()))
+            headers.append((_ERROR, request.error.encode()))
             message["headers"] = headers
         await send(message)
 

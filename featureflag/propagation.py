@@ -26,6 +26,7 @@ import httpx
 from ._http import current_host, current_token
 from ._scope import current_scope
 from .exceptions import ConfigurationError
+from .headers import ERROR_HEADER, REPORT_HEADER, TOKEN_HEADER
 from .report import parse_report
 
 __all__ = [
@@ -37,9 +38,6 @@ __all__ = [
     "propagating_client",
 ]
 
-TOKEN_HEADER = "Feature-Flag-Overrides"
-REPORT_HEADER = "Feature-Flags"
-ERROR_HEADER = "Feature-Flag-Override-Error"
 
 logger = logging.getLogger("featureflag.propagation")
 
