@@ -1,4 +1,5 @@
-"""``python -m featureflag``: ``catalog`` (print or push the flag catalog) and ``sign``."""
+"""``python -m featureflag``: ``catalog`` (print or push the flag catalog), ``sign``, and
+``--version``."""
 
 from __future__ import annotations
 
@@ -83,7 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = "catalog, fork, sign"
     if not args or args[0] in {"-h", "--help"}:
         print(f"usage: python -m featureflag {{{commands}}} ...")
+        print("       python -m featureflag --version")
         return 0 if args else 2
+    if args[0] in {"-V", "--version"}:
+        from . import __version__
+
+        print(f"featureflag {__version__}")
+        return 0
     command, rest = args[0], args[1:]
     if command == "catalog":
         return catalog_main(rest)

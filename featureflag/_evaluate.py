@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._registry import Flag
-from ._scope import Scope, _Rejected
+from ._scope import Scope
 
 _NOT_RUN: Any = object()
 
@@ -28,7 +28,7 @@ def apply_override(
         return value
     if result is _NOT_RUN:
         result = fn(*args, **kwargs)
-    scope.record(name, _Rejected(result, reason))
+    scope.reject(name, result, reason)
     return result
 
 
@@ -48,5 +48,5 @@ async def apply_override_async(
         return value
     if result is _NOT_RUN:
         result = await fn(*args, **kwargs)
-    scope.record(name, _Rejected(result, reason))
+    scope.reject(name, result, reason)
     return result

@@ -10,20 +10,28 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from ._scope import Scope
+from ._scope import Mark, Scope
 from .exceptions import ConfigurationError, TokenError
+from .headers import ERROR_HEADER as ERROR_HEADER
+from .headers import OFREP_PATH as OFREP_PATH
+from .headers import REPORT_HEADER as REPORT_HEADER
+from .headers import TOKEN_COOKIE as COOKIE
+from .headers import TOKEN_HEADER as TOKEN_HEADER
+from .headers import VARY as VARY
+from .headers import asgi_name
 from .report import scope_report
 from .tokens import OverrideSigner, VerifiedOverrides
 
-TOKEN_HEADER = "Feature-Flag-Overrides"
-COOKIE = "featureflag_overrides"
-ERROR_HEADER = "Feature-Flag-Override-Error"
-REPORT_HEADER = "Feature-Flags"
-OFREP_PATH = "/ofrep/v1/evaluate/flags"
-VARY = "Cookie, Feature-Flag-Overrides"
+# The names are spelled in .headers; the ``X as X`` imports above re-export them (and
+# the cookie as COOKIE), so code that imported them from here keeps working.
 NO_STORE = "private, no-store"
 _VARY = VARY.encode()
 _NO_STORE = NO_STORE.encode()
+_TOKEN = asgi_name(TOKEN_HEADER)
+_ERROR = asgi_name(ERROR_HEADER)
+_REPORT = asgi_name(REPORT_HEADER)
+# The names Vary must list, as written in VARY.
+_VARY_NAMES = tuple(name.strip().encode() for name in VARY.split(","))
 
 ReportMode = Literal["with-token", "always", "never"]
 RawHeaders = list[tuple[bytes, bytes]]
@@ -107,12 +115,13 @@ class Config:
 class Request:
     """One request's state. Lives on the stack of the middleware call, never on ``self``."""
 
-    __slots__ = ("error", "raw", "report_due", "reported", "scope", "verified")
+    __slots__ = ("error", "no_store", "raw", "report_due", "reported", "scope", "verified")
+
+    no_store: bool  # set with ``reported``: whether the response was marked no-store
 
     def __init__(self, config: Config, token: str | bytes | None) -> None:
-        # (flags, remote flags) already in the header, and whether the response was
-        # marked no-store: what came later is "late".
-        self.reported: tuple[int, int, bool] | None = None
+        # Where the scope stood when the header went: what came later is "late".
+        self.reported: Mark | None = None
         self.error: str | None = None
         verified: VerifiedOverrides | None = None
         raw: str | None = None
@@ -145,7 +154,7 @@ _PREFIX_LEN = len(_COOKIE_PREFIX)
 
 
 def token_from_cookie(cookie: bytes) -> bytes | None:
-    """The ``featureflag_overrides`` value in a ``Cookie`` header, or None."""
+    """The token cookie's value in a ``Cookie`` header, or None."""
     # find() on the raw bytes rather than splitting every cookie: this runs on every
     # request that carries cookies, and most carry only other people's.
     at = cookie.find(_COOKIE_PREFIX)
@@ -175,8 +184,9 @@ def _follows_separator(cookie: bytes, at: int) -> bool:
 def token_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     """The token of an ASGI request: the header wins over the cookie."""
     cookie: bytes | None = None
+    token_name = _TOKEN
     for name, value in headers:
-        if name == b"feature-flag-overrides" and value:
+        if name == token_name and value:
             return value  # an empty header (an unset shell variable) counts as absent
         if name == b"cookie":
             cookie = value if cookie is None else cookie + b"; " + value
@@ -203,14 +213,15 @@ def response_headers(
             out.append((name, value))
     out.append((b"vary", _merge_vary(vary) if vary else _VARY))
     if request.error is not None:
-        out.append((b"feature-flag-override-error", request.error.encode()))
+        out.append((_ERROR, request.error.encode()))
     if no_store:
         out.append((b"cache-control", _NO_STORE))
     if request.report_due and scope is not None:
-        request.reported = (len(scope.seen), len(scope.remote), no_store)
+        request.reported = scope.mark()
+        request.no_store = no_store
         report = scope_report(scope, budget=config.budget)
         if report:
-            out.append((b"feature-flags", report))
+            out.append((_REPORT, report))
     return out
 
 
@@ -219,32 +230,41 @@ def _merge_vary(existing: list[bytes]) -> bytes:
     have = {p.lower() for p in parts}
     if b"*" in have:
         return b"*"
-    missing = [m for m in (b"Cookie", b"Feature-Flag-Overrides") if m.lower() not in have]
+    missing = [m for m in _VARY_NAMES if m.lower() not in have]
     return b", ".join(parts + missing)
 
 
-def warn_late(request: Request, method: object, path: object) -> None:
-    """Log the flags evaluated after the report header went (streaming bodies)."""
+def warn_late(request: Request, where: Mapping[str, Any]) -> None:
+    """Log the flags evaluated after the report header went (streaming bodies).
+
+    *where* is the ASGI scope or the WSGI environ, read only when there is a warning.
+    """
     scope = request.scope
     if scope is None or request.reported is None:
         return
-    n_seen, n_remote, no_store = request.reported
-    if (n_seen, n_remote) == (len(scope.seen), len(scope.remote)):
+    late = scope.since(request.reported)
+    if not late:
         return
-    late = list(scope.seen)[n_seen:] + [e.name for e in list(scope.remote.values())[n_remote:]]
     shown = ", ".join(late[:20]) + (f" and {len(late) - 20} more" if len(late) > 20 else "")
     cache = ""
-    if not no_store and scope.used_override:
+    if not request.no_store and scope.used_override:
         cache = (
             " An override was used after the headers went, so the response could not be "
             "marked Cache-Control: private, no-store (Vary still keeps shared caches apart)."
         )
     logger.warning(
-        "%d flag(s) evaluated after the Feature-Flags header of %s was sent, so the "
+        "%d flag(s) evaluated after the %s header of %s was sent, so the "
         "header does not list them: %s. Evaluate them before the response starts "
         "(before the first body chunk of a streaming response) to have them reported.%s",
         len(late),
-        f"{method} {path}",
+        REPORT_HEADER,
+        _request_line(where),
         shown,
         cache,
     )
+
+
+def _request_line(request: Mapping[str, Any]) -> str:
+    if "REQUEST_METHOD" in request:  # a WSGI environ (or Django's request.META)
+        return f"{request.get('REQUEST_METHOD')} {request.get('PATH_INFO')}"
+    return f"{request.get('method', 'GET')} {request.get('path')}"

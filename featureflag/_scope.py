@@ -22,6 +22,13 @@ DEFAULT_LIMIT = 500
 
 Source = Literal["default", "override"]
 
+Entry = tuple[str, Any, Source, str | None, str | None]
+"""One evaluation as a plain tuple, in :class:`Evaluation`'s field order:
+``(name, value, source, rejected, service)``. What :meth:`Scope.entries` yields."""
+
+Mark = tuple[int, int]
+"""Where a scope's record stood, from :meth:`Scope.mark`; opaque to callers."""
+
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
@@ -74,8 +81,21 @@ class _Rejected:
         self.reason = reason
 
 
+# The entry types a fingerprint may hold: equal means same report for these (and
+# True == 1, an int, never gets in). A _Rejected is a fresh object per evaluation, and
+# _Overridden markers are shared per value (see _overridden), so identity works.
+_PLAIN = frozenset({bool, str, _Overridden})
+
+
 class Scope:
     """The state of one request (or one ``overrides`` block outside a request).
+
+    Other modules read it through its methods: :meth:`entries`, :meth:`evaluations`,
+    :meth:`fingerprint`, :meth:`mark` and :meth:`since`, ``used_override`` and
+    ``dropped``; they write through :meth:`observe`, :meth:`use_override`,
+    :meth:`reject` and :meth:`add_remote`. The one exception is the hot path of an
+    evaluation, which reads ``known``, ``overrides`` and ``seen`` inline (the code
+    ``trap`` generates, and ``intercept``): see ``_trap.py``.
 
     ``seen`` maps a flag name to the last value app code got: a plain value from the
     default, or an ``_Overridden``/``_Rejected`` marker; dict order is first-evaluation
@@ -153,6 +173,10 @@ class Scope:
         root = self.root
         (self if root is None else root).overridden = True
 
+    def reject(self, name: str, value: object, reason: str) -> None:
+        """Record that the override for *name* was refused (*reason*); app code got *value*."""
+        self.record(name, _Rejected(value, reason))
+
     def add_remote(self, evaluation: Evaluation) -> None:
         """Merge a flag another service evaluated for this request."""
         key = (evaluation.service or "", evaluation.name)
@@ -175,17 +199,51 @@ class Scope:
         """How many distinct flags were evaluated past the limit and not stored."""
         return len(self.overflow)
 
-    def evaluations(self) -> list[Evaluation]:
-        out: list[Evaluation] = []
+    def entries(self) -> Iterator[Entry]:
+        """Every evaluation as a plain tuple, cheaper than :meth:`evaluations`.
+
+        This process's flags in first-evaluation order, then those other services
+        reported; each once, with the last value app code received.
+        """
         for name, entry in self.seen.items():
-            if type(entry) is _Overridden:
-                out.append(Evaluation(name, entry.value, "override"))
-            elif type(entry) is _Rejected:
-                out.append(Evaluation(name, entry.value, "default", entry.reason))
+            kind = type(entry)
+            if kind is _Overridden:
+                yield name, entry.value, "override", None, None  # type: ignore[attr-defined]
+            elif kind is _Rejected:
+                yield name, entry.value, "default", entry.reason, None  # type: ignore[attr-defined]
             else:
-                out.append(Evaluation(name, entry))
-        out.extend(self.remote.values())
-        return out
+                yield name, entry, "default", None, None
+        for e in self.remote.values():
+            yield e.name, e.value, e.source, e.rejected, e.service
+
+    def evaluations(self) -> list[Evaluation]:
+        """:meth:`entries` as :class:`Evaluation` objects."""
+        return [Evaluation(*entry) for entry in self.entries()]
+
+    def fingerprint(self) -> tuple[tuple[str, object], ...] | None:
+        """A hashable record of what was evaluated, for caching what depends on it.
+
+        Two scopes with equal fingerprints evaluated the same flags, in the same order,
+        to the same values from the same sources. None when the scope holds what cannot
+        be compared cheaply: a refused override, flags from other services, or flags
+        past the limit.
+        """
+        seen = self.seen
+        if self.remote or self.overflow or not _PLAIN.issuperset(map(type, seen.values())):
+            return None
+        return tuple(seen.items())
+
+    def mark(self) -> Mark:
+        """Where the record stands now; :meth:`since` lists what came after."""
+        return (len(self.seen), len(self.remote))
+
+    def since(self, mark: Mark) -> tuple[str, ...]:
+        """Names of the flags first evaluated after *mark* (this process's first)."""
+        seen = self.seen
+        remote = self.remote
+        if len(seen) == mark[0] and len(remote) == mark[1]:
+            return ()
+        return (*list(seen)[mark[0] :], *[e.name for e in list(remote.values())[mark[1] :]])
 
 
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(

@@ -17,6 +17,10 @@ _T = TypeVar("_T")
 
 # The generated wrapper keeps the hot path to one ContextVar lookup, one membership
 # test and one dict store, and passes arguments without packing them into *args.
+# It is the one exception to Scope's API: every other module goes through Scope's
+# methods, but a method call here would cost a third of an evaluation, so the wrapper
+# reads ``known``, ``overrides`` and ``seen`` inline (``intercept`` repeats its first
+# test, ``name not in known and name in overrides``, for the same reason).
 # The hot path is a flag this scope already evaluated with no override for it
 # (``Scope.known``); the first evaluation also checks the overrides and the limit.
 # ``Scope.observe`` is the same logic, not inlined, for ``intercept``.

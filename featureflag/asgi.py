@@ -15,7 +15,6 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from ._http import (
-    OFREP_PATH,
     Config,
     ReportMode,
     Request,
@@ -28,6 +27,7 @@ from ._http import (
 )
 from ._scope import _current
 from .exceptions import ConfigurationError
+from .headers import ERROR_HEADER, OFREP_PATH, asgi_name
 from .ofrep import MAX_BODY, evaluate, match
 from .report import DEFAULT_BUDGET
 from .tokens import OverrideSigner
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["FeatureFlagMiddleware", "current_host", "current_token"]
+
+_ERROR = asgi_name(ERROR_HEADER)
 
 
 class FeatureFlagMiddleware:
@@ -123,14 +125,14 @@ class FeatureFlagMiddleware:
                         # The response is complete: flags evaluated from here on belong
                         # to background tasks, which are not late for any header.
                         if request.reported is not None:
-                            warn_late(request, scope.get("method", "GET"), scope.get("path"))
+                            warn_late(request, scope)
                             request.reported = None
                     await send(message)
 
                 await self.app(scope, receive, send_with_headers)
         finally:
             if request.reported is not None:
-                warn_late(request, scope.get("method", "GET"), scope.get("path"))
+                warn_late(request, scope)
             if reset_token is not None:
                 _token.reset(reset_token)
             if reset_scope is not None:
@@ -174,7 +176,7 @@ def _websocket_send(request: Request, send: Send) -> Send:
         if message["type"] == "websocket.accept" and request.error is not None:
             message = dict(message)
             headers = list(message.get("headers", ()))
-            headers.append((b"feature-flag-override-error", request.error.encode()))
+            headers.append((_ERROR, request.error.encode()))
             message["headers"] = headers
         await send(message)
 

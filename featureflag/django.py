@@ -31,9 +31,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.cache import patch_vary_headers
 
 from ._http import (
-    COOKIE,
     NO_STORE,
-    OFREP_PATH,
     Config,
     Request,
     _token,
@@ -41,13 +39,14 @@ from ._http import (
     warn_late,
 )
 from ._scope import Scope, _current, current_scope
+from .headers import ERROR_HEADER, OFREP_PATH, REPORT_HEADER, TOKEN_COOKIE, TOKEN_HEADER, asgi_name
 from .ofrep import MAX_BODY, evaluate, match
 from .report import DEFAULT_BUDGET
 
 __all__ = ["FeatureFlagMiddleware", "vary_on_overrides"]
 
 # The headers response_headers() may add, change or drop; the others pass unchanged.
-_OURS = frozenset({b"vary", b"cache-control", b"feature-flags", b"feature-flag-override-error"})
+_OURS = frozenset({b"vary", b"cache-control", asgi_name(REPORT_HEADER), asgi_name(ERROR_HEADER)})
 _View = TypeVar("_View", bound=Callable[..., Any])
 _Resets = tuple[
     contextvars.Token[Scope | None] | None,
@@ -117,7 +116,7 @@ class FeatureFlagMiddleware:
     def _request(self, request: HttpRequest) -> Request | HttpResponse:
         """The request's state, or the OFREP answer when it asks an OFREP endpoint."""
         config = self.config
-        token = request.headers.get("Feature-Flag-Overrides") or request.COOKIES.get(COOKIE)
+        token = request.headers.get(TOKEN_HEADER) or request.COOKIES.get(TOKEN_COOKIE)
         state = Request(config, token or None)
         key = match(config.ofrep_path, request.path_info)
         if key is None:
@@ -152,7 +151,7 @@ class FeatureFlagMiddleware:
         if state.reported is None:
             return response
         if not response.streaming:
-            warn_late(state, request.method, request.path)
+            warn_late(state, request.META)
             return response
         content = response.streaming_content
         if getattr(response, "is_async", False):
@@ -195,7 +194,7 @@ def _stream(content: Iterator[bytes], state: Request, request: HttpRequest) -> I
                 _exit(resets)
             yield chunk
     finally:
-        warn_late(state, request.method, request.path)
+        warn_late(state, request.META)
 
 
 async def _stream_async(
@@ -212,11 +211,11 @@ async def _stream_async(
                 _exit(resets)
             yield chunk
     finally:
-        warn_late(state, request.method, request.path)
+        warn_late(state, request.META)
 
 
 def _mark(response: HttpResponseBase) -> HttpResponseBase:
-    patch_vary_headers(response, ("Cookie", "Feature-Flag-Overrides"))
+    patch_vary_headers(response, ("Cookie", TOKEN_HEADER))
     scope = current_scope()
     if scope is not None and scope.used_override:
         response["Cache-Control"] = NO_STORE

@@ -33,6 +33,7 @@ from ._http import current_host, current_token
 from ._routing import RoutePolicy, token_routes
 from ._scope import Evaluation, current_scope
 from .exceptions import ConfigurationError
+from .headers import ERROR_HEADER, REPORT_HEADER, TOKEN_HEADER
 from .report import ROUTE, parse_report
 
 __all__ = [
@@ -45,9 +46,6 @@ __all__ = [
     "propagating_client",
 ]
 
-TOKEN_HEADER = "Feature-Flag-Overrides"
-REPORT_HEADER = "Feature-Flags"
-ERROR_HEADER = "Feature-Flag-Override-Error"
 
 logger = logging.getLogger("featureflag.propagation")
 

@@ -25,10 +25,9 @@ from typing import Any
 import http_sf
 
 from ._names import is_valid_name
-from ._scope import Evaluation, Evaluations, Scope, Source, _Overridden, _Rejected
+from ._scope import Evaluation, Evaluations, Scope, Source
+from .headers import TRUNCATED
 
-HEADER = "Feature-Flags"
-TRUNCATED = "featureflag.truncated"
 #: The name of an :class:`Evaluation` that records a route: ``value`` is the route's
 #: base URL, ``service`` the routed service, ``rejected`` why it was not followed;
 #: ``source`` is ``override`` for a followed route.
@@ -54,7 +53,7 @@ def _string(text: str) -> str:
 def _item(
     name: str,
     value: Any,
-    overridden: bool,
+    source: Source,
     rejected: str | None = None,
     service: str | None = None,
 ) -> str | None:
@@ -67,7 +66,7 @@ def _item(
             text += ";value=?0"
         elif isinstance(value, str):
             text += ";value=" + _string(value)
-        text += ";source=override" if overridden else ";source=default"
+        text += ";source=override" if source == "override" else ";source=default"
         if rejected is not None:
             text += ";rejected=" + _string(rejected[:MAX_REASON])
         if service is not None:
@@ -77,23 +76,26 @@ def _item(
     return text
 
 
-def _route_item(e: Evaluation) -> str | None:
+def _route_item(service: str | None, url: object, rejected: str | None) -> str | None:
     """The ``route`` List member of a :data:`ROUTE` evaluation."""
     try:
-        text = "route;service=" + _string(str(e.service))
-        if isinstance(e.value, str):
-            text += ";url=" + _string(e.value[:MAX_REASON])
-        if e.rejected is not None:
-            text += ";rejected=" + _string(e.rejected[:MAX_REASON])
+        text = "route;service=" + _string(str(service))
+        if isinstance(url, str):
+            text += ";url=" + _string(url[:MAX_REASON])
+        if rejected is not None:
+            text += ";rejected=" + _string(rejected[:MAX_REASON])
     except (ValueError, TypeError):
         return None
     return text
 
 
-def _remote_item(e: Evaluation) -> str | None:
-    if e.name == ROUTE:
-        return _route_item(e)
-    return _item(e.name, e.value, e.source == "override", e.rejected, e.service)
+def _entry_item(
+    name: str, value: Any, source: Source, rejected: str | None, service: str | None
+) -> str | None:
+    """One List member for one :meth:`Scope.entries` tuple (a flag, or a route)."""
+    if name == ROUTE:
+        return _route_item(service, value, rejected)
+    return _item(name, value, source, rejected, service)
 
 
 def _marker(omitted: int) -> str:
@@ -109,7 +111,7 @@ def format_report(
     announced by the truncation marker too. Returns "" when there is nothing to say
     (an empty List is sent as no header at all).
     """
-    items = [_remote_item(e) for e in evaluations]
+    items = [_entry_item(e.name, e.value, e.source, e.rejected, e.service) for e in evaluations]
     return _fit(items, dropped, budget)
 
 
@@ -118,28 +120,13 @@ def format_scope(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> str:
 
     The middleware calls this on every reported response.
     """
-    items: list[str | None] = []
-    for name, entry in scope.seen.items():
-        kind = type(entry)
-        if kind is _Overridden:
-            items.append(_item(name, entry.value, True))  # type: ignore[attr-defined]
-        elif kind is _Rejected:
-            items.append(_item(name, entry.value, False, entry.reason))  # type: ignore[attr-defined]
-        else:
-            items.append(_item(name, entry, False))
-    for e in scope.remote.values():
-        items.append(_remote_item(e))
-    return _fit(items, scope.dropped, budget)
+    return _fit([_entry_item(*entry) for entry in scope.entries()], scope.dropped, budget)
 
 
 # The report of a scope, by what it evaluated: requests with the same token running
 # the same code evaluate the same flags to the same values, so the header is the same.
 _REPORTS_MAX = 256
 _reports: dict[tuple[int, tuple[tuple[str, object], ...]], bytes] = {}
-# The only value types a cache key may hold: equal means same report for these (and
-# True == 1, an int, never gets in). A _Rejected is a fresh object per request, and
-# _Overridden markers are shared per value (see _scope._overridden), so identity works.
-_CACHEABLE = frozenset({bool, str, _Overridden})
 # In a report only as the truncation marker: inside an sf-string the quote is escaped.
 _CUT = f'"{TRUNCATED}";omitted='
 
@@ -147,14 +134,14 @@ _CUT = f'"{TRUNCATED}";omitted='
 def scope_report(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> bytes:
     """:func:`format_scope` as header bytes, from a small cache when possible.
 
-    Cached only when every evaluation is a plain bool or str, or an override, and
-    nothing came from other services or was dropped; the key is the budget and the
-    scope's (name, value) pairs in order. Only complete reports are kept, so a key
-    holds no more text than its report: the cache stays within 256 budgets or so.
+    Cached only when the scope has a :meth:`~featureflag._scope.Scope.fingerprint`
+    (plain bools and strings, overrides; nothing refused, remote or dropped); the key is
+    the budget and that fingerprint. Only complete reports are kept, so a key holds no
+    more text than its report: the cache stays within 256 budgets or so.
     """
-    seen = scope.seen
-    if not scope.remote and not scope.overflow and _CACHEABLE.issuperset(map(type, seen.values())):
-        key = (budget, tuple(seen.items()))
+    fingerprint = scope.fingerprint()
+    if fingerprint is not None:
+        key = (budget, fingerprint)
         cached = _reports.get(key)
         if cached is None:
             value = format_scope(scope, budget=budget)
@@ -202,7 +189,8 @@ def parse_report(value: str, *, service: str | None = None) -> list[Evaluation]:
         parsed = http_sf.parse(value.encode("latin-1"), tltype="list")
     except Exception:
         return result
-    assert isinstance(parsed, list)
+    if not isinstance(parsed, list):  # http_sf honours tltype; lenient all the same
+        return result
     for member in parsed:
         if not isinstance(member, tuple) or isinstance(member[0], list):
             continue

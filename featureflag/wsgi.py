@@ -14,7 +14,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ._http import (
-    OFREP_PATH,
     Config,
     ReportMode,
     Request,
@@ -26,6 +25,7 @@ from ._http import (
     warn_late,
 )
 from ._scope import _current
+from .headers import OFREP_PATH, TOKEN_HEADER, wsgi_key
 from .ofrep import MAX_BODY, evaluate, match
 from .report import DEFAULT_BUDGET
 from .tokens import OverrideSigner
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FeatureFlagMiddleware", "current_host", "current_token"]
 
+_TOKEN_KEY = wsgi_key(TOKEN_HEADER)
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
 
@@ -71,7 +72,7 @@ class FeatureFlagMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         config = self.config
-        token: str | bytes | None = environ.get("HTTP_FEATURE_FLAG_OVERRIDES") or None
+        token: str | bytes | None = environ.get(_TOKEN_KEY) or None
         if token is None:
             cookie = environ.get("HTTP_COOKIE")
             if cookie:
@@ -112,7 +113,7 @@ class FeatureFlagMiddleware:
 
         def finish() -> None:
             if request.reported is not None:
-                warn_late(request, environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+                warn_late(request, environ)
             if reset_token is not None:
                 _token.reset(reset_token)
             if reset_scope is not None:

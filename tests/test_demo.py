@@ -155,6 +155,9 @@ def test_the_demo_starts_everything_serves_the_fork_and_stops_on_ctrl_c(tmp_path
         # Each demo service pushed its own part of the catalog.
         assert services["new-lp"] == services["Checkout.is_one_click"] == "demo-app"
         assert services["Recommendations.strategy"] == "downstream"
+        # An intercept flag is declared when its line runs; the catalog was pushed
+        # before the shop served a page, and is not pushed again (docs/demo.md).
+        assert "promo-banner" not in services
 
         # Three processes, one per port (what the end of the test checks is gone).
         assert all(len(running_on(port)) == 1 for port in ports), [

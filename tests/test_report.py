@@ -146,13 +146,11 @@ def test_parse_never_raises(data: bytes) -> None:
 
 
 def test_format_scope_matches_format_report() -> None:
-    from featureflag._scope import Scope, _Overridden, _Rejected
-
     scope = Scope({}, limit=3)
-    scope.record("a", True)
-    scope.record("b", _Overridden("x"))
-    scope.record("c", _Rejected(False, "Flag 'c' is declared `-> bool`"))
-    scope.record("d", True)  # past the limit: dropped
+    scope.observe("a", True)
+    scope.use_override("b", "x")
+    scope.reject("c", False, "Flag 'c' is declared `-> bool`")
+    scope.observe("d", True)  # past the limit: dropped
     scope.add_remote(Evaluation("e", "y", "override", service="billing"))
     expected = format_report(scope.evaluations(), dropped=scope.dropped)
     assert format_scope(scope) == expected

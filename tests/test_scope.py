@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import featureflag
-from featureflag import OverrideTypeError
+from featureflag import Evaluation, OverrideTypeError
+from featureflag._scope import Scope
 
 
 @featureflag.trap(name="Scoped")
@@ -250,3 +251,75 @@ def test_a_request_scope_is_freed_without_the_garbage_collector() -> None:
         assert alive() is None
     finally:
         gc.enable()
+
+
+def _scope_of_every_kind() -> Scope:
+    scope = Scope({"b": "x", "c": "on"})
+    scope.observe("a", True)
+    scope.use_override("b", "x")
+    scope.reject("c", False, "Flag 'c' is declared `-> bool`")
+    scope.add_remote(Evaluation("d", "y", "override", service="billing"))
+    return scope
+
+
+def test_entries_are_the_evaluations_as_tuples_in_order() -> None:
+    scope = _scope_of_every_kind()
+    assert list(scope.entries()) == [
+        ("a", True, "default", None, None),
+        ("b", "x", "override", None, None),
+        ("c", False, "default", "Flag 'c' is declared `-> bool`", None),
+        ("d", "y", "override", None, "billing"),
+    ]
+    assert scope.evaluations() == [Evaluation(*entry) for entry in scope.entries()]
+
+
+def test_mark_and_since_list_what_came_later() -> None:
+    scope = Scope({})
+    scope.observe("a", True)
+    mark = scope.mark()
+    assert scope.since(mark) == ()
+    scope.observe("a", False)  # evaluated again: not new
+    assert scope.since(mark) == ()
+    scope.observe("b", True)
+    scope.add_remote(Evaluation("c", True, service="billing"))
+    assert scope.since(mark) == ("b", "c")
+    assert scope.since(scope.mark()) == ()
+
+
+def test_nested_blocks_mark_the_same_record() -> None:
+    with featureflag.overrides({"Scoped.variant": "b"}) as outer:
+        mark = outer.mark()
+        with featureflag.overrides({"Scoped.is_on": True}) as inner:
+            Scoped().is_on()
+            assert inner.since(mark) == ("Scoped.is_on",)
+        assert outer.since(mark) == ("Scoped.is_on",)
+
+
+def test_fingerprint_is_equal_only_for_the_same_evaluations() -> None:
+    def fingerprint(*values: object) -> object:
+        scope = Scope({})
+        for i, value in enumerate(values):
+            scope.observe(f"f{i}", value)
+        return scope.fingerprint()
+
+    assert fingerprint(True, "a") == fingerprint(True, "a")
+    assert fingerprint(True, "a") != fingerprint(True, "b")
+    assert fingerprint(True) != fingerprint(False)
+    assert fingerprint(1) is None  # not a flag value: never cached as if it were True
+    overridden, default = Scope({"f": True}), Scope({})
+    overridden.use_override("f", True)
+    default.observe("f", True)
+    assert overridden.fingerprint() != default.fingerprint()
+    hash(overridden.fingerprint())
+
+
+def test_no_fingerprint_for_what_cannot_be_compared_cheaply() -> None:
+    rejected = Scope({"c": "on"})
+    rejected.reject("c", False, "wrong type")
+    remote = Scope({})
+    remote.add_remote(Evaluation("d", True, service="billing"))
+    dropped = Scope({}, limit=1)
+    dropped.observe("a", True)
+    dropped.observe("b", True)
+    assert dropped.dropped == 1
+    assert [s.fingerprint() for s in (rejected, remote, dropped)] == [None, None, None]

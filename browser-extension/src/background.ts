@@ -7,21 +7,20 @@
  */
 import type { FrontEndMessage } from "./frontend";
 import { parseFrontEndEvaluations } from "./frontend";
-import { type Applied, appliedKey, badgeFor, overrideStatus, siteOf } from "./overrides";
+import { type Applied, badgeFor, overrideStatus, siteOf } from "./overrides";
 import { parseRefusal, parseReport, type Report } from "./report";
 import { extraSites } from "./sites";
 import {
   addFrontEnd,
   addResponse,
-  historyKey,
   navigated,
   overrideCount,
   type RestoredMessage,
   remember,
   restored,
   type TabState,
-  tabKey,
 } from "./state";
+import { appliedKey, historyKey, parseStorageKey, tabKey } from "./storage";
 
 // The API token lives in chrome.storage.local: keep it from content scripts, which run
 // inside web pages and never need it (by default they could read local storage).
@@ -155,10 +154,11 @@ chrome.tabs.onRemoved.addListener((tabId) => {
 
 // Applying or clearing overrides changes the badge of every tab on that site.
 chrome.storage.onChanged.addListener((changes, area) => {
-  if (area !== "local" || !Object.keys(changes).some((k) => k.startsWith("applied:"))) return;
+  if (area !== "local" || !Object.keys(changes).some((k) => parseStorageKey(k)?.kind === "applied")) return;
   void chrome.storage.session.get(null).then((all) => {
     for (const [key, value] of Object.entries(all)) {
-      if (key.startsWith("tab:")) void refreshBadge(Number(key.slice(4)), value as TabState);
+      const parsed = parseStorageKey(key);
+      if (parsed?.kind === "tab") void refreshBadge(parsed.tabId, value as TabState);
     }
   });
 });

@@ -11,9 +11,6 @@ export interface Config {
   ttlMinutes: number;
 }
 
-/** The `chrome.storage.local` key of the settings. */
-export const CONFIG_KEY = "config";
-
 /** A working day: long enough not to nag, short enough to expire overnight. */
 export const DEFAULT_TTL_MINUTES = 480;
 

@@ -3,13 +3,13 @@
  * "test connection" button (`GET /healthz`, then an authenticated call).
  */
 import {
-  CONFIG_KEY,
   type Config,
   normalizeServiceUrl,
   readConfig,
   serviceOriginPattern,
 } from "./config";
 import { testConnection } from "./overrides";
+import { CONFIG_KEY } from "./storage";
 
 const input = (id: string): HTMLInputElement => document.getElementById(id) as HTMLInputElement;
 const result = document.getElementById("result") as HTMLElement;

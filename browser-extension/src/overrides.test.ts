@@ -2,7 +2,6 @@ import { describe, expect, it } from "vitest";
 import type { Config } from "./config";
 import {
   type Applied,
-  appliedKey,
   badgeFor,
   COOKIE_NAME,
   cookieDetails,
@@ -124,7 +123,6 @@ describe("cookie", () => {
     expect(siteOf("chrome://extensions/")).toBeNull();
     expect(siteOf("not a url")).toBeNull();
     expect(siteOf(undefined)).toBeNull();
-    expect(appliedKey("http://a.localhost:1")).toBe("applied:http://a.localhost:1");
   });
 });
 

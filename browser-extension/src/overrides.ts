@@ -19,11 +19,6 @@ export interface Applied {
   appliedAt: number;
 }
 
-/** The `chrome.storage.local` key of the overrides applied to `origin`. */
-export function appliedKey(origin: string): string {
-  return `applied:${origin}`;
-}
-
 /** The site (origin) a cookie is set for, or null for pages that cannot carry one. */
 export function siteOf(url: string | undefined): string | null {
   if (!url) return null;

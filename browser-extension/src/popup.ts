@@ -6,11 +6,10 @@
  * else the active tab of the current window.
  */
 import { type CatalogEntry, fetchCatalog } from "./catalog";
-import { CONFIG_KEY, type Config, missingSettings, readConfig } from "./config";
+import { type Config, missingSettings, readConfig } from "./config";
 import { desiredOverrides, type Edits, isValidName, NAME_RULE, sameOverrides } from "./edits";
 import {
   type Applied,
-  appliedKey,
   COOKIE_NAME,
   cookieDetails,
   mintToken,
@@ -20,7 +19,8 @@ import {
 import { describeRefusal } from "./report";
 import { el, type RowContext, rowElement } from "./rows";
 import { originPattern } from "./sites";
-import { flagRows, navigated, overrideCount, type TabState, tabKey } from "./state";
+import { flagRows, navigated, overrideCount, type TabState } from "./state";
+import { appliedKey, CONFIG_KEY, tabKey } from "./storage";
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 

@@ -19,16 +19,6 @@ export interface TabState {
   reports: number;
 }
 
-/** The storage key of a tab's state in `chrome.storage.session`. */
-export function tabKey(tabId: number): string {
-  return `tab:${tabId}`;
-}
-
-/** The storage key of a tab's earlier pages (see {@link remember}). */
-export function historyKey(tabId: number): string {
-  return `history:${tabId}`;
-}
-
 /** How many pages a tab left are remembered, for a return from the back/forward cache. */
 export const HISTORY_SIZE = 5;
 
