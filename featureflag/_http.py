@@ -199,9 +199,13 @@ def response_headers(
     """*headers* plus Vary, the refusal reason, Cache-Control and the report."""
     scope = request.scope
     verified = request.verified
-    # Without a verified token nothing can have been overridden: skip the scan.
+    # Without a verified token nothing can have been overridden: skip the scan. A token
+    # with routes only can still have sent a request to another build.
     no_store = (
-        scope is not None and verified is not None and bool(verified.flags) and scope.used_override
+        scope is not None
+        and verified is not None
+        and bool(verified.flags or verified.routes)
+        and scope.used_override
     )
     out: RawHeaders = []
     vary: list[bytes] = []

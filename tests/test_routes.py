@@ -440,3 +440,17 @@ async def test_a_routed_response_is_never_cached(signer: OverrideSigner) -> None
         )
     assert routed.headers["cache-control"] == "private, no-store"
     assert "cache-control" not in plain.headers
+
+
+async def test_a_token_with_routes_only_still_makes_the_response_private(
+    signer: OverrideSigner,
+) -> None:
+    # A fork of a microservice may bake in no flag at all: the route alone is the override.
+    token = signer.dumps({}, sub="ci", routes={"recommendations": "http://127.0.0.1:8080"})
+
+    def silent(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={})
+
+    async with caller(silent, signer) as client:  # type: ignore[arg-type]
+        routed = await client.get("/async", headers={"Feature-Flag-Overrides": token})
+    assert routed.headers["cache-control"] == "private, no-store"

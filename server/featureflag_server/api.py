@@ -36,7 +36,7 @@ from .errors import (
     InvalidFork,
     TooManyAttempts,
 )
-from .forks import SERVICE_NAME, SERVICE_RULE, Forks
+from .forks import SERVICE_NAME, SERVICE_RULE, Forks, route_problems
 from .schemas import Catalog, ForkCreate, ForkUpdate, TokenRequest
 from .settings import Settings
 from .store import Fork, Store, iso
@@ -134,9 +134,12 @@ class Tokens(HTTPEndpoint):
         body = await parse(request, TokenRequest)
         ttl = min(body.ttl or DEFAULT_TTL, api.settings.max_token_ttl)
         flags = await api.forks.check_flags(body.flags, sub=sub, origin=body.origin, ttl=ttl)
+        routes = body.routes or {}
+        if problems := route_problems(routes):
+            raise InvalidFork(problems)
         try:
             token, expires_at = api.signer.dumps_with_expiry(
-                flags, sub=sub, origin=body.origin, ttl=ttl
+                flags, sub=sub, origin=body.origin, ttl=ttl, routes=routes or None
             )
         except TokenError as exc:  # e.g. a few bytes more than check() saw a moment ago
             raise InvalidFork([FieldProblem("flags", str(exc))]) from None

@@ -1,7 +1,7 @@
 """Override tokens for forks: minted by the service, reused until close to expiry.
 
 Every proxied request carries a ``Feature-Flag-Overrides`` token with the fork's flags
-(``sub`` and ``origin`` both ``fork:<name>``). Signing costs tens of microseconds, so
+and routes (``sub`` and ``origin`` both ``fork:<name>``). Signing costs tens of microseconds, so
 :class:`TokenCache` keeps one token per fork and mints a new one when less than 10% of
 its lifetime is left, or as soon as the fork's flags or ``updated_at`` change.
 """
@@ -24,13 +24,20 @@ class Signer(Protocol):
     """What the proxy needs from :class:`featureflag.OverrideSigner`."""
 
     def dumps_with_expiry(
-        self, flags: Mapping[str, bool | str], *, sub: str, origin: str, ttl: float
+        self,
+        flags: Mapping[str, bool | str],
+        *,
+        sub: str,
+        origin: str,
+        ttl: float,
+        routes: Mapping[str, str] | None = None,
     ) -> tuple[str, float]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class _CachedToken:
     flags: dict[str, bool | str]
+    routes: dict[str, str]
     updated_at: datetime
     token: str
     minted_at: float
@@ -40,7 +47,7 @@ class _CachedToken:
 class TokenCache:
     """One override token per fork, reused until less than 10% of its lifetime is left.
 
-    Keyed by the fork's name, flags and ``updated_at``: an edited fork gets a new token
+    Keyed by the fork's name, flags, routes and ``updated_at``: an edited fork gets a new token
     on its next request.
     """
 
@@ -58,6 +65,7 @@ class TokenCache:
             cached is not None
             and cached.updated_at == fork.updated_at
             and cached.flags == fork.flags
+            and cached.routes == fork.routes
         ):
             left = cached.expires_at - now
             if left > REMINT_FRACTION * (cached.expires_at - cached.minted_at):
@@ -65,10 +73,11 @@ class TokenCache:
         subject = f"fork:{fork.name}"
         # The signer may cap the lifetime: it says when the token really expires.
         token, expires_at = self.signer.dumps_with_expiry(
-            fork.flags, sub=subject, origin=subject, ttl=self.ttl
+            fork.flags, sub=subject, origin=subject, ttl=self.ttl, routes=fork.routes or None
         )
-        flags = dict(fork.flags)
-        self._tokens[fork.name] = _CachedToken(flags, fork.updated_at, token, now, expires_at)
+        self._tokens[fork.name] = _CachedToken(
+            dict(fork.flags), dict(fork.routes), fork.updated_at, token, now, expires_at
+        )
         return token
 
     def forget(self, name: str) -> None:

@@ -22,7 +22,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from featureflag.exceptions import TokenError, TooManyFlags
-from featureflag.tokens import OverrideSigner, check_flags, override_problem
+from featureflag.tokens import (
+    MAX_ROUTES,
+    OverrideSigner,
+    check_flags,
+    override_problem,
+    route_problem,
+)
 
 from .errors import FieldProblem, ForkExists, ForkNotFound, InvalidFork
 from .fork_tokens import DEFAULT_TOKEN_TTL
@@ -42,11 +48,6 @@ UPSTREAM_RULE = (
 )
 SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SERVICE_RULE = "a service name is 1 to 64 letters, digits, '.', '_' or '-'"
-ROUTE_RULE = (
-    "a route is an absolute http:// or https:// base URL with a host, "
-    "no user:password@, query or fragment"
-)
-MAX_ROUTES = 50
 MAX_LABELS = 32
 MAX_LABEL_VALUE = 256
 LABEL_KEY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?")
@@ -125,15 +126,21 @@ def _labels(labels: Mapping[str, object]) -> list[FieldProblem]:
     return problems
 
 
-def _routes(routes: Mapping[str, object]) -> list[FieldProblem]:
+def route_problems(routes: Mapping[str, object]) -> list[FieldProblem]:
+    """What is wrong with *routes* (service name -> base URL), field by field."""
+    # The SDK's rule (featureflag.tokens.route_problem): the one the fork's token is
+    # signed and verified with, so a route stored here never breaks the fork's token.
     problems = []
     if len(routes) > MAX_ROUTES:
         problems.append(FieldProblem("routes", f"a fork has at most {MAX_ROUTES} routes"))
     for service, url in routes.items():
-        if not isinstance(service, str) or SERVICE_NAME.fullmatch(service) is None:
-            problems.append(FieldProblem("routes", f"{str(service)[:60]!r}: {SERVICE_RULE}"))
-        elif _bad_url(url):
-            problems.append(FieldProblem(f"routes.{service}", ROUTE_RULE))
+        problem = route_problem(service, url)
+        if problem is None:
+            continue
+        if isinstance(service, str) and SERVICE_NAME.fullmatch(service) is not None:
+            problems.append(FieldProblem(f"routes.{service}", problem))
+        else:
+            problems.append(FieldProblem("routes", problem))
     return problems
 
 
@@ -263,7 +270,7 @@ class Forks:
             problems.append(FieldProblem("name", name_problem))
         problems += self.upstream_problems(spec.upstream)
         problems += _labels(spec.labels)
-        problems += _routes(spec.routes)
+        problems += route_problems(spec.routes)
         now = self.clock()
         expires_at, when = expiry(spec.expires_at, spec.ttl, now)
         problems += when

@@ -23,7 +23,8 @@ from pydantic import (
 )
 
 from featureflag import NAME_RULE
-from featureflag.tokens import MAX_FLAGS, override_problem
+from featureflag.headers import TOKEN_COOKIE, TOKEN_HEADER
+from featureflag.tokens import MAX_FLAGS, MAX_ROUTES, ROUTE_RULE, override_problem
 
 from .forks import (
     EXPIRES_RULE,
@@ -31,8 +32,6 @@ from .forks import (
     LABEL_KEY_RULE,
     LABEL_VALUE_RULE,
     MAX_LABELS,
-    MAX_ROUTES,
-    ROUTE_RULE,
     SERVICE_RULE,
     TTL_RULE,
     UPSTREAM_RULE,
@@ -82,6 +81,11 @@ class TokenRequest(_Body):
         description="lifetime in seconds (default 3600), capped at the service's maximum",
     )
     origin: str = Field(default="extension", description="where the token is used")
+    routes: dict[str, str] | None = Field(
+        default=None,
+        description=f"service name → base URL (the token's routes claim), at most {MAX_ROUTES}",
+        json_schema_extra={"maxProperties": MAX_ROUTES},
+    )
 
     @field_validator("origin")
     @classmethod
@@ -96,7 +100,9 @@ class TokenRequest(_Body):
 class TokenResponse(BaseModel):
     """A freshly signed override token."""
 
-    token: str = Field(description="send as the Feature-Flag-Overrides header or cookie")
+    token: str = Field(
+        description=f"send as the {TOKEN_HEADER} header or the {TOKEN_COOKIE} cookie"
+    )
     expires_at: str = Field(description="ISO 8601 UTC")
     sub: str = Field(description="who asked: the API token's name")
 

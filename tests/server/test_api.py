@@ -194,6 +194,29 @@ async def test_mint_a_token_for_the_caller(client: httpx.AsyncClient) -> None:
     assert body["sub"] == "alice"
 
 
+async def test_a_minted_token_may_carry_routes(client: httpx.AsyncClient) -> None:
+    routes = {"recommendations": "http://recs-pr-7.preview.svc.cluster.local:8080"}
+    body = {"flags": {"new-lp": "b"}, "routes": routes}
+    response = await client.post("/api/tokens", json=body, headers=AUTH)
+    assert response.status_code == 201, response.text
+    assert signer().loads(response.json()["token"]).routes == routes
+
+
+@pytest.mark.parametrize(
+    "routes",
+    [{"recommendations": "ftp://x"}, {"recommendations": "http://u:p@x"}, {"bad name": "http://x"}],
+)
+async def test_a_malformed_route_is_a_422_naming_the_rule(
+    client: httpx.AsyncClient, routes: dict[str, str]
+) -> None:
+    body = {"flags": {"new-lp": "b"}, "routes": routes}
+    response = await client.post("/api/tokens", json=body, headers=AUTH)
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["errors"][0]["field"].startswith("routes")
+    assert "route" in problem["message"] or "service name" in problem["message"]
+
+
 async def test_the_token_is_for_the_configured_environment_only(
     client: httpx.AsyncClient,
 ) -> None:

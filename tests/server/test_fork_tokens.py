@@ -111,3 +111,16 @@ def test_a_capped_signer_is_remint_on_its_own_expiry_without_verifying(clock: Cl
 def test_flags_that_cannot_be_signed_raise(cache: TokenCache) -> None:
     with pytest.raises(InvalidOverride):
         cache.token_for(replace(FORK, flags={"bad name!": True}))
+
+
+def test_the_token_carries_the_forks_routes_and_a_route_edit_mints_a_new_one(
+    cache: TokenCache, signer: OverrideSigner, clock: Clock
+) -> None:
+    routed = replace(FORK, routes={"recommendations": "http://recs-pr-7:8080"})
+    first = cache.token_for(routed)
+    assert signer.loads(first).routes == {"recommendations": "http://recs-pr-7:8080"}
+    clock.now += 1
+    moved = replace(routed, routes={"recommendations": "http://recs-pr-8:8080"})
+    assert signer.loads(cache.token_for(moved)).routes == {
+        "recommendations": "http://recs-pr-8:8080"
+    }

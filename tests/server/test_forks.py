@@ -195,8 +195,8 @@ async def test_good_labels_and_routes_are_stored(forks: Forks) -> None:
     ("routes", "field", "words"),
     [
         ({"has space": "http://h"}, "routes", "a service name"),
-        ({"recs": "ftp://h"}, "routes.recs", "absolute http:// or https://"),
-        ({"recs": "http://u:p@h"}, "routes.recs", "no user:password@"),
+        ({"recs": "ftp://h"}, "routes.recs", "an http:// or https:// base URL"),
+        ({"recs": "http://u:p@h"}, "routes.recs", "no user, password"),
         ({"recs": 7}, "routes.recs", "a route is"),
         ({f"s{i}": "http://h" for i in range(51)}, "routes", "at most 50"),
     ],
