@@ -70,7 +70,13 @@ def test_forget_drops_the_token(signer: OverrideSigner, clock: Clock) -> None:
 
     class Counting:
         def dumps_with_expiry(
-            self, flags: dict[str, bool | str], *, sub: str, origin: str, ttl: float
+            self,
+            flags: dict[str, bool | str],
+            *,
+            sub: str,
+            origin: str,
+            ttl: float,
+            routes: dict[str, str] | None = None,
         ) -> tuple[str, float]:
             minted.append(sub)
             return signer.dumps_with_expiry(flags, sub=sub, origin=origin, ttl=ttl)
@@ -91,9 +97,15 @@ def test_a_capped_signer_is_remint_on_its_own_expiry_without_verifying(clock: Cl
 
     class NoLoads:
         def dumps_with_expiry(
-            self, flags: dict[str, bool | str], *, sub: str, origin: str, ttl: float
+            self,
+            flags: dict[str, bool | str],
+            *,
+            sub: str,
+            origin: str,
+            ttl: float,
+            routes: dict[str, str] | None = None,
         ) -> tuple[str, float]:
-            return capped.dumps_with_expiry(flags, sub=sub, origin=origin, ttl=ttl)
+            return capped.dumps_with_expiry(flags, sub=sub, origin=origin, ttl=ttl, routes=routes)
 
         def loads(self, token: str | bytes) -> object:
             raise AssertionError("TokenCache verified its own token")
