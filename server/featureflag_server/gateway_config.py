@@ -103,6 +103,7 @@ def _nginx(o: GatewayOptions) -> str:
         proxy_set_header X-Forwarded-Port $server_port;
         proxy_buffering on;"""
     sets = "\n".join(f"        auth_request_set {_nginx_name(h)} {_var(h)};" for h in _ANSWER)
+    drop = "".join(f'        proxy_set_header {h} "";\n' for h in _ANSWER)
     return f"""# featureflag: fork hosts *.{domain} through nginx with forward-auth.
 # Rendered by `featureflag-server gateway-config nginx`; include it inside http {{ }}.
 # It holds an API token: keep it readable by root only. See docs/gateways.md.
@@ -173,7 +174,7 @@ server {{
         proxy_set_header Proxy-Connection "";
         proxy_set_header Proxy-Authorization "";
         proxy_set_header TE "";
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+{drop}        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;
         proxy_set_header X-Forwarded-Host $http_host;
         # A redirect to the upstream's own address stays on the fork host.
@@ -247,7 +248,7 @@ def _caddy(o: GatewayOptions) -> str:
     def proxy(matcher: str, tls: str) -> str:
         return f"""		reverse_proxy {matcher}{dial} {{
 {tls}			header_up Host {{http.request.header.{UPSTREAM_HOST_HEADER}}}
-			header_up Cookie "(^|;\\s*){OVERRIDE_COOKIE}=[^;]*" ""
+			header_up Cookie "(^|;)\\s*{OVERRIDE_COOKIE}=[^;]*" "$1"
 {drop}			flush_interval -1
 		}}"""
 
@@ -264,6 +265,8 @@ http://*.{domain}:{port} {{
 			header_up Authorization "Bearer {o.api_token}"
 			header_up X-Forwarded-Host {{host}}
 			header_up -Cookie
+			header_up -Upgrade
+			header_up -Connection
 			copy_headers {copy}
 		}}
 		# The fork's path prefix, if its upstream URL has one.
@@ -282,6 +285,12 @@ http://*.{domain}:{port} {{
 # The bare fork domain is the service itself: web page, API, /healthz.
 http://{domain}:{port} {{
 {bind}	reverse_proxy {hostport}
+}}
+
+# Any other host on this address: say so, rather than Caddy's empty answer.
+http://:{port} {{
+{bind}	header Content-Type "text/plain; charset=utf-8"
+	respond "Not a fork address: fork addresses look like http://NAME.{domain}/" 404
 }}
 """
 
