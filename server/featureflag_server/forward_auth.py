@@ -28,7 +28,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from featureflag.exceptions import TokenError
+from featureflag.exceptions import ConfigurationError, TokenError
 
 from . import proxy_errors
 from .auth import FailedLogins, bearer_token, challenge
@@ -36,7 +36,7 @@ from .errors import TooManyAttempts
 from .fork_tokens import DEFAULT_TOKEN_TTL, TokenCache
 from .forwarding import OVERRIDE_HEADER
 from .proxy import fork_from_host
-from .settings import Settings
+from .settings import DEFAULT_MAX_TOKEN_TTL, Settings
 from .store import Store
 
 __all__ = [
@@ -66,10 +66,20 @@ ERROR_HEADER = "X-Featureflag-Error"
 STATUS_HEADER = "X-Featureflag-Status"
 
 
-def token_ttl(cache_seconds: int) -> float:
+def token_ttl(cache_seconds: int, cap: float = DEFAULT_MAX_TOKEN_TTL) -> float:
     """The lifetime to mint fork tokens with, so a cached answer's token stays valid for
-    at least twice *cache_seconds*: the token cache re-mints with 10% of it left."""
-    return max(DEFAULT_TOKEN_TTL, 20.0 * cache_seconds)
+    at least twice *cache_seconds*: the token cache re-mints with 10% of it left.
+
+    Raises ConfigurationError when the longest token lifetime (*cap*) is too short.
+    """
+    needed = 25.0 * cache_seconds
+    if needed > cap:
+        raise ConfigurationError(
+            f"--forward-auth-cache {cache_seconds} needs tokens valid for {needed:g} s, "
+            f"longer than FEATUREFLAG_MAX_TOKEN_TTL ({cap:g} s): lower the one or raise "
+            "the other."
+        )
+    return max(min(DEFAULT_TOKEN_TTL, cap), needed)
 
 
 class ForwardAuth:
