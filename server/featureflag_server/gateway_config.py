@@ -359,7 +359,7 @@ def _traefik(o: GatewayOptions) -> str:
 
 def _ingress_nginx(o: GatewayOptions) -> str:
     upstream = _fixed_upstream(o, "ingress-nginx")
-    backend, _, namespace = [*upstream.host.split("."), "", ""][:3]
+    backend, namespace = [*upstream.host.split("."), ""][:2]
     port = upstream.port or 80
     service = o.service_url
     namespace = namespace or "default"
