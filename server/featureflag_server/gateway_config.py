@@ -2,9 +2,10 @@
 with which the team's own gateway serves fork hosts, asking ``/api/forward-auth``
 (:mod:`featureflag_server.forward_auth`) for each fork's token and upstream.
 
-nginx and Caddy route each fork to its own upstream; Traefik and ingress-nginx cannot pick
-a backend from an answer header, so they send every fork to one ``--upstream`` (the QA
-app) with the fork's token. The API token comes from ``FEATUREFLAG_API_TOKEN`` and is
+nginx and Caddy route each fork to its own upstream (nginx, given ``--upstream``, sends
+every fork to that one app over kept-alive connections instead); Traefik and ingress-nginx
+cannot pick a backend from an answer header, so they need ``--upstream`` (the QA app) and
+send every fork there with the fork's token. The API token comes from ``FEATUREFLAG_API_TOKEN`` and is
 written into the output: keep the file private. See ``docs/gateways.md``.
 """
 
@@ -104,6 +105,18 @@ def _nginx(o: GatewayOptions) -> str:
         proxy_buffering on;"""
     sets = "\n".join(f"        auth_request_set {_nginx_name(h)} {_var(h)};" for h in _ANSWER)
     drop = "".join(f'        proxy_set_header {h} "";\n' for h in _ANSWER)
+    # Each fork's own upstream: nginx connects per request (a proxy_pass with variables
+    # pools no connections). With --upstream every fork goes to that one app, over
+    # kept-alive connections.
+    target, upstream_host, fixed = "$featureflag_upstream", "$featureflag_upstream_host", ""
+    if o.upstream:
+        app = httpx.URL(o.upstream)
+        port = app.port or (443 if app.scheme == "https" else 80)
+        target, upstream_host = f"{app.scheme}://featureflag_app", app.netloc.decode("ascii")
+        fixed = (
+            "\n# Every fork's app (--upstream): the fork's own upstream is not used.\n"
+            f"upstream featureflag_app {{\n    server {app.host}:{port};\n    keepalive 32;\n}}\n"
+        )
     return f"""# featureflag: fork hosts *.{domain} through nginx with forward-auth.
 # Rendered by `featureflag-server gateway-config nginx`; include it inside http {{ }}.
 # It holds an API token: keep it readable by root only. See docs/gateways.md.
@@ -117,7 +130,7 @@ upstream featureflag_service {{
     server {hostport};
     keepalive 16;
 }}
-
+{fixed}
 # WebSockets: pass Upgrade on, close otherwise.
 map $http_upgrade $featureflag_connection {{
     default upgrade;
@@ -161,10 +174,10 @@ server {{
         error_page 401 403 = @featureflag_refused;
         error_page 502 504 = @featureflag_unreachable;
 
-        proxy_pass $featureflag_upstream$featureflag_upstream_path$request_uri;
+        proxy_pass {target}$featureflag_upstream_path$request_uri;
         proxy_ssl_server_name on;
-        proxy_ssl_name $featureflag_upstream_host;
-        proxy_set_header Host $featureflag_upstream_host;
+        proxy_ssl_name {upstream_host};
+        proxy_set_header Host {upstream_host};
         proxy_set_header {OVERRIDES} $featureflag_token;
         proxy_set_header Cookie $featureflag_cookie;
         proxy_set_header Authorization $featureflag_authorization;
@@ -492,7 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--upstream",
         default=None,
-        help="traefik, ingress-nginx: the app every fork goes to (they cannot route per fork)",
+        help=(
+            "the one app every fork goes to: required for traefik and ingress-nginx (they "
+            "cannot route per fork); for nginx, kept-alive connections to it"
+        ),
     )
     return parser
 

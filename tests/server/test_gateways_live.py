@@ -131,7 +131,9 @@ def _caddy(directory: Path, config: str, port: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def start_gateway(name: str, directory: Path, service: Server, token: str) -> Gateway:
+def start_gateway(
+    name: str, directory: Path, service: Server, token: str, upstream: str | None = None
+) -> Gateway:
     port = free_port()
     options = GatewayOptions(
         fork_domain="localhost",
@@ -139,6 +141,7 @@ def start_gateway(name: str, directory: Path, service: Server, token: str) -> Ga
         listen=f"127.0.0.1:{port}",
         cache_dir=str(directory / "cache"),
         api_token=token,
+        upstream=upstream,
     )
     start = _nginx if name == "nginx" else _caddy
     process = start(directory, render(name, options), port)
@@ -308,3 +311,24 @@ def test_a_wrong_gateway_token_is_a_401_page_not_a_500(
             assert "not authorized" in response.text
         finally:
             stop(gateway.process)
+
+
+def test_nginx_with_upstream_sends_every_fork_to_that_app(
+    tmp_path: Path, service: Server, upstream: Server
+) -> None:
+    gateway = start_gateway("nginx", tmp_path, service, API_TOKEN, upstream=upstream.url)
+    try:
+        # "down" points elsewhere; with --upstream its own upstream is not used.
+        for fork in ("new-lp", "down"):
+            with gateway.client(fork) as client:
+                first = client.get("/echo")
+                second = client.get("/echo")
+            assert first.status_code == 200, first.text
+            token = first.json()["headers"]["feature-flag-overrides"][0]
+            assert verified(token) == {"flags": FLAGS, "origin": f"fork:{fork}"}
+            # Kept-alive upstream connections: the second request reuses the first's.
+            assert second.json()["client_port"] == first.json()["client_port"]
+        with gateway.client("nope") as client:
+            assert client.get("/").status_code == 404
+    finally:
+        stop(gateway.process)
