@@ -5,8 +5,9 @@ with which the team's own gateway serves fork hosts, asking ``/api/forward-auth`
 nginx and Caddy route each fork to its own upstream (nginx, given ``--upstream``, sends
 every fork to that one app over kept-alive connections instead); Traefik and ingress-nginx
 cannot pick a backend from an answer header, so they need ``--upstream`` (the QA app) and
-send every fork there with the fork's token. The API token comes from ``FEATUREFLAG_API_TOKEN`` and is
-written into the output: keep the file private. See ``docs/gateways.md``.
+send every fork there with the fork's token. The API token comes from
+``FEATUREFLAG_API_TOKEN`` and is written into the output: keep the file private. See
+``docs/gateways.md``.
 """
 
 from __future__ import annotations
