@@ -1,12 +1,14 @@
 """Benchmark forks through the team's own gateway: nginx with ``/api/forward-auth``.
 
 One run, one upstream (``page``: ``bench/proxy_app.py``, a Starlette page behind
-``FeatureFlagMiddleware``), N keep-alive connections, four ways, interleaved round by
+``FeatureFlagMiddleware``), N keep-alive connections, several ways, interleaved round by
 round so drift hits all alike:
 
-- ``direct``: straight to the upstream;
+- ``direct``: straight to the upstream; ``direct + token``: the same, with the fork's
+  token (the app verifies it and reports the flags: work every fork request costs);
 - ``nginx proxy``: nginx as a plain reverse proxy to an ``upstream`` block with kept-alive
-  connections; ``nginx proxy, no ka``: ``proxy_pass http://127.0.0.1:PORT`` as it comes
+  connections (the requests carry the fork's token, so the app does the same work as
+  behind forward-auth); ``nginx proxy, no ka``: ``proxy_pass http://127.0.0.1:PORT`` as it comes
   (a new upstream connection per request);
 - ``nginx fa``: the config ``featureflag-server gateway-config nginx`` renders, the fork's
   answer cached by nginx (the steady state: one miss per fork per cache time). It routes
@@ -49,6 +51,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from proxy import _Client, cpu_seconds, summary  # type: ignore[import-not-found]  # noqa: E402
 
+from featureflag.tokens import OverrideSigner  # noqa: E402
 from featureflag_server.gateway_config import GatewayOptions, render  # noqa: E402
 from tests.support.servers import free_port, run_server, run_uvicorn, stop  # noqa: E402
 
@@ -227,6 +230,7 @@ def main() -> None:
             try:
                 ways = {
                     "direct": (upstream.port, f"127.0.0.1:{upstream.port}"),
+                    "direct + token": (upstream.port, f"127.0.0.1:{upstream.port}"),
                     "nginx proxy": (ports["plain"], "127.0.0.1"),
                     "nginx fa --upstream": (ports["fa_up"], f"page.localhost:{ports['fa_up']}"),
                     "nginx proxy, no ka": (ports["no_ka"], "127.0.0.1"),
@@ -245,10 +249,16 @@ def main() -> None:
                     "service": [service.process.pid],
                     "upstream": [upstream.process.pid],
                 }
+                # The app does more for a request with a token (verify it, report the
+                # flags): the plain proxies carry the fork's, so only the gateway differs.
+                signer = OverrideSigner(SECRET, environment=ENV["FEATUREFLAG_ENVIRONMENT"])
+                minted = signer.dumps(FLAGS, sub="fork:page", origin="fork:page", ttl=3600)
+                token = (f"Feature-Flag-Overrides: {minted}",)
                 results: dict[str, list[dict[str, object]]] = {way: [] for way in ways}
                 for _ in range(args.rounds):
                     for way, (way_port, host) in ways.items():
-                        results[way].append(run_load(way_port, "/", host, args, watch))
+                        extra = () if way == "direct" or "fa" in way or "embedded" in way else token
+                        results[way].append(run_load(way_port, "/", host, args, watch, extra))
                 headers = (f"Authorization: Bearer {API_TOKEN}", "X-Forwarded-Host: page.localhost")
                 miss = [
                     run_load(port, "/api/forward-auth", "127.0.0.1", args, watch, headers)

@@ -83,7 +83,7 @@ def token_ttl(cache_seconds: int, cap: float = DEFAULT_MAX_TOKEN_TTL) -> float:
 
 
 class ForwardAuth:
-    """The pure ASGI app behind ``/api/forward-auth`` (GET and HEAD)."""
+    """The pure ASGI app behind ``/api/forward-auth`` (any method; no body is read)."""
 
     def __init__(self, settings: Settings, store: Store, logins: FailedLogins) -> None:
         self.settings = settings
@@ -100,12 +100,14 @@ class ForwardAuth:
 
     async def answer(self, scope: Scope) -> Response:
         """The response for one forward-auth request."""
-        if scope["method"] not in ("GET", "HEAD"):
-            return Response(status_code=405, headers={"Allow": "GET, HEAD"})
+        # Any method: a gateway may ask with the visitor's own (nginx's sub-request does).
         headers = Headers(scope=scope)
         deny_403 = QueryParams(scope.get("query_string", b"")).get("deny") == "403"
         refused = self._check_bearer(scope, headers)
         if refused is not None:
+            if deny_403 and refused.status_code == 429:
+                refused.headers[STATUS_HEADER] = "429"
+                refused.status_code = 403
             return refused
         host = headers.get("x-forwarded-host") or headers.get("host") or ""
         # A proxy chain may list several hosts: the first is the one the visitor used.

@@ -94,8 +94,10 @@ def _nginx(o: GatewayOptions) -> str:
     service = o.service_url
     hostport = service.netloc.decode("ascii")
     domain = o.fork_domain
-    ask = f"""        proxy_pass_request_headers off;
+    ask = f"""        proxy_method GET;
+        proxy_pass_request_headers off;
         proxy_pass_request_body off;
+        proxy_set_header Content-Length "";
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host {hostport};
@@ -215,7 +217,6 @@ server {{
     # unknown fork, 410 expired fork, 401 gateway token refused), with its status.
     location @featureflag_refused {{
         rewrite ^ /api/forward-auth? break;
-        proxy_method GET;
         proxy_pass http://featureflag_service;
 {ask}
     }}

@@ -196,11 +196,25 @@ async def test_a_wrong_bearer_is_401_and_counts_as_a_failed_login(
     assert int(locked.headers["retry-after"]) > 0
 
 
-async def test_only_get_and_head(client: httpx.AsyncClient) -> None:
-    response = await client.post("/", headers={**AUTH, "X-Forwarded-Host": "new-lp.localhost"})
-    assert response.status_code == 405
-    head = await client.head("/", headers={**AUTH, "X-Forwarded-Host": "new-lp.localhost"})
-    assert head.status_code == 200 and head.headers["x-featureflag-fork"] == "new-lp"
+async def test_any_method_is_answered_like_get(client: httpx.AsyncClient) -> None:
+    # nginx's auth sub-request carries the visitor's method.
+    for method in ("POST", "DELETE", "HEAD", "OPTIONS"):
+        response = await client.request(
+            method, "/", headers={**AUTH, "X-Forwarded-Host": "new-lp.localhost"}
+        )
+        assert response.status_code == 200, method
+        assert response.headers["x-featureflag-fork"] == "new-lp"
+
+
+async def test_deny_403_covers_too_many_attempts(settings: Settings, store: MemoryStore) -> None:
+    logins = FailedLogins(limit=1)
+    async with client_for(ForwardAuth(settings, store, logins)) as client:
+        await client.get("/", headers={"Authorization": "Bearer wrong-token-0123456789"})
+        response = await client.get(
+            "/?deny=403", headers={**AUTH, "X-Forwarded-Host": "new-lp.localhost"}
+        )
+    assert response.status_code == 403
+    assert response.headers["x-featureflag-status"] == "429"
 
 
 @given(host=st.binary(max_size=80))

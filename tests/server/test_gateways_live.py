@@ -238,6 +238,22 @@ def test_bodies_stream_both_ways(gateway: Gateway, upstream: Server) -> None:
         assert upload.json() == {"size": 40 * 65536}
 
 
+def test_any_method_first_reaches_the_fork(
+    gateway: Gateway, service: Server, upstream: Server
+) -> None:
+    # A fork nobody has asked for yet: the forward-auth answer is not cached, and the
+    # gateway's sub-request starts from a POST, a PUT or a DELETE.
+    for method in ("POST", "PUT", "DELETE"):
+        name = f"{method.lower()}-{gateway.name}"
+        with api(service) as client:
+            save_fork(client, name, upstream.url, FLAGS)
+        with gateway.client(name) as client:
+            response = client.request(method, "/echo", content=b"body")
+        assert response.status_code == 200, (method, response.text)
+        assert response.json()["method"] == method
+        assert response.json()["body_size"] == 4
+
+
 def test_the_bare_fork_domain_is_the_service(gateway: Gateway) -> None:
     with gateway.client(None) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
