@@ -8,7 +8,8 @@ request path. ``featureflag-server gateway-config`` renders those configurations
 ``docs/gateways.md``.
 
 The gateway sends its own API token (``Authorization: Bearer``), so this is no open token
-mint, and the visitor's host in ``X-Forwarded-Host`` (else ``Host``). A fork answers 200
+mint, and the visitor's host in ``X-Forwarded-Host`` (else the host of ingress-nginx's
+``X-Original-URL``, else ``Host``). A fork answers 200
 with the headers named below. A refusal answers the page the visitor should see, with its
 status: 404 for a host that names no fork (or an unknown fork), 410 for an expired fork,
 401 for a missing or wrong bearer (429 after too many), 403 for a fork that cannot be
@@ -22,6 +23,7 @@ import base64
 import time
 from datetime import UTC, datetime
 from html import escape
+from urllib.parse import urlsplit
 
 import httpx
 from starlette.datastructures import Headers, QueryParams
@@ -109,7 +111,12 @@ class ForwardAuth:
                 refused.headers[STATUS_HEADER] = "429"
                 refused.status_code = 403
             return refused
-        host = headers.get("x-forwarded-host") or headers.get("host") or ""
+        host = (
+            headers.get("x-forwarded-host")
+            or _original_host(headers.get("x-original-url"))  # ingress-nginx's auth-url
+            or headers.get("host")
+            or ""
+        )
         # A proxy chain may list several hosts: the first is the one the visitor used.
         host = host.split(",")[0].strip()
         service_url = self._service_url(headers)
@@ -192,6 +199,15 @@ class ForwardAuth:
         default = {"http": "80", "https": "443"}.get(scheme)
         suffix = f":{port}" if port.isdigit() and port != default else ""
         return f"{scheme if scheme in ('http', 'https') else 'http'}://{self.settings.fork_domain}{suffix}/"
+
+
+def _original_host(url: str | None) -> str:
+    if not url:
+        return ""
+    try:
+        return urlsplit(url).netloc.rpartition("@")[2]
+    except ValueError:
+        return ""
 
 
 def _upstream_headers(url: httpx.URL) -> dict[str, str]:

@@ -112,10 +112,13 @@ def _nginx(o: GatewayOptions) -> str:
     # pools no connections). With --upstream every fork goes to that one app, over
     # kept-alive connections.
     target, upstream_host, fixed = "$featureflag_upstream", "$featureflag_upstream_host", ""
+    # Unpooled connections: the upstream closes each after its answer, as with HTTP/1.0.
+    connection, no_upgrade = "close", "ask the upstream to close (nginx pools none here)"
     if o.upstream:
         app = httpx.URL(o.upstream)
         port = app.port or (443 if app.scheme == "https" else 80)
         target, upstream_host = f"{app.scheme}://featureflag_app", app.netloc.decode("ascii")
+        connection, no_upgrade = '""', "keep the connection for the next request"
         fixed = (
             "\n# Every fork's app (--upstream): the fork's own upstream is not used.\n"
             f"upstream featureflag_app {{\n    server {app.host}:{port};\n    keepalive 32;\n}}\n"
@@ -134,10 +137,10 @@ upstream featureflag_service {{
     keepalive 16;
 }}
 {fixed}
-# WebSockets: pass Upgrade on, close otherwise.
+# WebSockets: pass Upgrade on. Otherwise {no_upgrade}.
 map $http_upgrade $featureflag_connection {{
     default upgrade;
-    ""      "";
+    ""      {connection};
 }}
 
 # The client's own {OVERRIDE_COOKIE} cookie never reaches the upstream (the fork's flags

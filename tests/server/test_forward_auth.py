@@ -126,6 +126,11 @@ async def test_the_host_falls_back_to_the_host_header(client: httpx.AsyncClient)
     # X-Forwarded-Host wins over Host, and its first entry is the visitor's.
     response = await ask(client, "shop.localhost, proxy.internal", Host="new-lp.localhost")
     assert response.headers["x-featureflag-fork"] == "shop"
+    # ingress-nginx's auth sub-request names the visitor's URL in X-Original-URL.
+    response = await client.get(
+        "/", headers={**AUTH, "X-Original-URL": "https://shop.localhost/cart?x=1"}
+    )
+    assert response.headers["x-featureflag-fork"] == "shop"
 
 
 async def test_an_unknown_fork_is_the_404_page(client: httpx.AsyncClient) -> None:

@@ -132,12 +132,12 @@ def _caddy(directory: Path, config: str, port: int) -> subprocess.Popen[bytes]:
 
 
 def start_gateway(
-    name: str, directory: Path, service: Server, token: str, upstream: str | None = None
+    name: str, directory: Path, service: Server | str, token: str, upstream: str | None = None
 ) -> Gateway:
     port = free_port()
     options = GatewayOptions(
         fork_domain="localhost",
-        service=service.url,
+        service=service if isinstance(service, str) else service.url,
         listen=f"127.0.0.1:{port}",
         cache_dir=str(directory / "cache"),
         api_token=token,
@@ -348,3 +348,17 @@ def test_nginx_with_upstream_sends_every_fork_to_that_app(
             assert client.get("/").status_code == 404
     finally:
         stop(gateway.process)
+
+
+def test_the_service_down_is_a_502_not_a_500(tmp_path: Path) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    for name in GATEWAYS:
+        directory = tmp_path / name
+        directory.mkdir()
+        gateway = start_gateway(name, directory, nowhere, API_TOKEN)
+        try:
+            with gateway.client() as client:
+                response = client.get("/")
+            assert response.status_code == 502, (name, response.text)
+        finally:
+            stop(gateway.process)
