@@ -20,6 +20,7 @@ every refusal but 401 is then a 403 with the real status in ``X-Featureflag-Stat
 from __future__ import annotations
 
 import base64
+import math
 import time
 from datetime import UTC, datetime
 from html import escape
@@ -30,12 +31,12 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from featureflag.exceptions import ConfigurationError, TokenError
+from featureflag.exceptions import TokenError
 
 from . import proxy_errors
 from .auth import FailedLogins, bearer_token, challenge
 from .errors import TooManyAttempts
-from .fork_tokens import DEFAULT_TOKEN_TTL, TokenCache
+from .fork_tokens import DEFAULT_TOKEN_TTL, REMINT_FRACTION, TokenCache
 from .forwarding import OVERRIDE_HEADER
 from .proxy import fork_from_host
 from .settings import DEFAULT_MAX_TOKEN_TTL, Settings
@@ -52,6 +53,7 @@ __all__ = [
     "UPSTREAM_PATH_HEADER",
     "UPSTREAM_SCHEME_HEADER",
     "ForwardAuth",
+    "max_age",
     "token_ttl",
 ]
 
@@ -69,19 +71,16 @@ STATUS_HEADER = "X-Featureflag-Status"
 
 
 def token_ttl(cache_seconds: int, cap: float = DEFAULT_MAX_TOKEN_TTL) -> float:
-    """The lifetime to mint fork tokens with, so a cached answer's token stays valid for
-    at least twice *cache_seconds*: the token cache re-mints with 10% of it left.
+    """The lifetime to mint fork tokens with: an hour, or 25 cache times when longer
+    (the token cache re-mints with 10% left, so a cached answer's token then outlives
+    twice the cache time), but never past *cap* (``FEATUREFLAG_MAX_TOKEN_TTL``)."""
+    return min(max(DEFAULT_TOKEN_TTL, 25.0 * cache_seconds), cap)
 
-    Raises ConfigurationError when the longest token lifetime (*cap*) is too short.
-    """
-    needed = 25.0 * cache_seconds
-    if needed > cap:
-        raise ConfigurationError(
-            f"--forward-auth-cache {cache_seconds} needs tokens valid for {needed:g} s, "
-            f"longer than FEATUREFLAG_MAX_TOKEN_TTL ({cap:g} s): lower the one or raise "
-            "the other."
-        )
-    return max(min(DEFAULT_TOKEN_TTL, cap), needed)
+
+def max_age(cache_seconds: int, ttl: float) -> int:
+    """The ``max-age`` to answer with: *cache_seconds*, shortened when tokens of *ttl*
+    seconds could not outlive twice it (a very low ``FEATUREFLAG_MAX_TOKEN_TTL``)."""
+    return min(cache_seconds, math.floor(REMINT_FRACTION * ttl / 2))
 
 
 class ForwardAuth:
@@ -91,8 +90,9 @@ class ForwardAuth:
         self.settings = settings
         self.store = store
         self.logins = logins
-        self.cache = settings.forward_auth_cache
-        self.tokens = TokenCache(settings.signer(), ttl=token_ttl(self.cache), clock=time.time)
+        ttl = token_ttl(settings.forward_auth_cache, settings.max_token_ttl)
+        self.cache = max_age(settings.forward_auth_cache, ttl)
+        self.tokens = TokenCache(settings.signer(), ttl=ttl, clock=time.time)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -167,7 +167,7 @@ class ForwardAuth:
                 429,
                 "Too many attempts",
                 "The gateway sent too many unknown API tokens",
-                f"<p>{exc}</p>",
+                f"<p>{escape(str(exc))}</p>",
                 {"Retry-After": str(exc.retry_after), ERROR_HEADER: "too-many-attempts"},
             )
         if user is None:

@@ -19,7 +19,7 @@ from featureflag.exceptions import ConfigurationError
 from featureflag.tokens import OverrideSigner
 from featureflag_server.app import create_app
 from featureflag_server.auth import FailedLogins
-from featureflag_server.forward_auth import ForwardAuth, token_ttl
+from featureflag_server.forward_auth import ForwardAuth, max_age, token_ttl
 from featureflag_server.memory_store import MemoryStore
 from featureflag_server.settings import Settings, load_settings
 from featureflag_server.store import Fork
@@ -96,17 +96,21 @@ async def test_the_token_outlives_twice_the_cache_time(
     assert expires_at - time.time() > 2 * 600
 
 
-@pytest.mark.parametrize("cache", [0, 1, 5, 60, 600, 1728])
-def test_a_token_is_reminted_with_at_least_twice_the_cache_time_left(cache: int) -> None:
+@pytest.mark.parametrize("cache", [0, 1, 5, 60, 600, 1728, 3600])
+@pytest.mark.parametrize("cap", [30.0, 600.0, 3600.0, 43200.0])
+def test_a_token_is_reminted_with_at_least_twice_the_max_age_left(cache: int, cap: float) -> None:
     # TokenCache re-mints a token once less than 10% of its lifetime is left.
-    assert 0.1 * token_ttl(cache) >= 2 * cache
+    ttl = token_ttl(cache, cap)
+    assert ttl <= cap
+    assert 0.1 * ttl >= 2 * max_age(cache, ttl)
+    assert max_age(cache, ttl) == cache or 25 * cache > cap
 
 
-def test_a_cache_time_the_token_cap_cannot_cover_is_a_configuration_error() -> None:
-    assert token_ttl(5) == 3600
-    assert token_ttl(5, cap=600) == 600
-    with pytest.raises(ConfigurationError, match="FEATUREFLAG_MAX_TOKEN_TTL"):
-        token_ttl(600, cap=3600)
+async def test_a_low_token_cap_shortens_the_max_age(settings: Settings, store: MemoryStore) -> None:
+    capped = settings.model_copy(update={"max_token_ttl": 40.0})
+    async with client_for(ForwardAuth(capped, store, FailedLogins())) as client:
+        response = await ask(client, "new-lp.localhost")
+    assert response.headers["cache-control"] == "max-age=2"
 
 
 async def test_an_upstream_with_a_path_and_credentials(client: httpx.AsyncClient) -> None:
