@@ -3,7 +3,8 @@
 nginx and Caddy are also run live (tests/server/test_gateways_live.py); here nginx checks
 the snippet with ``nginx -t`` and Caddy adapts it. Traefik's dynamic configuration is
 validated against its published JSON schema (SchemaStore's
-``traefik-v3-file-provider.json``, vendored in tests/fixtures), the Ingress manifest against
+``traefik-v3-file-provider.json`` at SchemaStore/schemastore commit 2687b13281a9 of
+2026-03-02, Apache-2.0, vendored in tests/fixtures), the Ingress manifest against
 Kubernetes' own schemas (``kubernetes-validate``, offline).
 """
 
