@@ -21,6 +21,11 @@ EXIT_CONFIG = 2  # like argparse: the command cannot run as configured
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Start the service; a configuration problem is one clear message and exit code 2."""
     env = os.environ if environ is None else environ
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "gateway-config":
+        from .gateway_config import main as gateway_config
+
+        return gateway_config(argv[1:], env)
     try:
         settings = load_settings(argv, env)
         # Open the store here, not in the lifespan, so a bad --db is one clear line

@@ -23,6 +23,7 @@ from . import logs
 from .api import create_api
 from .auth import FailedLogins
 from .fork_cache import CachedForks
+from .forward_auth import ForwardAuth
 from .openapi import openapi_document
 from .proxy import ForkProxy, fork_from_host
 from .settings import Settings
@@ -79,6 +80,7 @@ class ServiceApp:
             routes=[
                 Route("/healthz", _health, methods=["GET"]),
                 Route("/openapi.json", _openapi, methods=["GET"]),
+                Route("/api/forward-auth", ForwardAuth(self.settings, store, logins)),
                 Mount("/api", create_api(self.settings, store, signer, logins)),
                 Mount("/", create_web_app(self.settings, store, logins, signer)),
             ]

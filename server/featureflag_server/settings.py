@@ -45,6 +45,7 @@ SOURCES = {
     "secure_cookies": "--secure-cookies",
     "access_log": "--no-access-log",
     "loop": "--loop",
+    "forward_auth_cache": "--forward-auth-cache",
 }
 
 Loop = Literal["auto", "asyncio", "uvloop"]
@@ -68,6 +69,8 @@ class Settings(BaseModel):
     secure_cookies: bool = False
     access_log: bool = True
     loop: Loop = "auto"
+    # How long a gateway may reuse a /api/forward-auth answer (Cache-Control: max-age).
+    forward_auth_cache: int = Field(default=5, ge=0, le=3600)
 
     @field_validator("secret", mode="before")
     @classmethod
@@ -234,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="event loop: uvloop when it is installed, else asyncio (auto)",
     )
+    parser.add_argument(
+        "--forward-auth-cache",
+        type=int,
+        default=5,
+        help="seconds a gateway may cache a /api/forward-auth answer (5)",
+    )
     return parser
 
 
@@ -257,6 +266,7 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         "secure_cookies": args.secure_cookies,
         "access_log": args.access_log,
         "loop": args.loop,
+        "forward_auth_cache": args.forward_auth_cache,
         "secret": environ["FEATUREFLAG_SECRET"],
         "environment": environ.get("FEATUREFLAG_ENVIRONMENT") or "development",
     }
