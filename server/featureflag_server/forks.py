@@ -183,6 +183,11 @@ def expiry(
     return moment, []
 
 
+def is_expired(fork: Fork, now: datetime | None = None) -> bool:
+    """Whether *fork* has an expiry and it has passed (its URL answers 410)."""
+    return fork.expires_at is not None and fork.expires_at <= (now or utcnow())
+
+
 class Forks:
     """Forks over a store, with the rules checked before anything is written.
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import math
 import time
-from datetime import UTC, datetime
 from html import escape
 from urllib.parse import urlsplit
 
@@ -37,6 +36,7 @@ from . import proxy_errors
 from .auth import FailedLogins, bearer_token, challenge
 from .errors import TooManyAttempts
 from .fork_tokens import DEFAULT_TOKEN_TTL, REMINT_FRACTION, TokenCache
+from .forks import is_expired
 from .forwarding import OVERRIDE_HEADER
 from .proxy import fork_from_host
 from .settings import DEFAULT_MAX_TOKEN_TTL, Settings
@@ -129,8 +129,7 @@ class ForwardAuth:
             self.tokens.forget(name)
             page = proxy_errors.unknown_fork(name, service_url=service_url)
             return self._refuse(page, "unknown-fork", deny_403)
-        expires_at = getattr(fork, "expires_at", None)  # forks gain expiry in another branch
-        if isinstance(expires_at, datetime) and expires_at <= datetime.now(UTC):
+        if is_expired(fork):
             return self._refuse(_expired(name, service_url), "expired-fork", deny_403)
         try:
             token = self.tokens.token_for(fork)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,20 +28,13 @@ FLAGS = {"Landing.is_new": True, "Hero.variant": "b"}
 AUTH = {"Authorization": f"Bearer {ALICE}"}
 
 
-@dataclass(frozen=True, slots=True)
-class ExpiringFork(Fork):
-    """A fork with ``expires_at``, as forks carry them in the design (another branch)."""
-
-    expires_at: datetime | None = None
-
-
 @pytest.fixture
 async def store() -> AsyncIterator[MemoryStore]:
     store = MemoryStore()
     await store.create_fork(Fork("new-lp", "http://10.0.0.5:8080", dict(FLAGS)))
     await store.create_fork(Fork("shop", "https://user:pa55@app.internal/shop/", {}))
     yesterday = datetime.now(UTC) - timedelta(days=1)
-    await store.create_fork(ExpiringFork("old", "http://10.0.0.5:8080", {}, expires_at=yesterday))
+    await store.create_fork(Fork("old", "http://10.0.0.5:8080", {}, expires_at=yesterday))
     await store.create_fork(Fork("broken", "ftp://files.example", {}))
     yield store
 
