@@ -65,20 +65,24 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     transport = AsyncPropagatingTransport(
         allow_hosts=[downstream.host],
         services={f"{downstream.host}:{downstream.port}": "downstream"},
+        # A fork may route "downstream" to another build (the fork pr-build does), but
+        # only to a host this app allows: here, any port on this machine.
+        routes_allowed={"downstream": ["127.0.0.1:*"]},
     )
     async with httpx.AsyncClient(transport=transport, timeout=10) as client:
         app.state.client = client
         yield
 
 
-async def recommendations(request: Request) -> tuple[str, list[str]]:
+async def recommendations(request: Request) -> tuple[str, list[str], str]:
     client: httpx.AsyncClient = request.app.state.client
     try:
         response = await client.get(f"{DOWNSTREAM_URL}/recommendations")
         data = response.json()
-        return str(data["strategy"]), [str(item) for item in data["items"]]
+        items = [str(item) for item in data["items"]]
+        return str(data["strategy"]), items, str(data.get("build", "main"))
     except (httpx.HTTPError, ValueError, KeyError) as exc:
-        return "unavailable", [f"the downstream service did not answer: {exc}"]
+        return "unavailable", [f"the downstream service did not answer: {exc}"], "none"
 
 
 async def home(request: Request) -> HTMLResponse:
@@ -86,7 +90,7 @@ async def home(request: Request) -> HTMLResponse:
     title, tagline = LANDING.get(variant, LANDING["a"])
     one_click = Checkout().is_one_click()
     banner = featureflag.intercept("promo-banner", lambda: "Free shipping over $50")
-    strategy, items = await recommendations(request)
+    strategy, items, build = await recommendations(request)
     rows = "".join(
         f"<tr><td><code>{html.escape(e.name)}</code></td>"
         f"<td><code>{html.escape(json.dumps(e.value))}</code></td><td>{e.source}</td>"
@@ -106,7 +110,8 @@ async def home(request: Request) -> HTMLResponse:
 <p>{button}</p>
 <h2>Recommended for you</h2>
 <p>Strategy (from the downstream service):
-  <strong data-testid="strategy">{html.escape(strategy)}</strong></p>
+  <strong data-testid="strategy">{html.escape(strategy)}</strong>,
+  build <strong data-testid="build">{html.escape(build)}</strong></p>
 <ul>{"".join(f"<li>{html.escape(item)}</li>" for item in items)}</ul>
 <h2>Flags this request used</h2>
 <table><tr><th>Flag</th><th>Value</th><th>Source</th><th>Evaluated by</th><th>Rejected</th></tr>

@@ -25,6 +25,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 FORK = "new-lp"
+PR_FORK = "pr-build"
 FORK_FLAGS: dict[str, bool | str] = {"new-lp": "b", "Recommendations.strategy": "personal"}
 # Each service pushes its own part of the catalog (``--service``), as each app's CI would.
 CATALOG_SERVICES = {"demo-app": "examples.demo_app", "downstream": "examples.downstream"}
@@ -108,6 +109,25 @@ def push_catalog(service_url: str, api_token: str, env: Mapping[str, str]) -> No
             raise RuntimeError(f"pushing the catalog failed:\n{result.stderr or result.stdout}")
 
 
+def ensure_pr_fork(
+    service_url: str, api_token: str, upstream: str, pr_downstream: str
+) -> dict[str, object]:
+    """Create or replace the fork ``pr-build``: the shop, with its calls to the downstream
+    service routed to the second instance (the pull request's build)."""
+    body = {
+        "upstream": upstream,
+        "flags": {},
+        "routes": {"downstream": pr_downstream},
+        "labels": {"demo": "pr-build"},
+    }
+    headers = {"Authorization": f"Bearer {api_token}"}
+    with httpx.Client(base_url=service_url, headers=headers, timeout=10) as client:
+        response = client.put(f"/api/forks/{PR_FORK}", json=body)
+    if response.status_code >= 400:
+        raise RuntimeError(f"creating the fork {PR_FORK!r} failed: {response.text}")
+    return dict(response.json())
+
+
 def ensure_fork(service_url: str, api_token: str, upstream: str) -> dict[str, object]:
     """Create the ``new-lp`` fork, or point an existing one at *upstream*; return its JSON."""
     headers = {"Authorization": f"Bearer {api_token}"}
@@ -163,6 +183,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--downstream-port", type=int, default=int(env.get("DEMO_DOWNSTREAM_PORT", 8002))
     )
     parser.add_argument(
+        "--pr-downstream-port",
+        type=int,
+        default=int(env.get("DEMO_PR_DOWNSTREAM_PORT", 8003)),
+        help="the downstream service's second instance, the pull request's build (8003)",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=Path(env.get("DEMO_STATE_DIR", ROOT / ".featureflag")),
@@ -176,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_port_free(args.service_port, "override service", "--service-port")
     check_port_free(args.app_port, "demo app", "--app-port")
     check_port_free(args.downstream_port, "downstream service", "--downstream-port")
+    check_port_free(args.pr_downstream_port, "downstream PR build", "--pr-downstream-port")
     state: Path = args.state_dir.resolve()
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     logs = state / "logs"
@@ -186,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     service_url = f"http://127.0.0.1:{args.service_port}"
     app_url = f"http://127.0.0.1:{args.app_port}"
     downstream_url = f"http://127.0.0.1:{args.downstream_port}"
+    pr_downstream_url = f"http://127.0.0.1:{args.pr_downstream_port}"
     env = {
         **os.environ,
         "FEATUREFLAG_SECRET": secret,
@@ -213,12 +241,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         children.append(start("demo app", app, env, logs))
         downstream = uvicorn("examples.downstream:app", args.downstream_port)
         children.append(start("downstream service", downstream, env, logs))
+        pr_build = uvicorn("examples.downstream:app", args.pr_downstream_port)
+        pr_env = {**env, "DEMO_BUILD": "pr-build"}
+        children.append(start("downstream PR build", pr_build, pr_env, logs))
         wait_ready(f"{service_url}/healthz", children[0])
         wait_ready(f"{app_url}/healthz", children[1])
         wait_ready(f"{downstream_url}/healthz", children[2])
+        wait_ready(f"{pr_downstream_url}/healthz", children[3])
         push_catalog(service_url, api_token, env)
         fork = ensure_fork(service_url, api_token, app_url)
-        print_banner(service_url, app_url, downstream_url, str(fork["url"]), api_token, state)
+        pr_fork = ensure_pr_fork(service_url, api_token, app_url, pr_downstream_url)
+        urls = Urls(service_url, app_url, downstream_url, pr_downstream_url)
+        print_banner(urls, str(fork["url"]), str(pr_fork["url"]), api_token, state)
         while True:
             for child in children:
                 if child.process.poll() is not None:
@@ -238,25 +272,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
         stop(children)
-        print("Stopped the override service, the demo app and the downstream service.")
+        print("Stopped the override service, the demo app and the downstream services.")
 
 
-def print_banner(
-    service_url: str, app_url: str, downstream_url: str, fork_url: str, token: str, state: Path
-) -> None:
+@dataclass(frozen=True)
+class Urls:
+    """Where the demo's processes listen."""
+
+    service: str
+    app: str
+    downstream: str
+    pr_downstream: str
+
+
+def print_banner(urls: Urls, fork_url: str, pr_fork_url: str, token: str, state: Path) -> None:
+    service_url = urls.service
     print(
         f"""
 featureflag demo is running. Ctrl-C stops everything.
 
   Override service:   {service_url}/
-  Demo app:           {app_url}/
+  Demo app:           {urls.app}/
   Fork new-lp:        {fork_url}
-  Downstream service: {downstream_url}/recommendations
+  Fork pr-build:      {pr_fork_url}
+  Downstream service: {urls.downstream}/recommendations
+  Downstream PR build: {urls.pr_downstream}/recommendations
 
   API token:          {token}
 
 Open the override service and log in with the API token to see, create and edit forks.
 The fork URL shows the demo app with "new-lp" = "b" baked in, no extension needed.
+The fork pr-build routes the shop's calls to the downstream service to its PR build
+(new arrivals first): a whole product against one service's pull request.
 Browser extension: load {ROOT / "browser-extension" / "dist"} unpacked (chrome://extensions,
 Developer mode), then in its options set the service URL to {service_url} and paste the
 API token. Secret, token, database and logs: {state}/

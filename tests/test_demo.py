@@ -1,4 +1,4 @@
-"""``./scripts/demo`` as a user runs it: three real processes, a fork, Ctrl-C stops them."""
+"""``./scripts/demo`` as a user runs it: four real processes, two forks, Ctrl-C stops them."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tests.support.servers import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 
-LABELS = "Override service|Demo app|Fork new-lp|Downstream service|API token"
+LABELS = "Override service|Demo app|Fork new-lp|Fork pr-build|Downstream service|API token"
 LINE = re.compile(rf"^\s+({LABELS}):\s+(\S+)")
 
 
@@ -31,7 +31,7 @@ class Demo:
     process: subprocess.Popen[str]
     urls: dict[str, str]
     output: list[str]
-    ports: tuple[int, int, int]
+    ports: tuple[int, int, int, int]
 
 
 def _reader(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
@@ -42,13 +42,15 @@ def _reader(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> N
 
 
 @contextmanager
-def run_demo(state: Path, ports: tuple[int, int, int], *, group: bool = False) -> Iterator[Demo]:
+def run_demo(
+    state: Path, ports: tuple[int, int, int, int], *, group: bool = False
+) -> Iterator[Demo]:
     """Run the demo; at the end send SIGINT to it (*group*: to its whole process group,
     as Ctrl-C in a terminal does)."""
-    service, app, downstream = ports
+    service, app, downstream, pr_downstream = ports
     argv = ["./scripts/demo", "--no-install", "--state-dir", str(state)]
     argv += ["--service-port", str(service), "--app-port", str(app)]
-    argv += ["--downstream-port", str(downstream)]
+    argv += ["--downstream-port", str(downstream), "--pr-downstream-port", str(pr_downstream)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEATUREFLAG_")}
     process = subprocess.Popen(
         argv,
@@ -108,17 +110,17 @@ def refuses(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def three_ports() -> tuple[int, int, int]:
+def four_ports() -> tuple[int, int, int, int]:
     ports: set[int] = set()
-    while len(ports) < 3:
+    while len(ports) < 4:
         ports.add(free_port())
-    a, b, c = sorted(ports)
-    return a, b, c
+    a, b, c, d = sorted(ports)
+    return a, b, c, d
 
 
 def test_the_demo_starts_everything_serves_the_fork_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    ports = three_ports()
+    ports = four_ports()
     with run_demo(state, ports) as demo:
         urls = demo.urls
         service_port = ports[0]
@@ -149,7 +151,23 @@ def test_the_demo_starts_everything_serves_the_fork_and_stops_on_ctrl_c(tmp_path
         # The printed token is an API token of the service; the catalog was pushed.
         auth = {"Authorization": f"Bearer {token}"}
         forks = httpx.get(f"{urls['Override service']}api/forks", headers=auth).json()
-        assert [f["name"] for f in forks["forks"]] == ["new-lp"]
+        assert [f["name"] for f in forks["forks"]] == ["new-lp", "pr-build"]
+
+        # The fork pr-build: the same shop, its downstream calls routed to the PR build.
+        assert urls["Fork pr-build"] == f"http://pr-build.localhost:{service_port}/"
+        assert '<strong data-testid="build">main</strong>' in page.text
+        pr = httpx.get(
+            f"http://127.0.0.1:{service_port}/",
+            headers={"Host": f"pr-build.localhost:{service_port}"},
+            timeout=10,
+        )
+        assert pr.status_code == 200
+        assert '<strong data-testid="build">pr-build</strong>' in pr.text
+        assert "New: speckled mug" in pr.text and "New: speckled mug" not in page.text
+        assert (
+            f'route;service="downstream";url="http://127.0.0.1:{ports[3]}"'
+            in (pr.headers["feature-flags"])
+        )
         catalog = httpx.get(f"{urls['Override service']}api/flags", headers=auth).json()
         services = {f["name"]: f.get("service") for f in catalog["flags"]}
         # Each demo service pushed its own part of the catalog.
@@ -159,7 +177,7 @@ def test_the_demo_starts_everything_serves_the_fork_and_stops_on_ctrl_c(tmp_path
         # before the shop served a page, and is not pushed again (docs/demo.md).
         assert "promo-banner" not in services
 
-        # Three processes, one per port (what the end of the test checks is gone).
+        # Four processes, one per port (what the end of the test checks is gone).
         assert all(len(running_on(port)) == 1 for port in ports), [
             running_on(port) for port in ports
         ]
@@ -170,7 +188,7 @@ def test_the_demo_starts_everything_serves_the_fork_and_stops_on_ctrl_c(tmp_path
     assert demo.process.returncode == 0, "".join(demo.output)
     assert "Stopped the override service" in "".join(demo.output)
     assert all(refuses(port) for port in ports)
-    assert [running_on(port) for port in ports] == [[], [], []]
+    assert [running_on(port) for port in ports] == [[], [], [], []]
 
     # Secret and token are kept, owner-only, and reused by the next run.
     for name in ("secret", "api-token"):
@@ -186,11 +204,11 @@ def test_the_demo_starts_everything_serves_the_fork_and_stops_on_ctrl_c(tmp_path
         assert 'data-variant="b"' in fork.text
     assert again.process.returncode == 0, "".join(again.output)
     assert all(refuses(port) for port in ports)
-    assert [running_on(port) for port in ports] == [[], [], []]
+    assert [running_on(port) for port in ports] == [[], [], [], []]
 
 
 def test_a_taken_port_is_named_with_the_flag_to_change(tmp_path: Path) -> None:
-    ports = three_ports()
+    ports = four_ports()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", ports[1]))
         taken.listen()
