@@ -26,11 +26,12 @@ from featureflag import __version__
 from . import logs
 from .api import create_api
 from .auth import FailedLogins
+from .errors import StoreUnavailable
 from .fork_cache import CachedForks
 from .openapi import openapi_document
+from .outage import StoreOutage, api_outage, page_outage
 from .settings import Settings
-from .sqlite_store import SQLiteStore
-from .store import Store
+from .store import Store, open_store
 
 logger = logging.getLogger("featureflag.server")
 
@@ -97,18 +98,25 @@ class ServiceApp:
         # the proxy's next lookup.
         store = CachedForks(store)
         signer = self.settings.signer()
-        logins = FailedLogins()  # one record of unknown tokens for the API and the page
+        # One record of unknown tokens for the API and the page, shared through the store
+        # with the other replicas.
+        logins = FailedLogins(shared=store)
         web = _optional("featureflag_server.web")
         web_app: ASGIApp = (
             web.create_web_app(self.settings, store, logins)
             if web is not None
             else Starlette(routes=[Route("/{path:path}", _no_web_page)])
         )
+        api_app = create_api(self.settings, store, signer, logins)
+        # A database outage is a 503 (JSON for the API, a page for people), not a 500.
+        api_app.add_exception_handler(StoreUnavailable, api_outage)
+        if isinstance(web_app, Starlette):
+            web_app.add_exception_handler(StoreUnavailable, page_outage)
         self.service = Starlette(
             routes=[
                 Route("/healthz", _health, methods=["GET"]),
                 Route("/openapi.json", _openapi, methods=["GET"]),
-                Mount("/api", create_api(self.settings, store, signer, logins)),
+                Mount("/api", api_app),
                 Mount("/", web_app),
             ]
         )
@@ -121,6 +129,7 @@ class ServiceApp:
                 fork_domain=self.settings.fork_domain,
                 transport=self._proxy_transport,
             )
+            self._proxy_app = StoreOutage(self.proxy)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -132,7 +141,7 @@ class ServiceApp:
             return
         if self._fork_from_host is not None and scope["type"] in ("http", "websocket"):
             if self._fork_from_host(host_of(scope), self.settings.fork_domain) is not None:
-                await self.proxy(scope, receive, send)
+                await self._proxy_app(scope, receive, send)
                 return
         await self.service(scope, receive, send)
 
@@ -155,7 +164,7 @@ class ServiceApp:
         """Open the store (unless one was given) and build the parts."""
         logger.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
         if self.store is None:
-            self.store = SQLiteStore(self.settings.db)
+            self.store = open_store(str(self.settings.db), migrate=self.settings.migrate)
             self._build(self.store)
 
     async def shutdown(self) -> None:
@@ -175,5 +184,5 @@ def create_app(
     proxy_transport: httpx.AsyncBaseTransport | None = None,
 ) -> ServiceApp:
     """The whole service. Without *store*, the lifespan opens ``SQLiteStore(settings.db)``
-    and closes it; a given *store* stays the caller's to close."""
+    (or the PostgreSQL store) and closes it; a given *store* stays the caller's to close."""
     return ServiceApp(settings, store=store, proxy_transport=proxy_transport)
