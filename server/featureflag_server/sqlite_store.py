@@ -172,8 +172,8 @@ class SQLiteStore:
             conn = connect(self.path)
         except sqlite3.Error as exc:
             raise StoreError(
-                f"Cannot open the database {self.path}: {exc}. Check that its directory "
-                "exists and is writable (--db)."
+                f"Cannot open the database {self.path}: {exc}. Check that the file and its "
+                "directory exist and are writable (--db)."
             ) from exc
         try:
             if self._migrate:
