@@ -374,7 +374,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp)
         port = free_port()
-        argv = [sys.executable, "-m", "featureflag_server", "--port", str(port), "--loop", args.loop]
+        argv = [sys.executable, "-m", "featureflag_server", "--port", str(port)]
+        argv += ["--loop", args.loop]
         argv += ["--db", str(log_dir / "bench.sqlite3")]
         if args.no_access_log:
             argv.append("--no-access-log")

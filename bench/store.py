@@ -49,9 +49,7 @@ CATALOG = [{"name": f"Bench.flag_{i:02}", "type": "bool"} for i in range(50)]
 FLAGS = {"Bench.flag_01": True, "Bench.flag_02": False}
 
 
-async def percentiles(
-    call: Callable[[], Awaitable[object]], samples: int
-) -> tuple[float, float]:
+async def percentiles(call: Callable[[], Awaitable[object]], samples: int) -> tuple[float, float]:
     """p50 and p99 of *call* in microseconds."""
     times = []
     for _ in range(samples):
@@ -91,9 +89,7 @@ async def measure(store: Store, forks: int, samples: int) -> dict[str, tuple[flo
         "lookup (proxy path)": await percentiles(
             lambda: cache.get_fork(rng.choice(names)), samples
         ),
-        "lookup (uncached)": await percentiles(
-            lambda: store.get_fork(rng.choice(names)), samples
-        ),
+        "lookup (uncached)": await percentiles(lambda: store.get_fork(rng.choice(names)), samples),
     }
     settings = Settings(
         secret="bench-secret-" + "x" * 40, environment="bench", api_tokens={"bench": TOKEN}

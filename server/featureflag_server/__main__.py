@@ -1,4 +1,4 @@
-"""``featureflag-server`` / ``python -m featureflag_server``: run the override service on uvicorn."""
+"""``featureflag-server`` (``python -m featureflag_server``): run the service on uvicorn."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             log_config=LOG_CONFIG,
             access_log=settings.access_log,
             loop=settings.loop,
-            # A short response's head and body in one send() (server/featureflag_server/http_protocol.py).
+            # A short response's head and body in one send() (http_protocol.py).
             http=CoalescingHttpToolsProtocol,
         )
     finally:

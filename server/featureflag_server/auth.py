@@ -29,6 +29,7 @@ class FailureRecords(Protocol):
         """Record one; every replica's failures of *client* in the window, oldest first."""
         ...
 
+
 REALM = "featureflag"
 
 

@@ -1,4 +1,4 @@
-"""An in-memory :class:`featureflag_server.store.Store`: for tests and throwaway runs, nothing persists."""
+"""An in-memory :class:`~featureflag_server.store.Store`: for tests, nothing persists."""
 
 from __future__ import annotations
 

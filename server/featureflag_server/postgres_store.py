@@ -196,7 +196,7 @@ class PostgresStore:
                         min_size=self._min_size,
                         max_size=self._max_size,
                         open=False,
-                        # A request waits this long for a connection, then gets a 503 (database down).
+                        # A request waits this long for a connection, then gets a 503.
                         timeout=3.0,
                         check=AsyncConnectionPool.check_connection,
                         kwargs={"autocommit": True},

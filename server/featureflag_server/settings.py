@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from featureflag import __version__
 from featureflag.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
             "FEATUREFLAG_SECRET, FEATUREFLAG_ENVIRONMENT, FEATUREFLAG_API_TOKENS."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"featureflag-server {__version__}")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (8000)")
     parser.add_argument(

@@ -1,17 +1,18 @@
 """Forks and the storage interface every backend implements.
 
-A :class:`Store` keeps forks and the flag catalog. :class:`featureflag_server.sqlite_store.SQLiteStore`
-is the default backend, :class:`featureflag_server.postgres_store.PostgresStore` the one for
-several replicas, and :class:`featureflag_server.memory_store.MemoryStore` a test double; all
-pass the shared suite in ``tests/server/test_store.py``.
+A :class:`Store` keeps forks and the flag catalog.
+:class:`~featureflag_server.sqlite_store.SQLiteStore` is the default backend,
+:class:`~featureflag_server.postgres_store.PostgresStore` the one for several replicas,
+and :class:`~featureflag_server.memory_store.MemoryStore` a test double; all pass the
+shared suite in ``tests/server/test_store.py``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 FlagValue = bool | str
@@ -93,11 +94,11 @@ class Store(Protocol):
         ...
 
     async def create_fork(self, fork: Fork) -> Fork:
-        """Store a new fork; raise :class:`featureflag_server.errors.ForkExists` when the name is taken."""
+        """Store a new fork; raise :class:`~featureflag_server.errors.ForkExists` if taken."""
         ...
 
     async def update_fork(self, fork: Fork) -> Fork:
-        """Replace a fork; raise :class:`featureflag_server.errors.ForkNotFound` when there is none."""
+        """Replace a fork; raise :class:`~featureflag_server.errors.ForkNotFound` if none."""
         ...
 
     async def delete_fork(self, name: str) -> bool:

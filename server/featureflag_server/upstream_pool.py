@@ -1,13 +1,14 @@
 """The fork proxy's upstream connections: HTTP/1.1 keep-alive on asyncio, parsed by httptools.
 
-One asyncio ``Protocol`` per connection (:mod:`featureflag_server.upstream_connection`): the request
-head is written as bytes, the response is parsed by ``httptools`` (llhttp, the parser
-uvicorn's fast path uses) as it arrives, and idle connections wait in a stack per
-origin. The proxy calls :meth:`KeepAlivePool.send` (the :class:`featureflag_server.upstream.Upstream`
-interface) with bytes it already has; the pool is also an ``httpx.AsyncBaseTransport``,
-so an ``httpx.AsyncClient`` can use it. httpx's own transport (httpcore, h11) plus its
-``Request``/``Response`` models cost about 1.2 ms of CPU per proxied request on our
-benchmark machine (``docs/benchmarks.md``).
+One asyncio ``Protocol`` per connection (:mod:`featureflag_server.upstream_connection`):
+the request head is written as bytes, the response is parsed by ``httptools`` (llhttp,
+the parser uvicorn's fast path uses) as it arrives, and idle connections wait in a stack
+per origin. The proxy calls :meth:`KeepAlivePool.send` (the
+:class:`~featureflag_server.upstream.Upstream` interface) with bytes it already has; the
+pool is also an ``httpx.AsyncBaseTransport``, so an ``httpx.AsyncClient`` can use it.
+httpx's own transport (httpcore, h11) plus its ``Request``/``Response`` models cost
+about 1.2 ms of CPU per proxied request on our benchmark machine
+(``docs/benchmarks.md``).
 """
 
 from __future__ import annotations

@@ -81,7 +81,8 @@ def live_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDemo]:
     db = base / "featureflag.sqlite3"
     with ExitStack() as stack:
         port = free_port()
-        argv = [sys.executable, "-m", "featureflag_server", "--host", "127.0.0.1", "--port", str(port)]
+        argv = [sys.executable, "-m", "featureflag_server"]
+        argv += ["--host", "127.0.0.1", "--port", str(port)]
         argv += ["--db", str(db)]
         service = stack.enter_context(
             run_server(

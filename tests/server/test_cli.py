@@ -173,9 +173,9 @@ def test_catalog_push_round_trips_through_a_real_server(tmp_path: Path) -> None:
             cwd=tmp_path, env=_env(FEATUREFLAG_API_TOKEN="wrong-token-0123456789"),
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
-    log = server.output()  # once stopped: lines are written in batches (server/featureflag_server/logs.py)
+    log = server.output()  # once stopped: lines are written in batches (featureflag_server/logs.py)
     assert stored == json.loads(printed.stdout)
-    # One access line per request, with a timestamp (server/featureflag_server/__main__.py's LOG_CONFIG).
+    # One access line per request, with a timestamp (featureflag_server/__main__.py: LOG_CONFIG).
     access = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO uvicorn\.access: 127\.0\.0\.1:\d+ - "
     assert re.search(access + r'"PUT /api/flags HTTP/1\.1" 200$', log, re.MULTILINE), log
     assert re.search(access + r'"PUT /api/flags HTTP/1\.1" 401$', log, re.MULTILINE), log

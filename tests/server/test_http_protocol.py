@@ -11,7 +11,11 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from featureflag_server.http_protocol import FLUSH_AT, CoalescingHttpToolsProtocol, CoalescingTransport
+from featureflag_server.http_protocol import (
+    FLUSH_AT,
+    CoalescingHttpToolsProtocol,
+    CoalescingTransport,
+)
 
 
 class RecordingTransport(asyncio.Transport):

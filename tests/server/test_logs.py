@@ -1,4 +1,4 @@
-"""server/featureflag_server/logs.py: the service's log lines, timestamped and written in batches."""
+"""featureflag_server/logs.py: the service's log lines, timestamped and written in batches."""
 
 from __future__ import annotations
 

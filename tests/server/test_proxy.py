@@ -16,7 +16,13 @@ from starlette.types import Message
 
 from featureflag.tokens import OverrideSigner
 from featureflag_server.memory_store import MemoryStore
-from featureflag_server.proxy import WATCH_AFTER, ForkProxy, _Watchlist, fork_from_host, upstream_target
+from featureflag_server.proxy import (
+    WATCH_AFTER,
+    ForkProxy,
+    _Watchlist,
+    fork_from_host,
+    upstream_target,
+)
 from featureflag_server.store import Fork
 from tests.support.clock import Clock
 

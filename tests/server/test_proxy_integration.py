@@ -1,4 +1,4 @@
-"""Fork URLs end to end: a real uvicorn upstream and the real ``python -m featureflag_server`` process.
+"""Fork URLs end to end: a real uvicorn upstream, the real ``featureflag_server`` process.
 
 The client talks to 127.0.0.1 with ``Host: new-lp.localhost:PORT``, exactly what a browser
 sends for ``http://new-lp.localhost:PORT/``.

@@ -253,7 +253,7 @@ def test_a_damaged_file_stops_start_up_with_a_message(tmp_path: Path) -> None:
     assert len(data) > 8 * page
     data[5 * page : 6 * page] = os.urandom(page)  # a page in the middle of the forks
     path.write_bytes(bytes(data))
-    with pytest.raises(StoreError, match="damaged|malformed"):
+    with pytest.raises(StoreError, match=r"damaged|malformed"):
         SQLiteStore(path)
 
 
