@@ -122,3 +122,30 @@ def test_a_change_made_straight_in_the_database_reaches_both_caches(
         conn.execute("DELETE FROM forks WHERE name = 'by-hand'")
     for server in (a, b):
         until(lambda s=server: on_fork(s, "by-hand") == 404, "the delete")
+
+
+async def test_failed_logins_of_two_replicas_add_up_through_the_store() -> None:
+    # In one process, the two replicas' records over one store (the real pair is above).
+    import asyncio
+
+    from featureflag_server.auth import FailedLogins
+    from featureflag_server.memory_store import MemoryStore
+    from tests.support.clock import Clock
+
+    store, wall = MemoryStore(), Clock(1_800_000_000.0)
+    a = FailedLogins(limit=10, shared=store, clock=Clock(100.0), wall_clock=wall)
+    b = FailedLogins(limit=10, shared=store, clock=Clock(9000.0), wall_clock=wall)
+
+    def nobody(given: str) -> None:
+        return None
+
+    for replica in (a, b):
+        for _ in range(5):
+            assert replica.attempt("203.0.113.9", "guess", nobody) is None
+            await asyncio.gather(*replica._sharing)
+    assert b.retry_after("203.0.113.9") == 60  # b heard of a's five
+    assert a.retry_after("203.0.113.9") is None  # a has not heard of b's yet...
+    a.attempt("203.0.113.9", "guess", nobody)
+    await asyncio.gather(*a._sharing)
+    assert a.retry_after("203.0.113.9") == 60  # ...until its next failure
+    assert a.retry_after("198.51.100.1") is None  # other addresses are not affected
