@@ -79,6 +79,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # raise it only with a migration that is not additive.
 COMPATIBLE_WITH = 1
 
+# The watch's connection sends a heartbeat query after this many quiet seconds, and has
+# TCP keepalives, so a connection that died without a word is noticed within seconds.
+HEARTBEAT = 5.0
+
 _COLUMNS = (
     "name, upstream, flags, created_by, created_at, updated_at, labels, routes, expires_at, "
     "updated_by"
@@ -277,14 +281,26 @@ class PostgresStore:
         # A connection of its own (LISTEN holds it); when it is lost the watch ends with
         # StoreUnavailable and the cache stops trusting itself until the next None.
         with _unavailable(self.where):
-            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=10,
+                keepalives=1,
+                keepalives_idle=5,
+                keepalives_interval=2,
+                keepalives_count=3,
+            )
         try:
             with _unavailable(self.where):
                 await conn.execute(f"LISTEN {CHANNEL}")
             yield None
-            with _unavailable(self.where):
-                async for notify in conn.notifies():
-                    yield notify.payload
+            while True:
+                with _unavailable(self.where):
+                    async for notify in conn.notifies(timeout=HEARTBEAT):
+                        yield notify.payload
+                    # A quiet spell: make sure the connection is still there (a silently
+                    # dropped one would otherwise leave the cache trusted and stale).
+                    await conn.execute("SELECT 1")
         finally:
             await conn.close()
 
