@@ -6,6 +6,7 @@ Measured in one process, on the service's own objects:
   ``CachedForks(store).get_fork(name)``, names drawn uniformly from all forks, after one
   pass that fills the cache (the cache is kept by the store's watch, so it stays full);
 - ``lookup (uncached)``: ``store.get_fork(name)`` itself, what a cache miss costs;
+- ``lookup (before: 1 s)``: the cache as it was (1,024 entries kept 1 s, no watch);
 - ``token minting``: ``POST /api/tokens`` through the whole service app (in-process ASGI,
   no sockets), which reads the catalog (50 flags) from the store and signs a token.
 
@@ -85,7 +86,14 @@ async def measure(store: Store, forks: int, samples: int) -> dict[str, tuple[flo
         await asyncio.sleep(0.01)
     for name in names:
         await cache.get_fork(name)
+    # The cache as it was before issue 14 (1,024 entries for 1 s, no watch), for comparison.
+    before = CachedForks(_Unwatched(store), ttl=1.0, max_entries=1024, max_misses=1024)
+    for name in names:
+        await before.get_fork(name)
     results = {
+        "lookup (before: 1 s)": await percentiles(
+            lambda: before.get_fork(rng.choice(names)), samples
+        ),
         "lookup (proxy path)": await percentiles(
             lambda: cache.get_fork(rng.choice(names)), samples
         ),
@@ -109,6 +117,13 @@ async def measure(store: Store, forks: int, samples: int) -> dict[str, tuple[flo
         results["token minting"] = await percentiles(mint, max(samples // 5, 200))
     await cache.close()  # closes the store too (the caller's close is then a no-op)
     return results
+
+
+class _Unwatched:
+    """*store* without ``watch_forks``: CachedForks falls back to its ttl."""
+
+    def __init__(self, store: Store) -> None:
+        self.get_fork = store.get_fork
 
 
 @contextmanager

@@ -141,7 +141,7 @@ class FailedLogins:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # called outside the service (a synchronous test): local only
-        task = loop.create_task(self._share(client))
+        task = loop.create_task(self._share(self.shared, client))
         self._sharing.add(task)
         task.add_done_callback(self._sharing.discard)
 
@@ -153,11 +153,10 @@ class FailedLogins:
             failures = self._failures[client] = deque(maxlen=self.limit)
         return failures
 
-    async def _share(self, client: str) -> None:
-        assert self.shared is not None  # only scheduled with a shared record
+    async def _share(self, shared: FailureRecords, client: str) -> None:
         at = datetime.fromtimestamp(self.wall_clock(), UTC)
         try:
-            everyone = await self.shared.record_failed_login(client, at, self.window)
+            everyone = await shared.record_failed_login(client, at, self.window)
         except StoreError as exc:
             # The local record still counts; the database is down for everything else too.
             logger.warning("failed logins: could not share one (%s)", exc)
