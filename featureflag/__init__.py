@@ -1,8 +1,9 @@
 """featureflag: feature flags declared in code, with signed per-request overrides.
 
 Declare flags with :func:`trap` (methods, functions) or :func:`intercept` (any
-expression); apply overrides with :func:`overrides` (tests, jobs) or per request with
-the ASGI/WSGI middleware; read what ran with :func:`evaluations`.
+expression; :func:`declare` lists it in the catalog up front); apply overrides with
+:func:`overrides` (tests, jobs) or per request with the ASGI/WSGI/Django middleware;
+read what ran with :func:`evaluations`; keep caches apart with :func:`cache_key`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from ._intercept import intercept_async as intercept_async
 from ._names import NAME_RULE as NAME_RULE
 from ._registry import FlagInfo as FlagInfo
 from ._registry import catalog as catalog
+from ._registry import declare_flag as declare
 from ._scope import Evaluation as Evaluation
 from ._scope import Evaluations as Evaluations
 from ._scope import evaluations as evaluations
 from ._scope import overrides as overrides
 from ._scope import request_scope as request_scope
 from ._trap import trap as trap
+from .caching import cache_key as cache_key
+from .caching import is_overridden as is_overridden
 from .exceptions import BadSignature as BadSignature
 from .exceptions import ConfigurationError as ConfigurationError
 from .exceptions import DuplicateFlagError as DuplicateFlagError
@@ -56,10 +60,13 @@ __all__ = [
     "TooManyFlags",
     "VerifiedOverrides",
     "WrongEnvironment",
+    "cache_key",
     "catalog",
+    "declare",
     "evaluations",
     "intercept",
     "intercept_async",
+    "is_overridden",
     "overrides",
     "request_scope",
     "trap",

@@ -25,7 +25,10 @@ def catalog_main(argv: Sequence[str]) -> int:
         "--push",
         metavar="URL",
         help="PUT the catalog to the override service (e.g. http://127.0.0.1:8000/api/flags), "
-        "authenticated with $FEATUREFLAG_API_TOKEN",
+        "authenticated with $FEATUREFLAG_API_TOKEN. A push REPLACES the catalog (with "
+        "--service, that service's part): flags it does not list, including ones added "
+        "by hand, are removed. Declare intercept flags with featureflag.declare() at "
+        "import time so that the push lists them",
     )
     parser.add_argument(
         "--service",
@@ -77,13 +80,17 @@ def catalog_main(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    commands = "catalog, sign"
+    commands = "catalog, fork, sign"
     if not args or args[0] in {"-h", "--help"}:
         print(f"usage: python -m featureflag {{{commands}}} ...")
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "catalog":
         return catalog_main(rest)
+    if command == "fork":
+        from .fork_cli import main as fork_main
+
+        return fork_main(rest)
     if command == "sign":
         from .tokens import sign_main
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ast
 import inspect
+import sys
 import threading
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,7 +21,18 @@ FlagValue = bool | str
 class Flag:
     """One declared flag. Mutable only to learn its type from a first evaluation."""
 
-    __slots__ = ("choices", "default", "doc", "kind", "line", "module", "name", "path", "type")
+    __slots__ = (
+        "choices",
+        "default",
+        "doc",
+        "kind",
+        "line",
+        "module",
+        "name",
+        "path",
+        "type",
+        "upfront",
+    )
 
     def __init__(
         self,
@@ -34,8 +46,11 @@ class Flag:
         path: str = "",
         line: int = 0,
         doc: str | None = None,
+        upfront: bool = False,
     ) -> None:
         self.name = name
+        # Declared with featureflag.declare(): its intercept call sites use this entry.
+        self.upfront = upfront
         self.kind = kind
         self.type = type
         self.choices = choices
@@ -142,6 +157,13 @@ def declare(flag: Flag) -> Flag:
     check_name(flag.name)
     with _lock:
         known = _flags.get(flag.name)
+        if (
+            known is not None
+            and known.upfront != flag.upfront
+            and known.kind == flag.kind == "intercept"
+        ):
+            # One declared up front, the other an intercept call site: the same flag.
+            return _join(known, flag)
         if known is not None and known.where != flag.where:
             raise DuplicateFlagError(
                 f"Flag {flag.name!r} is declared twice: at {known.where} and at "
@@ -152,6 +174,71 @@ def declare(flag: Flag) -> Flag:
             )
         _flags[flag.name] = flag
     return flag
+
+
+def _join(known: Flag, flag: Flag) -> Flag:
+    """The up-front declaration of a flag that an ``intercept`` call site also names."""
+    upfront, site = (known, flag) if known.upfront else (flag, known)
+    if site.type is not None and upfront.type is not None and site.type != upfront.type:
+        raise FlagDeclarationError(
+            f"Flag {flag.name!r} is declared as {upfront.type} at {upfront.where} but its "
+            f"intercept at {site.where} has a {site.type} default. Make them agree.",
+            flag=flag.name,
+        )
+    if upfront.type is None:
+        upfront.type = site.type
+    _flags[flag.name] = upfront
+    return upfront
+
+
+def declare_flag(
+    name: str,
+    default: FlagValue,
+    *,
+    choices: Sequence[str] | None = None,
+    description: str | None = None,
+) -> str:
+    """Declare an :func:`intercept` flag up front, so the catalog lists it before any
+    request reaches its call site; returns *name*.
+
+    Call it at import time (module level). ``python -m featureflag catalog`` imports
+    your modules: a flag declared there is in the pushed catalog even when no code
+    path has run it. Its ``intercept`` call sites (any number) use this declaration::
+
+        NEW_LP = featureflag.declare("new-lp", "a", choices=["a", "b"])
+        ...
+        variant = featureflag.intercept(NEW_LP, lambda: "a")
+    """
+    if not isinstance(default, bool | str):
+        raise FlagDeclarationError(
+            f"Flag {name!r}: the default {default!r} is {type(default).__name__}; a flag is "
+            "bool or str.",
+            flag=name,
+        )
+    kept: tuple[str, ...] | None = None
+    if choices is not None:
+        kept = tuple(choices)
+        if not isinstance(default, str) or default not in kept:
+            raise FlagDeclarationError(
+                f"Flag {name!r}: the default {default!r} is not one of the choices {kept!r}.",
+                flag=name,
+            )
+    frame = sys._getframe(1)
+    declare(
+        Flag(
+            name,
+            kind="intercept",
+            type="bool" if isinstance(default, bool) else "str",
+            choices=kept,
+            default=default,
+            module=frame.f_globals.get("__name__", ""),
+            path=frame.f_code.co_filename,
+            line=frame.f_lineno,
+            doc=description,
+            upfront=True,
+        )
+    )
+    return name
 
 
 def catalog() -> list[FlagInfo]:

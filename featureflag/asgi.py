@@ -9,7 +9,9 @@ docs/middleware.md.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from ._http import (
@@ -25,7 +27,8 @@ from ._http import (
     warn_late,
 )
 from ._scope import _current
-from .ofrep import MAX_BODY, evaluate
+from .exceptions import ConfigurationError
+from .ofrep import MAX_BODY, evaluate, match
 from .report import DEFAULT_BUDGET
 from .tokens import OverrideSigner
 
@@ -42,7 +45,12 @@ class FeatureFlagMiddleware:
     ``FEATUREFLAG_ENVIRONMENT``; a missing or short secret fails here, at start-up.
     ``report`` is ``"with-token"`` (report only to requests with a valid token),
     ``"always"`` (a QA setting) or ``"never"``. ``ofrep_path=None`` turns the OFREP
-    endpoint off.
+    endpoints off.
+
+    Added with Starlette's or FastAPI's ``app.add_middleware(FeatureFlagMiddleware)``,
+    the class is built on the app's first ASGI event, the lifespan startup; a bad
+    configuration then fails that startup (``lifespan.startup.failed``), so the server
+    does not start.
 
     Example::
 
@@ -61,21 +69,33 @@ class FeatureFlagMiddleware:
         report_budget: int = DEFAULT_BUDGET,
     ) -> None:
         self.app = app
-        self.config = Config(
-            secret=secret,
-            environment=environment,
-            signer=signer,
-            report=report,
-            ofrep_path=ofrep_path,
-            report_budget=report_budget,
-        )
+        self.error: ConfigurationError | None = None
+        self.config: Config | None = None
+        try:
+            self.config = Config(
+                secret=secret,
+                environment=environment,
+                signer=signer,
+                report=report,
+                ofrep_path=ofrep_path,
+                report_budget=report_budget,
+            )
+        except ConfigurationError as error:
+            if not _built_by_starlette():
+                raise
+            self.error = error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        config = self.config
         if kind != "http" and kind != "websocket":
+            if kind == "lifespan" and config is None:
+                await _fail_startup(self.error, receive, send)
+                return
             await self.app(scope, receive, send)
             return
-        config = self.config
+        if config is None:
+            raise ConfigurationError(str(self.error))
         request = Request(config, token_from_headers(scope["headers"]))
         reset_scope = None if request.scope is None else _current.set(request.scope)
         reset_token = None if request.raw is None else _token.set((request.raw, scope))
@@ -83,16 +103,28 @@ class FeatureFlagMiddleware:
             if kind == "websocket":
                 wrapped = send if request.error is None else _websocket_send(request, send)
                 await self.app(scope, receive, wrapped)
-            elif scope["path"] == config.ofrep_path:
-                await _serve_ofrep(config, request, scope, receive, send)
+            elif (
+                # A substring test first: most paths are not OFREP, and this is C-fast.
+                config.ofrep_path is not None
+                and config.ofrep_path in scope["path"]
+                and (key := match(config.ofrep_path, _route_path(scope))) is not None
+            ):
+                await _serve_ofrep(config, request, scope, receive, send, key or None)
             else:
 
                 async def send_with_headers(message: Message) -> None:
-                    if message["type"] == "http.response.start":
+                    kind = message["type"]
+                    if kind == "http.response.start":
                         message = dict(message)
                         message["headers"] = response_headers(
                             config, request, message.get("headers", ())
                         )
+                    elif kind == "http.response.body" and not message.get("more_body"):
+                        # The response is complete: flags evaluated from here on belong
+                        # to background tasks, which are not late for any header.
+                        if request.reported is not None:
+                            warn_late(request, scope.get("method", "GET"), scope.get("path"))
+                            request.reported = None
                     await send(message)
 
                 await self.app(scope, receive, send_with_headers)
@@ -103,6 +135,36 @@ class FeatureFlagMiddleware:
                 _token.reset(reset_token)
             if reset_scope is not None:
                 _current.reset(reset_scope)
+
+
+def _built_by_starlette() -> bool:
+    # Starlette (and FastAPI) build add_middleware() classes on the first ASGI event,
+    # the lifespan. An exception there reads to uvicorn as "lifespan unsupported", and
+    # the server starts anyway, then answers 500 to every request. So, only there, the
+    # error waits for the lifespan startup, which it fails properly.
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(4):  # __init__ of a subclass adds frames
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "build_middleware_stack":
+            return True
+        frame = frame.f_back
+    return False
+
+
+async def _fail_startup(error: ConfigurationError | None, receive: Receive, send: Send) -> None:
+    message = await receive()
+    if message["type"] == "lifespan.startup":
+        await send({"type": "lifespan.startup.failed", "message": str(error)})
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the mount point: ``path`` without ``root_path`` (as Starlette)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :]
+    return path
 
 
 def _websocket_send(request: Request, send: Send) -> Send:
@@ -120,7 +182,7 @@ def _websocket_send(request: Request, send: Send) -> Send:
 
 
 async def _serve_ofrep(
-    config: Config, request: Request, scope: Scope, receive: Receive, send: Send
+    config: Config, request: Request, scope: Scope, receive: Receive, send: Send, key: str | None
 ) -> None:
     chunks: list[bytes] = []
     size = 0
@@ -134,12 +196,15 @@ async def _serve_ofrep(
         chunks.append(chunk)
         more = message.get("more_body", False)
     tags = [value.decode("latin-1") for name, value in scope["headers"] if name == b"if-none-match"]
+    preflight = any(name == b"access-control-request-method" for name, _ in scope["headers"])
     status, headers, content = evaluate(
         config,
         request,
         method=scope["method"],
         body=b"".join(chunks),
         if_none_match=", ".join(tags) if tags else None,
+        key=key,
+        preflight=preflight and scope["method"] == "OPTIONS",
     )
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": content})

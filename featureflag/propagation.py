@@ -12,7 +12,13 @@ Allowed hosts are the ``allow_hosts`` patterns plus, unless ``same_host=False``,
 host the incoming request was addressed to (its ``Host`` header). Any other host never
 sees the token: the transport also strips a ``Feature-Flag-Overrides`` header that
 something else put on a request to it (a redirect, a copied header set), and its
-``Feature-Flags`` answer is ignored. See ``docs/propagation.md``.
+``Feature-Flags`` answer is ignored.
+
+Routes: when the request's token carries ``routes`` (a fork of a microservice), a
+request for a service the app names in ``services`` goes to the route's base URL
+instead, but only when ``routes_allowed`` allows that service, host and port. A route
+the app does not allow is never followed: it is logged, and reported as a ``route``
+item with ``rejected``. See ``docs/propagation.md``.
 """
 
 from __future__ import annotations
@@ -24,14 +30,16 @@ from typing import Any
 import httpx
 
 from ._http import current_host, current_token
-from ._scope import current_scope
+from ._routing import RoutePolicy, token_routes
+from ._scope import Evaluation, current_scope
 from .exceptions import ConfigurationError
-from .report import parse_report
+from .report import ROUTE, parse_report
 
 __all__ = [
     "AsyncPropagatingTransport",
     "HostPolicy",
     "PropagatingTransport",
+    "RoutePolicy",
     "host_of",
     "propagating_async_client",
     "propagating_client",
@@ -44,6 +52,7 @@ ERROR_HEADER = "Feature-Flag-Override-Error"
 logger = logging.getLogger("featureflag.propagation")
 
 ServiceNames = Mapping[str, str] | Callable[[httpx.URL], str | None]
+RoutesAllowed = Mapping[str, Iterable[str]]
 
 
 def _normalize_host(host: str) -> str:
@@ -144,43 +153,83 @@ class _Propagation:
         allow_hosts: Iterable[str],
         same_host: bool,
         services: ServiceNames | None,
+        routes_allowed: RoutesAllowed | None = None,
     ) -> None:
         self.policy = HostPolicy(allow_hosts, same_host=same_host)
         self.services = services
+        self.routes = RoutePolicy(routes_allowed)
 
-    def prepare(self, request: httpx.Request) -> tuple[httpx.Request, bool]:
-        """The request to send, and whether its host is allowed (its report is trusted)."""
+    def prepare(self, request: httpx.Request) -> tuple[httpx.Request, bool, str | None]:
+        """The request to send, whether its host is allowed (its report is trusted), and
+        the service it was routed for (None when it was not routed)."""
         token, incoming_host = _incoming()
+        routed: str | None = None
+        if token is not None and self.services is not None:
+            request, routed = self.route(request, token)
         url = request.url
         # Both spellings of an internationalized name: patterns may be written in
-        # Unicode, while a Host header carries the ASCII (punycode) form.
-        allowed = self.policy.allows(url.host, incoming_host) or self.policy.allows(
-            url.raw_host.decode("ascii"), incoming_host
+        # Unicode, while a Host header carries the ASCII (punycode) form. A route the
+        # app allowed is trusted with the token: it stands in for the service.
+        allowed = (
+            routed is not None
+            or self.policy.allows(url.host, incoming_host)
+            or self.policy.allows(url.raw_host.decode("ascii"), incoming_host)
         )
         if not allowed:
             if TOKEN_HEADER in request.headers:
                 headers = request.headers.copy()
                 del headers[TOKEN_HEADER]
-                return _with_headers(request, headers), False
-            return request, False
+                return _with_headers(request, headers), False, None
+            return request, False, None
         if token is None or TOKEN_HEADER in request.headers:
             # Explicit beats implicit: a header the caller set for an allowed host stays.
-            return request, True
+            return request, True, routed
         headers = request.headers.copy()
         headers[TOKEN_HEADER] = token
-        return _with_headers(request, headers), True
+        return _with_headers(request, headers), True, routed
+
+    def route(self, request: httpx.Request, token: str) -> tuple[httpx.Request, str | None]:
+        """*request* sent to its service's route when the token routes it and the app
+        allows it; the routed service's name, or None."""
+        routes, problems = token_routes(token)
+        if not routes and not problems:
+            return request, None
+        service = self.named_service(request.url)
+        if service is None:
+            return request, None
+        target = routes.get(service)
+        if target is None:
+            problem = problems.get(service) or problems.get("*")
+            if problem is not None:
+                _record(service, None, f"malformed route: {problem}")
+            return request, None
+        refusal = self.routes.refusal(service, target)
+        if refusal is None:
+            routed = _routed_url(request.url, target)
+            if routed is not None:
+                _record(service, target, None)
+                headers = request.headers.copy()
+                headers["Host"] = routed.netloc.decode("ascii")  # the route's, not the service's
+                return _with_headers(request, headers, routed), service
+            refusal = f"the route for {service!r} does not make a valid URL"
+        _record(service, target, refusal)
+        return request, None
+
+    def named_service(self, url: httpx.URL) -> str | None:
+        """The service name ``services`` gives *url*, or None."""
+        services = self.services
+        if callable(services):
+            return services(url)
+        if services is not None:
+            return services.get(url.netloc.decode("ascii")) or services.get(url.host)
+        return None
 
     def service_name(self, url: httpx.URL) -> str:
-        services = self.services
-        name: str | None = None
-        if callable(services):
-            name = services(url)
-        elif services is not None:
-            netloc = url.netloc.decode("ascii")
-            name = services.get(netloc) or services.get(url.host)
-        return name or url.netloc.decode("ascii")
+        return self.named_service(url) or url.netloc.decode("ascii")
 
-    def merge(self, request: httpx.Request, response: httpx.Response) -> None:
+    def merge(
+        self, request: httpx.Request, response: httpx.Response, service: str | None = None
+    ) -> None:
         """Add the downstream report to the current scope (allowed hosts only)."""
         scope = current_scope()
         if scope is None:
@@ -196,16 +245,49 @@ class _Propagation:
         values = response.headers.get_list(REPORT_HEADER)
         if not values:
             return
-        service = self.service_name(request.url)
+        service = service or self.service_name(request.url)
         for evaluation in parse_report(", ".join(values), service=service):
             scope.add_remote(evaluation)
 
 
-def _with_headers(request: httpx.Request, headers: httpx.Headers) -> httpx.Request:
+def _record(service: str, url: str | None, rejected: str | None) -> None:
+    """Report a route decision in the current scope; log a refusal (once per request)."""
+    # A followed route counts as an override: the response used what the token said, so
+    # the middleware marks it Cache-Control: private, no-store.
+    entry = Evaluation(ROUTE, url, "default" if rejected else "override", rejected, service)
+    scope = current_scope()
+    if scope is not None:
+        if scope.remote.get((service, ROUTE)) == entry:
+            return
+        scope.add_remote(entry)
+    if rejected is not None:
+        logger.warning("Route for service %r to %r not followed: %s", service, url, rejected)
+
+
+def _routed_url(url: httpx.URL, base: str) -> httpx.URL | None:
+    """*url*'s path and query under the route *base*; None when that is not a URL."""
+    try:
+        routed = httpx.URL(base.rstrip("/") + url.raw_path.decode("ascii"))
+        target = httpx.URL(base)
+    except (httpx.InvalidURL, UnicodeDecodeError):
+        return None
+    # What httpx connects to is what the policy checked: the host and port of the base.
+    if (routed.scheme, routed.raw_host, routed.port) != (
+        target.scheme,
+        target.raw_host,
+        target.port,
+    ):
+        return None
+    return routed
+
+
+def _with_headers(
+    request: httpx.Request, headers: httpx.Headers, url: httpx.URL | None = None
+) -> httpx.Request:
     # A copy, never the caller's Request: httpx builds redirects from its headers.
     return httpx.Request(
         request.method,
-        request.url,
+        request.url if url is None else url,
         headers=headers,
         stream=request.stream,
         extensions=request.extensions,
@@ -219,7 +301,9 @@ class PropagatingTransport(httpx.BaseTransport):
     patterns trusted with the token (see :class:`HostPolicy`); ``same_host``: also
     trust the host the incoming request was addressed to; ``services``: a mapping from
     ``host:port`` or host to the service name shown in reports (or a callable taking
-    the URL), default the URL's ``host[:port]``.
+    the URL), default the URL's ``host[:port]``; ``routes_allowed``: service name ->
+    host patterns a token's route for that service may point at (see
+    :class:`RoutePolicy`); a request is "for" a service when ``services`` names it.
     """
 
     def __init__(
@@ -229,15 +313,16 @@ class PropagatingTransport(httpx.BaseTransport):
         allow_hosts: Iterable[str] = (),
         same_host: bool = True,
         services: ServiceNames | None = None,
+        routes_allowed: RoutesAllowed | None = None,
     ) -> None:
         self.inner = inner if inner is not None else httpx.HTTPTransport()
-        self._propagation = _Propagation(allow_hosts, same_host, services)
+        self._propagation = _Propagation(allow_hosts, same_host, services, routes_allowed)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        sent, allowed = self._propagation.prepare(request)
+        sent, allowed, routed = self._propagation.prepare(request)
         response = self.inner.handle_request(sent)
         if allowed:
-            self._propagation.merge(sent, response)
+            self._propagation.merge(sent, response, routed)
         return response
 
     def close(self) -> None:
@@ -255,15 +340,16 @@ class AsyncPropagatingTransport(httpx.AsyncBaseTransport):
         allow_hosts: Iterable[str] = (),
         same_host: bool = True,
         services: ServiceNames | None = None,
+        routes_allowed: RoutesAllowed | None = None,
     ) -> None:
         self.inner = inner if inner is not None else httpx.AsyncHTTPTransport()
-        self._propagation = _Propagation(allow_hosts, same_host, services)
+        self._propagation = _Propagation(allow_hosts, same_host, services, routes_allowed)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        sent, allowed = self._propagation.prepare(request)
+        sent, allowed, routed = self._propagation.prepare(request)
         response = await self.inner.handle_async_request(sent)
         if allowed:
-            self._propagation.merge(sent, response)
+            self._propagation.merge(sent, response, routed)
         return response
 
     async def aclose(self) -> None:
@@ -283,6 +369,7 @@ def propagating_client(
     allow_hosts: Iterable[str] = (),
     same_host: bool = True,
     services: ServiceNames | None = None,
+    routes_allowed: RoutesAllowed | None = None,
     transport: httpx.BaseTransport | None = None,
     **client_options: Any,
 ) -> httpx.Client:
@@ -295,7 +382,11 @@ def propagating_client(
         transport = httpx.HTTPTransport(**_split(client_options))
     return httpx.Client(
         transport=PropagatingTransport(
-            transport, allow_hosts=allow_hosts, same_host=same_host, services=services
+            transport,
+            allow_hosts=allow_hosts,
+            same_host=same_host,
+            services=services,
+            routes_allowed=routes_allowed,
         ),
         **client_options,
     )
@@ -306,6 +397,7 @@ def propagating_async_client(
     allow_hosts: Iterable[str] = (),
     same_host: bool = True,
     services: ServiceNames | None = None,
+    routes_allowed: RoutesAllowed | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     **client_options: Any,
 ) -> httpx.AsyncClient:
@@ -314,7 +406,11 @@ def propagating_async_client(
         transport = httpx.AsyncHTTPTransport(**_split(client_options))
     return httpx.AsyncClient(
         transport=AsyncPropagatingTransport(
-            transport, allow_hosts=allow_hosts, same_host=same_host, services=services
+            transport,
+            allow_hosts=allow_hosts,
+            same_host=same_host,
+            services=services,
+            routes_allowed=routes_allowed,
         ),
         **client_options,
     )

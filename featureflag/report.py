@@ -10,7 +10,10 @@ was evaluated, when not in this service)::
 
 Names and strings that are not ASCII travel as RFC 9651 Display Strings (``%"..."``).
 Past the byte budget the list is cut and its last item is ``"featureflag.truncated"``
-with an integer ``omitted``. See docs/middleware.md.
+with an integer ``omitted``. A routed service (docs/propagation.md) is an sf-token
+item ``route`` with ``service`` and ``url``, plus ``rejected`` when the app refused to
+follow it; parsers that predate it skip it, as they skip every item that is not a
+string. See docs/middleware.md.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from ._scope import Evaluation, Evaluations, Scope, Source, _Overridden, _Reject
 
 HEADER = "Feature-Flags"
 TRUNCATED = "featureflag.truncated"
+#: The name of an :class:`Evaluation` that records a route: ``value`` is the route's
+#: base URL, ``service`` the routed service, ``rejected`` why it was not followed;
+#: ``source`` is ``override`` for a followed route.
+ROUTE = "featureflag.route"
 DEFAULT_BUDGET = 4096
 MAX_REASON = 200
 _SEP = ", "
@@ -70,6 +77,25 @@ def _item(
     return text
 
 
+def _route_item(e: Evaluation) -> str | None:
+    """The ``route`` List member of a :data:`ROUTE` evaluation."""
+    try:
+        text = "route;service=" + _string(str(e.service))
+        if isinstance(e.value, str):
+            text += ";url=" + _string(e.value[:MAX_REASON])
+        if e.rejected is not None:
+            text += ";rejected=" + _string(e.rejected[:MAX_REASON])
+    except (ValueError, TypeError):
+        return None
+    return text
+
+
+def _remote_item(e: Evaluation) -> str | None:
+    if e.name == ROUTE:
+        return _route_item(e)
+    return _item(e.name, e.value, e.source == "override", e.rejected, e.service)
+
+
 def _marker(omitted: int) -> str:
     return f'"{TRUNCATED}";omitted={omitted}'
 
@@ -83,9 +109,7 @@ def format_report(
     announced by the truncation marker too. Returns "" when there is nothing to say
     (an empty List is sent as no header at all).
     """
-    items = [
-        _item(e.name, e.value, e.source == "override", e.rejected, e.service) for e in evaluations
-    ]
+    items = [_remote_item(e) for e in evaluations]
     return _fit(items, dropped, budget)
 
 
@@ -104,7 +128,7 @@ def format_scope(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> str:
         else:
             items.append(_item(name, entry, False))
     for e in scope.remote.values():
-        items.append(_item(e.name, e.value, e.source == "override", e.rejected, e.service))
+        items.append(_remote_item(e))
     return _fit(items, scope.dropped, budget)
 
 
@@ -183,6 +207,11 @@ def parse_report(value: str, *, service: str | None = None) -> list[Evaluation]:
         if not isinstance(member, tuple) or isinstance(member[0], list):
             continue
         bare, params = member
+        if isinstance(bare, http_sf.Token) and str(bare) == "route":
+            route = _parse_route(params)
+            if route is not None:
+                result.append(route)
+            continue
         name = str(bare) if isinstance(bare, str | http_sf.DisplayString) else None
         omitted = params.get("omitted")
         if name == TRUNCATED and isinstance(omitted, int) and not isinstance(omitted, bool):
@@ -211,3 +240,20 @@ def parse_report(value: str, *, service: str | None = None) -> list[Evaluation]:
             )
         )
     return result
+
+
+def _parse_route(params: dict[str, Any]) -> Evaluation | None:
+    """A ``route`` item as a :data:`ROUTE` evaluation (None without a service)."""
+    service, url, rejected = params.get("service"), params.get("url"), params.get("rejected")
+    if not isinstance(service, str | http_sf.DisplayString) or not str(service):
+        return None
+    reason = (
+        str(rejected)[:MAX_REASON] if isinstance(rejected, str | http_sf.DisplayString) else None
+    )
+    return Evaluation(
+        ROUTE,
+        str(url) if isinstance(url, str | http_sf.DisplayString) else None,
+        "default" if reason is not None else "override",  # followed: the token's doing
+        reason,
+        str(service),
+    )

@@ -4,8 +4,9 @@ A token is an itsdangerous URL-safe *timed* token whose salt binds the purpose a
 the environment (``featureflag.overrides/<environment>``): a QA token is worthless in
 production, and an override token is worthless as anything else. Its JSON payload
 carries a format version ``v``, the environment ``env``, the ``flags``, who asked
-(``sub``), where it came from (``origin``) and its own expiry ``exp`` (epoch seconds).
-See docs/tokens.md.
+(``sub``), where it came from (``origin``) and its own expiry ``exp`` (epoch seconds);
+optionally ``routes`` (service name -> base URL, for forks of microservices), which
+older SDKs ignore. See docs/tokens.md.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import itsdangerous
-from itsdangerous.encoding import base64_decode
+from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int, int_to_bytes
 
 from ._names import NAME_RULE, is_valid_name
+from ._registry import Flag, FlagType
 from .exceptions import (
     BadSignature,
     ConfigurationError,
@@ -50,6 +52,28 @@ SALT_PREFIX = "featureflag.overrides/"
 MAKE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 FlagValue = bool | str
+MAX_ROUTES = 50
+MAX_ROUTE_BYTES = 512
+SERVICE_RULE = (
+    "a service name is 1 to 64 ASCII letters, digits, '.', '_' or '-', "
+    "starting with a letter or digit"
+)
+ROUTE_RULE = (
+    "a route is an http:// or https:// base URL with an ASCII host (internationalized "
+    "names in punycode), an optional port, an optional path, and no user, password, "
+    f"query or fragment, at most {MAX_ROUTE_BYTES} bytes, "
+    "e.g. http://recs-pr-12.preview.internal:8080"
+)
+_SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# Written out rather than urlsplit(): what is not matched is refused, so no parser
+# difference (userinfo, backslashes, IDNA dots like U+3002) can move the host.
+_ROUTE = re.compile(
+    rf"(?P<scheme>[Hh][Tt][Tt][Pp][Ss]?)://"
+    rf"(?P<host>{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+    r"(?P<path>(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*)"
+)
 # payload.timestamp.signature, each part URL-safe base64; a compressed payload starts with ".".
 _SHAPE = re.compile(r"\.?[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
 
@@ -65,6 +89,10 @@ class VerifiedOverrides:
     sub: str
     origin: str
     expires_at: float
+    #: Service name -> base URL, from the optional ``routes`` claim (valid entries only).
+    routes: dict[str, str] = field(default_factory=dict)
+    #: Service name (``*`` for the whole claim) -> why that route was dropped.
+    route_problems: dict[str, str] = field(default_factory=dict)
 
 
 class _ClockSigner(itsdangerous.TimestampSigner):
@@ -124,6 +152,7 @@ class OverrideSigner:
         )
         self._cache: OrderedDict[str, VerifiedOverrides | TokenError] = OrderedDict()
         self._lock = threading.Lock()
+        self._sig_length: int | None = None
 
     @classmethod
     def from_env(
@@ -155,32 +184,105 @@ class OverrideSigner:
         sub: str,
         origin: str = "extension",
         ttl: float = 3600,
+        routes: Mapping[str, str] | None = None,
     ) -> str:
         """Return a token carrying *flags* that expires *ttl* seconds from now.
 
         Raises the same errors :meth:`loads` would, so no token is made that this
-        signer would refuse.
+        signer would refuse. *routes* (service name -> base URL) become the ``routes``
+        claim; a malformed one raises :class:`MalformedToken` naming the rule.
         """
-        if not (isinstance(ttl, int | float) and math.isfinite(ttl) and ttl > 0):
-            raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
-        if self.max_age_cap is not None:
-            ttl = min(ttl, self.max_age_cap)
-        clean = _check_flags(flags)
-        payload = {
-            "v": FORMAT_VERSION,
-            "env": self.environment,
-            "flags": clean,
-            "sub": str(sub),
-            "origin": str(origin),
-            "exp": round(self._clock() + ttl, 3),
-        }
+        return self.dumps_with_expiry(flags, sub=sub, origin=origin, ttl=ttl, routes=routes)[0]
+
+    def dumps_with_expiry(
+        self,
+        flags: Mapping[str, FlagValue],
+        *,
+        sub: str,
+        origin: str = "extension",
+        ttl: float = 3600,
+        routes: Mapping[str, str] | None = None,
+    ) -> tuple[str, float]:
+        """Like :meth:`dumps`, and also return when the token expires (epoch seconds).
+
+        The expiry is what :meth:`loads` will report for the token (``max_age_cap``
+        applied), so a caller never verifies its own token just to read it.
+
+        Example::
+
+            token, expires_at = signer.dumps_with_expiry({"new-lp": "b"}, sub="ana", ttl=600)
+        """
+        payload = self._payload(flags, sub=sub, origin=origin, ttl=ttl, routes=routes)
         token: str = self._serializer.dumps(payload)
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenTooLarge(
                 f"The token would be {len(token)} bytes; the limit is {MAX_TOKEN_BYTES}. "
                 "Send fewer or shorter overrides."
             )
-        return token
+        expires_at = float(payload["exp"])
+        if self.max_age_cap is not None:
+            # loads() caps at the signing timestamp (whole seconds) plus the cap.
+            signed_at = bytes_to_int(base64_decode(token.rsplit(".", 2)[1]))
+            expires_at = min(expires_at, signed_at + self.max_age_cap)
+        return token, expires_at
+
+    def check(
+        self,
+        flags: Mapping[str, FlagValue],
+        *,
+        sub: str,
+        origin: str = "extension",
+        ttl: float = 3600,
+        routes: Mapping[str, str] | None = None,
+    ) -> int:
+        """Raise what :meth:`dumps` would raise for these arguments now, without signing;
+        return the length the token would have.
+
+        A service checks that a fork's flags fit in a token when the fork is saved,
+        long before it signs one. The length is exact for this moment; a token signed
+        later may differ by a few bytes (its expiry has other digits).
+        """
+        payload = self._payload(flags, sub=sub, origin=origin, ttl=ttl, routes=routes)
+        body = self._serializer.dump_payload(payload)
+        stamp = base64_encode(int_to_bytes(int(self._clock())))
+        length = len(body) + 1 + len(stamp) + 1 + self._signature_length()
+        if length > MAX_TOKEN_BYTES:
+            raise TokenTooLarge(
+                f"The token would be {length} bytes; the limit is {MAX_TOKEN_BYTES}. "
+                "Send fewer or shorter overrides."
+            )
+        return length
+
+    def _signature_length(self) -> int:
+        if self._sig_length is None:
+            # Fixed by the digest: measured once on an empty value.
+            self._sig_length = len(self._serializer.make_signer().get_signature(b""))
+        return self._sig_length
+
+    def _payload(
+        self,
+        flags: Mapping[str, FlagValue],
+        *,
+        sub: str,
+        origin: str,
+        ttl: float,
+        routes: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        if not (isinstance(ttl, int | float) and math.isfinite(ttl) and ttl > 0):
+            raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        if self.max_age_cap is not None:
+            ttl = min(ttl, self.max_age_cap)
+        payload: dict[str, Any] = {
+            "v": FORMAT_VERSION,
+            "env": self.environment,
+            "flags": check_flags(flags),
+            "sub": str(sub),
+            "origin": str(origin),
+            "exp": round(self._clock() + ttl, 3),
+        }
+        if routes:
+            payload["routes"] = check_routes(routes)
+        return payload
 
     def loads(self, token: str | bytes) -> VerifiedOverrides:
         """Verify *token* and return its overrides, or raise a :class:`TokenError`.
@@ -252,30 +354,54 @@ class OverrideSigner:
         if self.max_age_cap is not None:
             cap = signed_at.timestamp() + self.max_age_cap
             if cap < result.expires_at:
-                result = VerifiedOverrides(result.flags, result.sub, result.origin, cap)
+                result = replace(result, expires_at=cap)
         return result
 
 
-def _check_flags(flags: object) -> dict[str, FlagValue]:
+def override_problem(
+    name: object,
+    value: object,
+    *,
+    type: FlagType | None = None,  # the catalog entry's word (FlagInfo.type)
+    choices: Sequence[str] | None = None,
+) -> str | None:
+    """Why *value* cannot override the flag *name*, or None when it can.
+
+    The one wording of the override rules: the flag name rule, a value that is true,
+    false or a string of at most ``MAX_VALUE_BYTES``, and, when the flag's declared
+    *type* (and Literal *choices*) are known, e.g. from a catalog entry, that the value
+    fits them. Tokens, the middleware and the override service all say it this way.
+    """
+    if not is_valid_name(name):
+        return f"Invalid flag name {str(name)[:60]!r}: {NAME_RULE}."
+    if not isinstance(value, bool | str):
+        return (
+            f"Flag {name!r}: the override {value!r:.60} is a {value.__class__.__name__}; "
+            "send true, false or a string."
+        )
+    if isinstance(value, str) and len(value.encode()) > MAX_VALUE_BYTES:
+        return f"Flag {name!r}: the override is longer than {MAX_VALUE_BYTES} bytes."
+    if type is None:
+        return None
+    declared = Flag(
+        str(name), kind="", type=type, choices=tuple(choices) if choices is not None else None
+    )
+    return declared.problem(value)
+
+
+def check_flags(flags: object) -> dict[str, FlagValue]:
+    """Return *flags* as a token carries them, or raise the :class:`TokenError` that
+    names the first rule broken: :class:`TooManyFlags` past ``MAX_FLAGS``,
+    :class:`InvalidOverride` with :func:`override_problem`'s words."""
     if not isinstance(flags, Mapping):
         raise MalformedToken("The token's flags are not an object.")
     if len(flags) > MAX_FLAGS:
         raise TooManyFlags(f"The token carries {len(flags)} flags; the limit is {MAX_FLAGS}.")
-    clean: dict[str, FlagValue] = {}
     for name, value in flags.items():
-        if not is_valid_name(name):
-            raise InvalidOverride(f"Invalid flag name {str(name)[:60]!r}: {NAME_RULE}.")
-        if not isinstance(value, bool | str):
-            raise InvalidOverride(
-                f"Flag {name!r}: the override {value!r:.60} is a {type(value).__name__}; "
-                "send true, false or a string."
-            )
-        if isinstance(value, str) and len(value.encode()) > MAX_VALUE_BYTES:
-            raise InvalidOverride(
-                f"Flag {name!r}: the override is longer than {MAX_VALUE_BYTES} bytes."
-            )
-        clean[name] = value
-    return clean
+        problem = override_problem(name, value)
+        if problem is not None:
+            raise InvalidOverride(problem)
+    return dict(flags)
 
 
 def _read_payload(payload: object, environment: str) -> VerifiedOverrides:
@@ -288,7 +414,61 @@ def _read_payload(payload: object, environment: str) -> VerifiedOverrides:
         raise MalformedToken("The token has no sub or origin.")
     if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
         raise MalformedToken("The token has no valid expiry.")
-    return VerifiedOverrides(_check_flags(payload.get("flags")), sub, origin, float(exp))
+    routes, problems = read_routes(payload.get("routes"))
+    flags = check_flags(payload.get("flags"))
+    return VerifiedOverrides(flags, sub, origin, float(exp), routes, problems)
+
+
+def route_problem(service: object, url: object) -> str | None:
+    """Why ``service -> url`` cannot be a route, or None when it can (see ROUTE_RULE)."""
+    if not isinstance(service, str) or _SERVICE.fullmatch(service) is None:
+        return f"{str(service)[:64]!r}: {SERVICE_RULE}"
+    if not isinstance(url, str) or len(url.encode()) > MAX_ROUTE_BYTES:
+        return f"{service}: {ROUTE_RULE}"
+    match = _ROUTE.fullmatch(url)
+    port = match and match["port"]
+    if match is None or (port and not 0 < int(port) < 65536):
+        return f"{service}: {ROUTE_RULE}"
+    return None
+
+
+def check_routes(routes: object) -> dict[str, str]:
+    """*routes* as a plain dict, or :class:`MalformedToken` naming the first broken rule.
+
+    The service (``PUT /api/forks/{name}``) and the SDK share this rule.
+    """
+    if not isinstance(routes, Mapping):
+        raise MalformedToken("routes: send an object of service name -> base URL.")
+    if len(routes) > MAX_ROUTES:
+        raise MalformedToken(f"routes: {len(routes)} routes; the limit is {MAX_ROUTES}.")
+    for service, url in routes.items():
+        problem = route_problem(service, url)
+        if problem is not None:
+            raise MalformedToken(f"routes.{problem}")
+    return dict(routes)
+
+
+def read_routes(claim: object) -> tuple[dict[str, str], dict[str, str]]:
+    """The ``routes`` claim of a verified payload: (valid routes, service -> problem).
+
+    Lenient where the token is concerned (a bad route does not refuse the token's
+    flags) and strict where the network is: a malformed entry is dropped, never
+    followed, and its problem reported. A claim that is not an object, or has too many
+    routes, is dropped whole (problem under ``*``).
+    """
+    if claim is None:
+        return {}, {}
+    if not isinstance(claim, dict) or len(claim) > MAX_ROUTES:
+        return {}, {"*": f"the routes claim must be an object of at most {MAX_ROUTES} routes"}
+    routes: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    for service, url in claim.items():
+        problem = route_problem(service, url)
+        if problem is None:
+            routes[service] = url
+        else:
+            problems[str(service)[:64]] = problem
+    return routes, problems
 
 
 def _peek_environment(token: str) -> str | None:

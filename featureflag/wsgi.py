@@ -26,7 +26,7 @@ from ._http import (
     warn_late,
 )
 from ._scope import _current
-from .ofrep import MAX_BODY, evaluate
+from .ofrep import MAX_BODY, evaluate, match
 from .report import DEFAULT_BUDGET
 from .tokens import OverrideSigner
 
@@ -78,8 +78,9 @@ class FeatureFlagMiddleware:
                 # WSGI strings are latin-1 decoded bytes; "replace" guards odd servers.
                 token = token_from_cookie(cookie.encode("latin-1", "replace"))
         request = Request(config, token)
-        if environ.get("PATH_INFO") == config.ofrep_path:
-            return _serve_ofrep(config, request, environ, start_response)
+        key = match(config.ofrep_path, environ.get("PATH_INFO", ""))
+        if key is not None:
+            return _serve_ofrep(config, request, environ, start_response, key)
 
         def start_with_headers(
             status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None, /
@@ -164,6 +165,7 @@ def _serve_ofrep(
     request: Request,
     environ: WSGIEnvironment,
     start_response: StartResponse,
+    key: str,
 ) -> list[bytes]:
     method = environ.get("REQUEST_METHOD", "GET")
     body = b""
@@ -180,8 +182,17 @@ def _serve_ofrep(
         method=method,
         body=body,
         if_none_match=environ.get("HTTP_IF_NONE_MATCH"),
+        # PATH_INFO is the URL's bytes as latin-1; flag names are UTF-8.
+        key=key.encode("latin-1", "replace").decode("utf-8", "replace") if key else None,
+        preflight=method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ,
     )
-    reason = {200: "OK", 304: "Not Modified", 400: "Bad Request", 405: "Method Not Allowed"}
+    reason = {
+        200: "OK",
+        304: "Not Modified",
+        400: "Bad Request",
+        404: "Not Found",
+        405: "Method Not Allowed",
+    }
     start_response(
         f"{status} {reason[status]}",
         [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],

@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 import featureflag
@@ -520,3 +522,135 @@ def test_through_a_real_uvicorn(tmp_path: Path) -> None:
             headers={"Feature-Flag-Overrides": token},
         )
         assert [f["key"] for f in r.json()["flags"]] == ["AsgiDemo.is_released", "asgi-lp"]
+
+
+# Starlette's add_middleware(), background tasks, CORS, mounting
+
+
+def added_app(*middleware: Any) -> Starlette:
+    """A Starlette app with *middleware* added in order (the last added is outermost)."""
+    app = Starlette(routes=[Route("/", home), Route("/background", background)])
+    for cls, options in middleware:
+        app.add_middleware(cls, **options)
+    return app
+
+
+async def lifespan_startup(app: Any) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else await asyncio.Event().wait()  # type: ignore[func-returns-value]
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    return sent
+
+
+async def test_add_middleware_without_a_secret_fails_the_lifespan_startup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FEATUREFLAG_SECRET", raising=False)
+    sent = await lifespan_startup(added_app((FeatureFlagMiddleware, {})))
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    assert "FEATUREFLAG_SECRET" in sent[0]["message"]
+    weak = await lifespan_startup(added_app((FeatureFlagMiddleware, {"secret": "short"})))
+    assert "token_urlsafe" in weak[0]["message"]
+    # Configured, the lifespan goes through to the app.
+    ok = await lifespan_startup(added_app((FeatureFlagMiddleware, {"secret": SECRET})))
+    assert [m["type"] for m in ok] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def no_secret_app() -> Starlette:
+    """For ``uvicorn --factory``: add_middleware() with no secret in the environment."""
+    return added_app((FeatureFlagMiddleware, {}))
+
+
+@pytest.mark.integration
+def test_add_middleware_without_a_secret_stops_a_real_uvicorn(tmp_path: Path) -> None:
+    env = {"FEATUREFLAG_SECRET": ""}
+    with (
+        pytest.raises(RuntimeError, match="server exited") as failed,
+        run_uvicorn("tests.test_asgi:no_secret_app", factory=True, env=env, log_dir=tmp_path),
+    ):
+        pass
+    assert "FEATUREFLAG_SECRET" in str(failed.value)
+
+
+ran_in_background: list[bool] = []
+
+
+async def background(request: Request) -> Response:
+    def later() -> None:
+        ran_in_background.append(AsgiDemo.is_released())
+
+    return PlainTextResponse("ok", background=BackgroundTask(later))
+
+
+async def test_background_tasks_get_no_late_flag_warning(
+    signer: OverrideSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran_in_background.clear()
+    app = added_app((FeatureFlagMiddleware, {"signer": signer}))
+    token = signer.dumps(OVERRIDES, sub="ana")
+    with caplog.at_level(logging.WARNING, logger="featureflag"):
+        async with client(app) as c:
+            r = await c.get("/background", headers={"Feature-Flag-Overrides": token})
+    assert r.text == "ok"
+    assert ran_in_background == [True]  # the task still sees the request's overrides
+    assert "evaluated after" not in caplog.text
+
+
+CORS = {
+    "allow_origins": ["http://localhost:5173"],
+    "allow_methods": ["POST"],
+    "allow_headers": ["content-type"],
+    "allow_credentials": True,
+}
+PREFLIGHT = {
+    "Origin": "http://localhost:5173",
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "content-type",
+}
+
+
+async def test_ofrep_from_another_origin_with_cors_outside_ours(signer: OverrideSigner) -> None:
+    # docs/middleware.md: add CORSMiddleware after FeatureFlagMiddleware (outermost).
+    app = added_app((FeatureFlagMiddleware, {"signer": signer}), (CORSMiddleware, CORS))
+    token = signer.dumps(OVERRIDES, sub="ana")
+    async with client(app) as c:
+        preflight = await c.options("/ofrep/v1/evaluate/flags", headers=PREFLIGHT)
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "http://localhost:5173"
+        r = await c.post(
+            "/ofrep/v1/evaluate/flags/asgi-lp",
+            json={},
+            headers={"Origin": "http://localhost:5173", "Cookie": f"featureflag_overrides={token}"},
+        )
+    assert r.json()["value"] == "b"
+    assert r.headers["access-control-allow-origin"] == "http://localhost:5173"
+    assert r.headers["access-control-allow-credentials"] == "true"
+
+
+async def test_ofrep_with_cors_inside_ours_says_how_to_fix_it(signer: OverrideSigner) -> None:
+    app = added_app((CORSMiddleware, CORS), (FeatureFlagMiddleware, {"signer": signer}))
+    async with client(app) as c:
+        preflight = await c.options("/ofrep/v1/evaluate/flags", headers=PREFLIGHT)
+    assert preflight.status_code == 405
+    assert "outside FeatureFlagMiddleware" in preflight.json()["errorDetails"]
+
+
+async def test_mounted_ofrep_answers_at_the_mounted_path(signer: OverrideSigner) -> None:
+    token = signer.dumps(OVERRIDES, sub="ana")
+    inner = FeatureFlagMiddleware(Starlette(routes=[Route("/", home)]), signer=signer)
+    app = Starlette(routes=[Mount("/api", app=inner)])
+    headers = {"Feature-Flag-Overrides": token}
+    async with client(app) as c:
+        bulk = await c.post("/api/ofrep/v1/evaluate/flags", json={}, headers=headers)
+        one = await c.post("/api/ofrep/v1/evaluate/flags/asgi-lp", json={}, headers=headers)
+        page = await c.get("/api/", headers=headers)
+    assert [f["key"] for f in bulk.json()["flags"]] == ["AsgiDemo.is_released", "asgi-lp"]
+    assert one.json()["value"] == "b"
+    assert page.text.startswith("released=True lp=b")

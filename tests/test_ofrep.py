@@ -6,16 +6,21 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
 import pytest
 from flask import Flask
+from openfeature import api
+from openfeature.contrib.provider.ofrep import OFREPProvider
+from openfeature.exception import ErrorCode
 
 from featureflag import asgi, wsgi
-from featureflag.ofrep import MAX_BODY
+from featureflag.ofrep import CORS_HINT, MAX_BODY
 from featureflag.tokens import OverrideSigner
+from tests.support.servers import run_uvicorn
 
 SECRET = "ofrep-test-secret-" + "o" * 32
 PATH = "/ofrep/v1/evaluate/flags"
@@ -85,6 +90,14 @@ OFREP_SCHEMA: dict[str, Any] = {
                     "type": "string",
                     "enum": ["PARSE_ERROR", "TARGETING_KEY_MISSING", "INVALID_CONTEXT", "GENERAL"],
                 },
+                "errorDetails": {"$ref": "#/$defs/errorDetails"},
+            },
+            "required": ["key", "errorCode"],
+        },
+        "flagNotFound": {
+            "properties": {
+                "key": {"$ref": "#/$defs/key"},
+                "errorCode": {"type": "string", "enum": ["FLAG_NOT_FOUND"]},
                 "errorDetails": {"$ref": "#/$defs/errorDetails"},
             },
             "required": ["key", "errorCode"],
@@ -319,3 +332,138 @@ def test_path_is_configurable_and_can_be_turned_off(make: Any) -> None:
     r = post()
     assert (r.status, r.body) == (404, b"app")
     assert app_calls == [PATH]
+
+
+# The single-flag endpoint: POST <prefix>/{key}
+
+
+def test_single_flag_answers_the_override(make: Any) -> None:
+    post, app_calls = make()
+    token = signer.dumps({"SomeNewFeature.is_released": True, "new-lp": "b"}, sub="ana")
+    r = post(path=PATH + "/new-lp", headers={"Feature-Flag-Overrides": token})
+    assert r.status == 200
+    validate(r.json(), "evaluationSuccess")
+    assert r.json() == {
+        "key": "new-lp",
+        "value": "b",
+        "reason": "STATIC",
+        "variant": "b",
+        "metadata": {"source": "override"},
+    }
+    released = post(path=PATH + "/SomeNewFeature.is_released", cookie=token)
+    assert (released.json()["value"], released.json()["variant"]) == (True, "true")
+    assert r.headers["cache-control"] == "private, no-store"
+    assert r.headers["vary"] == "Cookie, Feature-Flag-Overrides"
+    assert "feature-flags" not in r.headers
+    assert app_calls == []
+
+
+def test_single_flag_not_overridden_is_flag_not_found(make: Any) -> None:
+    post, _ = make()
+    token = signer.dumps({"new-lp": "b"}, sub="ana")
+    for headers in ({"Feature-Flag-Overrides": token}, {}):
+        r = post(path=PATH + "/other-flag", headers=headers)
+        assert r.status == 404
+        validate(r.json(), "flagNotFound")
+        assert r.json()["key"] == "other-flag"
+        assert r.json()["errorCode"] == "FLAG_NOT_FOUND"
+        assert "default" in r.json()["errorDetails"]
+
+
+def test_single_flag_etag_and_304(make: Any) -> None:
+    post, _ = make()
+    token = {"Feature-Flag-Overrides": signer.dumps({"new-lp": "b"}, sub="ana")}
+    first = post(path=PATH + "/new-lp", headers=token)
+    etag = first.headers["etag"]
+    again = post(path=PATH + "/new-lp", headers={**token, "If-None-Match": f"W/{etag}"})
+    assert (again.status, again.body, again.headers["etag"]) == (304, b"", etag)
+    other = signer.dumps({"new-lp": "c"}, sub="ana")
+    changed = post(path=PATH + "/new-lp", headers={"Feature-Flag-Overrides": other,
+                                                   "If-None-Match": etag})  # fmt: skip
+    assert changed.status == 200
+    assert changed.json()["value"] == "c"
+
+
+def test_single_flag_errors(make: Any) -> None:
+    post, _ = make()
+    bad = post(path=PATH + "/new-lp", body=b'{"context": 3}')
+    assert bad.status == 400
+    validate(bad.json(), "evaluationFailure")
+    assert bad.json()["key"] == "new-lp"
+    assert post(path=PATH + "/new-lp", method="GET", body=b"").status == 405
+    # A trailing slash names no flag: the app answers.
+    assert post(path=PATH + "/").body == b"app"
+
+
+def test_single_flag_keys_with_slashes_and_unicode(make: Any) -> None:
+    post, _ = make()
+    token = signer.dumps({"team/checkout": True, "caf\u00e9": "b"}, sub="ana")
+    headers = {"Feature-Flag-Overrides": token}
+    assert post(path=PATH + "/team/checkout", headers=headers).json()["value"] is True
+    assert post(path=PATH + "/caf%C3%A9", headers=headers).json()["key"] == "caf\u00e9"
+
+
+def test_a_cors_preflight_reaching_ofrep_names_the_fix(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    post, _ = make()
+    r = post(
+        method="OPTIONS",
+        body=b"",
+        headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST"},
+    )
+    assert r.status == 405
+    assert r.json()["errorDetails"] == CORS_HINT
+    assert "outside FeatureFlagMiddleware" in caplog.text
+
+
+def provider_app() -> asgi.FeatureFlagMiddleware:
+    """For ``uvicorn --factory``: a Starlette app behind the middleware, secret from env."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def home(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    return asgi.FeatureFlagMiddleware(Starlette(routes=[Route("/", home)]))
+
+
+@pytest.mark.integration
+def test_the_official_ofrep_provider_against_a_real_uvicorn_under_root_path(
+    tmp_path: Path,
+) -> None:
+    # openfeature-provider-ofrep calls only the single-flag endpoint. uvicorn's
+    # --root-path puts the prefix in scope["path"] too (as a proxy that strips it
+    # would have us see): the endpoints must answer below it.
+    env = {"FEATUREFLAG_SECRET": SECRET, "FEATUREFLAG_ENVIRONMENT": "test"}
+    token = signer.dumps({"new-lp": "b", "SomeNewFeature.is_released": True}, sub="ana")
+    with run_uvicorn(
+        "tests.test_ofrep:provider_app",
+        factory=True,
+        env=env,
+        log_dir=tmp_path,
+        extra=["--root-path", "/api"],
+    ) as server:
+        with_token = OFREPProvider(
+            server.url, headers_factory=lambda: {"Feature-Flag-Overrides": token}
+        )
+        api.set_provider(with_token, domain="with-token")
+        api.set_provider(OFREPProvider(server.url), domain="without")
+        try:
+            client = api.get_client("with-token")
+            details = client.get_string_details("new-lp", "a")
+            assert (details.value, details.reason, details.variant) == ("b", "STATIC", "b")
+            assert details.flag_metadata == {"source": "override"}
+            assert client.get_boolean_value("SomeNewFeature.is_released", False) is True
+            missing = client.get_string_details("not-overridden", "a")
+            assert (missing.value, missing.error_code) == ("a", ErrorCode.FLAG_NOT_FOUND)
+            anonymous = api.get_client("without").get_string_details("new-lp", "a")
+            assert (anonymous.value, anonymous.error_code) == ("a", ErrorCode.FLAG_NOT_FOUND)
+            bulk = httpx.post(server.url + PATH, json={}, headers={"Feature-Flag-Overrides": token})
+            assert [f["key"] for f in bulk.json()["flags"]] == [
+                "new-lp",
+                "SomeNewFeature.is_released",
+            ]
+        finally:
+            api.clear_providers()

@@ -63,8 +63,20 @@ def test_cli_catalog_imports_modules_and_prints_json() -> None:
         check=True,
     ).stdout
     flags = {f["name"]: f for f in json.loads(out)["flags"]}
-    assert set(flags) == {"CatalogDemo.is_released", "CatalogDemo.is_variant"}
+    assert set(flags) == {"CatalogDemo.is_released", "CatalogDemo.is_variant", "catalog-lp"}
     assert flags["CatalogDemo.is_variant"]["choices"] == ["a", "b"]
+    assert flags["catalog-lp"] == {
+        "name": "catalog-lp",
+        "type": "str",
+        "choices": ["a", "b"],
+        "default": "a",
+        "kind": "intercept",
+        "module": "tests.fixtures.catalog_flags",
+        "path": flags["catalog-lp"]["path"],
+        "line": flags["catalog-lp"]["line"],
+        "description": "The landing page variant.",
+    }
+    assert flags["catalog-lp"]["path"].endswith("catalog_flags.py")
     assert flags["CatalogDemo.is_released"]["description"] == "Whether the demo is released."
 
 
@@ -95,3 +107,38 @@ def test_cli_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_package_marks_itself_typed() -> None:
     assert (Path(featureflag.__file__).parent / "py.typed").exists()
+
+
+def test_declare_lists_an_intercept_flag_before_its_first_call() -> None:
+    name = featureflag.declare("reg-declared", False, description="Shown up front.")
+    assert name == "reg-declared"
+    info = {f.name: f for f in featureflag.catalog()}["reg-declared"]
+    assert (info.type, info.default, info.kind) == ("bool", False, "intercept")
+    assert info.description == "Shown up front."
+    assert info.path == __file__
+    # Its call sites (any number) use the declaration: no "declared twice" error.
+    assert featureflag.intercept("reg-declared", lambda: False) is False
+    with featureflag.overrides({"reg-declared": True}):
+        assert featureflag.intercept("reg-declared", lambda: False) is True
+        assert featureflag.intercept("reg-declared", False) is True  # a second site
+    assert {f.name: f for f in featureflag.catalog()}["reg-declared"].line == info.line
+
+
+def test_declare_checks_the_default_and_the_call_sites_type() -> None:
+    with pytest.raises(featureflag.FlagDeclarationError, match="bool or str"):
+        featureflag.declare("reg-bad", 3)  # type: ignore[arg-type]
+    with pytest.raises(featureflag.FlagDeclarationError, match="not one of the choices"):
+        featureflag.declare("reg-bad", "c", choices=["a", "b"])
+    featureflag.declare("reg-typed", "a", choices=["a", "b"])
+    with pytest.raises(featureflag.FlagDeclarationError, match="Make them agree"):
+        featureflag.intercept("reg-typed", True)
+    with featureflag.overrides({"reg-typed": "b"}):
+        assert featureflag.intercept("reg-typed", lambda: "a") == "b"
+    with pytest.raises(featureflag.OverrideTypeError, match="accepts only"):
+        featureflag.overrides({"reg-typed": "z"})
+
+
+def test_declare_twice_from_two_places_is_still_an_error() -> None:
+    featureflag.declare("reg-twice", True)
+    with pytest.raises(featureflag.DuplicateFlagError):
+        featureflag.declare("reg-twice", True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import itsdangerous
 import pytest
@@ -23,6 +24,8 @@ from featureflag.tokens import (
     MAX_TOKEN_BYTES,
     OverrideSigner,
     VerifiedOverrides,
+    check_flags,
+    override_problem,
     sign_main,
 )
 from tests.support.clock import Clock
@@ -345,3 +348,175 @@ def test_signed_but_unreadable_payload_is_malformed() -> None:
     token = signer.sign(b"bm90anNvbg").decode()  # base64 of "notjson"
     with pytest.raises(MalformedToken):
         OverrideSigner(SECRET, environment="test").loads(token)
+
+
+# -- the expiry without a round trip, the check without signing, the one wording --------
+
+
+@pytest.mark.parametrize("cap", [None, 50.0, 3600.0, 7200.0])
+@pytest.mark.parametrize("now", [1_800_000_000.0, 1_800_000_000.75, 1_800_000_123.4567])
+def test_dumps_with_expiry_says_what_loads_will_say(cap: float | None, now: float) -> None:
+    clock = Clock(now)
+    signer = OverrideSigner(SECRET, environment="test", max_age_cap=cap, clock=clock)
+    token, expires_at = signer.dumps_with_expiry({"A.b": True}, sub="ana", ttl=3600)
+    assert expires_at == signer.loads(token).expires_at
+    expected = round(now + min(3600, cap or 3600), 3)
+    if cap is not None:
+        expected = min(expected, int(now) + cap)  # the cap counts from the whole second
+    assert expires_at == expected
+
+
+def test_dumps_is_dumps_with_expiry_without_the_expiry() -> None:
+    signer = OverrideSigner(SECRET, environment="test", clock=Clock())
+    token, _ = signer.dumps_with_expiry({"A.b": "x"}, sub="ana", origin="cli", ttl=60)
+    assert signer.dumps({"A.b": "x"}, sub="ana", origin="cli", ttl=60) == token
+
+
+def test_check_predicts_the_token_length_and_refuses_what_dumps_refuses() -> None:
+    # Around the 4 KiB limit, compressible and not: check() and dumps() agree exactly.
+    clock = Clock()
+    signer = OverrideSigner(SECRET, environment="test", clock=clock)
+    seen = {"fits": 0, "too-large": 0}
+    for count in range(1, 200, 3):
+        for flags in (
+            {f"f{i}": os.urandom(24).hex() for i in range(count)},
+            {f"Flag.number_{i}": i % 2 == 0 for i in range(count)},
+        ):
+            try:
+                token = signer.dumps(flags, sub="fork:x", origin="fork:x")
+            except TokenTooLarge:
+                with pytest.raises(TokenTooLarge):
+                    signer.check(flags, sub="fork:x", origin="fork:x")
+                seen["too-large"] += 1
+            else:
+                assert signer.check(flags, sub="fork:x", origin="fork:x") == len(token)
+                seen["fits"] += 1
+    assert seen["fits"] and seen["too-large"]
+
+
+def test_check_signs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    signer.check({"A.b": True}, sub="x")  # measures the signature length once
+
+    def refuse(*args: object) -> bytes:
+        raise AssertionError("check() computed a signature")
+
+    monkeypatch.setattr(itsdangerous.Signer, "get_signature", refuse)
+    assert signer.check({"A.b": True, "c": "d"}, sub="x") > 0
+    with pytest.raises(InvalidOverride):
+        signer.check({"A.b": 3}, sub="x")  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "declared", "words"),
+    [
+        ("has space", True, {}, "Invalid flag name"),
+        ("A.b", 3, {}, "the override 3 is a int; send true, false or a string."),
+        ("A.b", "x" * 1025, {}, "longer than 1024 bytes"),
+        ("A.b", "on", {"type": "bool"}, "Flag 'A.b' is declared `-> bool` but the override is"),
+        ("A.b", True, {"type": "str"}, "is declared `-> str` but the override is bool True"),
+        ("A.b", "c", {"type": "str", "choices": ["a", "b"]}, "accepts only 'a', 'b'"),
+    ],
+)
+def test_override_problem_is_the_one_wording(
+    name: str, value: object, declared: dict[str, Any], words: str
+) -> None:
+    problem = override_problem(name, value, **declared)
+    assert problem is not None and words in problem
+    if not declared:
+        with pytest.raises(InvalidOverride) as caught:
+            check_flags({name: value})
+        assert str(caught.value) == problem
+
+
+@pytest.mark.parametrize(
+    ("value", "declared"),
+    [(True, {}), ("x", {}), (False, {"type": "bool"}), ("b", {"type": "str", "choices": ["b"]})],
+)
+def test_override_problem_accepts_what_fits(value: object, declared: dict[str, Any]) -> None:
+    assert override_problem("A.b", value, **declared) is None
+
+
+def test_the_middleware_rejects_a_wrong_type_in_the_same_words() -> None:
+    # featureflag's own evaluation refuses an override with override_problem's sentence.
+    from featureflag._registry import Flag
+
+    flag = Flag("A.b", kind="trap", type="bool")
+    assert flag.problem("on") == override_problem("A.b", "on", type="bool")
+
+
+# --- the routes claim (forks of microservices) ---------------------------------------
+
+ROUTES = {"recommendations": "http://recs-pr-12.preview.svc.cluster.local:8080/v2"}
+
+
+def test_routes_travel_in_the_token() -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    token = signer.dumps({"a": True}, sub="ci", routes=ROUTES)
+    verified = signer.loads(token)
+    assert verified.routes == ROUTES
+    assert verified.route_problems == {}
+    assert verified.flags == {"a": True}
+
+
+def test_a_token_without_routes_has_no_claim_and_no_routes() -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    token = signer.dumps({"a": True}, sub="ci")
+    assert "routes" not in itsdangerous.URLSafeTimedSerializer(
+        SECRET, salt="featureflag.overrides/test"
+    ).loads(token)
+    assert signer.loads(token).routes == {}
+
+
+def test_the_cap_keeps_the_routes() -> None:
+    signer = OverrideSigner(SECRET, environment="test", max_age_cap=10)
+    verified = signer.loads(signer.dumps({}, sub="ci", ttl=3600, routes=ROUTES))
+    assert verified.routes == ROUTES
+
+
+@pytest.mark.parametrize(
+    ("routes", "message"),
+    [
+        ({"recommendations": "ftp://recs.internal"}, "routes.recommendations: a route is"),
+        ({"recommendations": "http://u:p@recs.internal"}, "no user, password"),
+        ({"recommendations": "http://recs.internal?x=1"}, "query or fragment"),
+        ({"recommendations": "http://recs。internal"}, "ASCII host"),
+        ({"recommendations": "http://recs.internal:0"}, "a route is"),
+        ({"recs/v2": "http://recs.internal"}, "a service name is"),
+        ({"recommendations": 42}, "a route is"),
+        ({f"s{i}": "http://recs.internal" for i in range(51)}, "the limit is 50"),
+        (["http://recs.internal"], "routes: send an object"),
+    ],
+)
+def test_a_malformed_route_is_refused_when_signing(routes: object, message: str) -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    with pytest.raises(MalformedToken) as caught:
+        signer.dumps({}, sub="ci", routes=routes)  # type: ignore[arg-type]
+    assert message in str(caught.value)
+
+
+def test_a_malformed_route_in_a_signed_token_is_dropped_and_reported() -> None:
+    # Signed with the secret (a buggy service), so only the claim's shape protects us.
+    payload = {
+        "v": 1,
+        "env": "test",
+        "flags": {"a": True},
+        "sub": "ci",
+        "origin": "fork:pr-1",
+        "exp": 4102444800,
+        "routes": {"good": "http://127.0.0.1:8080", "bad": "http://a@evil.example"},
+    }
+    verified = OverrideSigner(SECRET, environment="test").loads(raw_token(payload))
+    assert verified.flags == {"a": True}  # the flags still apply
+    assert verified.routes == {"good": "http://127.0.0.1:8080"}
+    assert list(verified.route_problems) == ["bad"]
+    assert "no user, password" in verified.route_problems["bad"]
+
+
+def test_a_routes_claim_that_is_not_an_object_is_dropped_whole() -> None:
+    payload = {"v": 1, "env": "test", "flags": {}, "sub": "ci", "origin": "x", "exp": 4102444800}
+    verified = OverrideSigner(SECRET, environment="test").loads(
+        raw_token({**payload, "routes": ["http://127.0.0.1"]})
+    )
+    assert verified.routes == {}
+    assert list(verified.route_problems) == ["*"]

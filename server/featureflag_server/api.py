@@ -1,20 +1,23 @@
 """The JSON API under ``/api``: override tokens, the flag catalog and forks.
 
-Reads are open; every write needs ``Authorization: Bearer <API token>``. Bad input is
-always a 4xx with a :class:`featureflag_server.schemas.Problem` body naming the field and the rule.
+A thin Starlette app over :mod:`featureflag_server.forks`: each path is an
+``HTTPEndpoint``, and errors become :class:`featureflag_server.schemas.Problem` bodies
+through the app's ``exception_handlers``. Reads are open; every write needs
+``Authorization: Bearer <API token>``. Bad input is always a 4xx naming the field and
+the rule.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
+from starlette.endpoints import HTTPEndpoint
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,57 +27,69 @@ from featureflag.exceptions import TokenError
 from featureflag.tokens import OverrideSigner
 
 from .auth import FailedLogins, bearer_token, challenge
-from .errors import CatalogConflict, ForkExists, ForkNotFound, TooManyAttempts
+from .errors import (
+    ApiError,
+    CatalogConflict,
+    FieldProblem,
+    ForkExists,
+    ForkNotFound,
+    InvalidFork,
+    TooManyAttempts,
+)
+from .forks import SERVICE_NAME, SERVICE_RULE, Forks
 from .schemas import Catalog, ForkCreate, ForkUpdate, TokenRequest
 from .settings import Settings
-from .store import FlagValue, Fork, Store, iso, utcnow
+from .store import Fork, Store, iso
 
 M = TypeVar("M", bound=BaseModel)
 MAX_BODY = 4 * 1024 * 1024
 DEFAULT_TTL = 3600.0
 
 
-class ApiError(Exception):
-    """Becomes a JSON :class:`~featureflag_server.schemas.Problem` response."""
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """What every endpoint shares: kept in the API app's ``state.api``."""
 
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        message: str,
-        *,
-        errors: list[dict[str, str]] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-        self.errors = errors or []
-        self.headers = dict(headers or {})
+    settings: Settings
+    forks: Forks
+    signer: OverrideSigner
+    logins: FailedLogins
 
-    def response(self) -> JSONResponse:
-        body = {"error": self.error, "message": self.message, "errors": self.errors}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+    @property
+    def store(self) -> Store:
+        return self.forks.store
+
+    def user(self, request: Request) -> str:
+        """The API token's name, or a 401 with a ``WWW-Authenticate`` challenge (a 429
+        when this address sent too many unknown tokens)."""
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "Send Authorization: Bearer <API token> (one of FEATUREFLAG_API_TOKENS).",
+                headers={"WWW-Authenticate": challenge()},
+            )
+        client = request.client.host if request.client else ""
+        name = self.logins.attempt(client, token, self.settings.authenticate)
+        if name is None:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "The API token is not one of FEATUREFLAG_API_TOKENS; check it.",
+                headers={"WWW-Authenticate": challenge("invalid_token", "unknown API token")},
+            )
+        return name
+
+    def fork_json(self, request: Request, fork: Fork) -> dict[str, Any]:
+        url = self.settings.fork_url(fork.name, request.url.scheme, request.url.port)
+        return fork.to_json(url)
 
 
-SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-SERVICE_RULE = "a service name is 1 to 64 letters, digits, '.', '_' or '-'"
-
-
-def invalid(errors: list[dict[str, str]]) -> ApiError:
-    """A 422 listing each field and the rule it broke."""
-    summary = "; ".join(f"{e['field']}: {e['rule']}" for e in errors[:5])
-    return ApiError(422, "invalid", f"The request is invalid: {summary}", errors=errors)
-
-
-def validation_problems(exc: ValidationError) -> list[dict[str, str]]:
-    """pydantic's errors as ``{"field", "rule"}`` pairs."""
-    problems = []
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        field = ".".join(str(part) for part in error["loc"]) or "body"
-        problems.append({"field": field, "rule": str(error["msg"]).removeprefix("Value error, ")})
-    return problems
+def context(request: Request) -> ApiContext:
+    """The API's shared context (Starlette sets ``scope["app"]`` to the API app)."""
+    api: ApiContext = request.app.state.api
+    return api
 
 
 async def read_json(request: Request) -> Any:
@@ -102,130 +117,55 @@ def _refuse_constant(name: str) -> None:
 
 
 async def parse(request: Request, model: type[M]) -> M:
-    """Read and validate the body as *model*."""
-    data = await read_json(request)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise invalid(validation_problems(exc)) from None
+    """Read and validate the body as *model* (a ValidationError becomes a 422)."""
+    return model.model_validate(await read_json(request))
 
 
-def catalog_problems(
-    flags: Mapping[str, object], catalog: list[dict[str, Any]]
-) -> list[dict[str, str]]:
-    """Overrides whose value does not fit a known flag's type (unknown flags pass)."""
-    known = {entry.get("name"): entry for entry in catalog}
-    problems = []
-    for name, value in flags.items():
-        entry = known.get(name)
-        if entry is None:
-            continue
-        kind, choices = entry.get("type"), entry.get("choices")
-        rule = None
-        if kind == "bool" and not isinstance(value, bool):
-            rule = f"flag {name!r} is declared bool; send true or false"
-        elif kind == "str" and not isinstance(value, str):
-            rule = f"flag {name!r} is declared str; send a string"
-        elif kind == "str" and choices is not None and value not in choices:
-            allowed = ", ".join(repr(c) for c in choices)
-            rule = f"flag {name!r} accepts only {allowed}; send one of those"
-        if rule is not None:
-            problems.append({"field": f"flags.{name}", "rule": rule})
-    return problems
+# -- endpoints ---------------------------------------------------------------------
 
 
-class Api:
-    """The route handlers; one instance per app, sharing the store and signer."""
+class Tokens(HTTPEndpoint):
+    """``/api/tokens``."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        signer: OverrideSigner,
-        logins: FailedLogins | None = None,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.signer = signer
-        self.logins = logins or FailedLogins()
-
-    def user(self, request: Request) -> str:
-        """The API token's name, or a 401 with a ``WWW-Authenticate`` challenge (a 429
-        when this address sent too many unknown tokens)."""
-        token = bearer_token(request.headers.get("authorization"))
-        if token is None:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "Send Authorization: Bearer <API token> (one of FEATUREFLAG_API_TOKENS).",
-                headers={"WWW-Authenticate": challenge()},
-            )
-        client = request.client.host if request.client else ""
-        try:
-            name = self.logins.attempt(client, token, self.settings.authenticate)
-        except TooManyAttempts as exc:
-            headers = {"Retry-After": str(exc.retry_after)}
-            raise ApiError(429, "too-many-attempts", str(exc), headers=headers) from None
-        if name is None:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "The API token is not one of FEATUREFLAG_API_TOKENS; check it.",
-                headers={"WWW-Authenticate": challenge("invalid_token", "unknown API token")},
-            )
-        return name
-
-    async def check_flags(self, flags: Mapping[str, FlagValue], *, name: str) -> None:
-        """422 when a value does not fit the catalog, or the flags cannot make a token."""
-        errors = catalog_problems(flags, await self.store.get_catalog())
-        if errors:
-            raise invalid(errors)
-        try:
-            self.signer.dumps(flags, sub=name, origin="check", ttl=60)
-        except TokenError as exc:
-            raise invalid([{"field": "flags", "rule": str(exc)}]) from None
-
-    def check_upstream(self, upstream: str) -> None:
-        """422 when *upstream* is itself a fork host: the proxy would loop forever."""
-        host = (urlsplit(upstream).hostname or "").rstrip(".").lower()
-        if host.endswith("." + self.settings.fork_domain):
-            rule = (
-                f"upstream {host!r} is under the fork domain "
-                f"{self.settings.fork_domain!r}, so requests would loop through this "
-                "service; point it at the app itself (e.g. http://127.0.0.1:5000)"
-            )
-            raise invalid([{"field": "upstream", "rule": rule}])
-
-    def fork_json(self, request: Request, fork: Fork) -> dict[str, Any]:
-        url = self.settings.fork_url(fork.name, request.url.scheme, request.url.port)
-        return fork.to_json(url)
-
-    # -- tokens --------------------------------------------------------------------
-
-    async def create_token(self, request: Request) -> Response:
-        sub = self.user(request)
+    async def post(self, request: Request) -> Response:
+        """Mint an override token for the caller."""
+        api = context(request)
+        sub = api.user(request)
         body = await parse(request, TokenRequest)
-        await self.check_flags(body.flags, name=sub)
-        ttl = min(body.ttl or DEFAULT_TTL, self.settings.max_token_ttl)
-        token = self.signer.dumps(body.flags, sub=sub, origin=body.origin, ttl=ttl)
-        expires = datetime.fromtimestamp(self.signer.loads(token).expires_at, UTC)
+        ttl = min(body.ttl or DEFAULT_TTL, api.settings.max_token_ttl)
+        flags = await api.forks.check_flags(body.flags, sub=sub, origin=body.origin, ttl=ttl)
+        try:
+            token, expires_at = api.signer.dumps_with_expiry(
+                flags, sub=sub, origin=body.origin, ttl=ttl
+            )
+        except TokenError as exc:  # e.g. a few bytes more than check() saw a moment ago
+            raise InvalidFork([FieldProblem("flags", str(exc))]) from None
         return JSONResponse(
-            {"token": token, "expires_at": iso(expires), "sub": sub},
+            {"token": token, "expires_at": iso_epoch(expires_at), "sub": sub},
             status_code=201,
             headers={"Cache-Control": "no-store"},
         )
 
-    # -- catalog -------------------------------------------------------------------
 
-    async def get_flags(self, request: Request) -> Response:
-        return JSONResponse({"flags": await self.store.get_catalog()})
+def iso_epoch(seconds: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with a ``Z``."""
+    return iso(datetime.fromtimestamp(seconds, UTC))
 
-    async def put_flags(self, request: Request) -> Response:
+
+class Flags(HTTPEndpoint):
+    """``/api/flags``: the flag catalog."""
+
+    async def get(self, request: Request) -> Response:
+        """The catalog."""
+        return JSONResponse({"flags": await context(request).store.get_catalog()})
+
+    async def put(self, request: Request) -> Response:
         """Replace the catalog; with ``?service=NAME``, only that service's entries."""
-        self.user(request)
+        api = context(request)
+        api.user(request)
         service = request.query_params.get("service")
         if service is not None and not SERVICE_NAME.fullmatch(service):
-            raise invalid([{"field": "service", "rule": SERVICE_RULE}])
+            raise InvalidFork([FieldProblem("service", SERVICE_RULE)])
         body = await parse(request, Catalog)
         entries = []
         for entry in body.flags:
@@ -235,107 +175,149 @@ class Api:
             elif stored.get("service") is None:
                 del stored["service"]
             entries.append(stored)
-        try:
-            await self.store.put_catalog(entries, service=service)
-        except CatalogConflict as exc:
-            problem = {"field": "flags", "rule": str(exc)}
-            raise ApiError(409, "exists", str(exc), errors=[problem]) from None
-        return JSONResponse({"flags": await self.store.get_catalog()})
+        await api.store.put_catalog(entries, service=service)
+        return JSONResponse({"flags": await api.store.get_catalog()})
 
-    # -- forks ---------------------------------------------------------------------
 
-    async def list_forks(self, request: Request) -> Response:
-        forks = await self.store.list_forks()
-        return JSONResponse({"forks": [self.fork_json(request, f) for f in forks]})
+class ForkCollection(HTTPEndpoint):
+    """``/api/forks``."""
 
-    async def create_fork(self, request: Request) -> Response:
-        user = self.user(request)
+    async def get(self, request: Request) -> Response:
+        """Every fork."""
+        api = context(request)
+        forks = await api.forks.all()
+        return JSONResponse({"forks": [api.fork_json(request, f) for f in forks]})
+
+    async def post(self, request: Request) -> Response:
+        """Create a fork (409 when the name is taken)."""
+        api = context(request)
+        user = api.user(request)
         body = await parse(request, ForkCreate)
-        self.check_upstream(body.upstream)
-        await self.check_flags(body.flags, name=user)
-        now = utcnow()
-        fork = Fork(body.name, body.upstream, dict(body.flags), user, now, now)
-        try:
-            fork = await self.store.create_fork(fork)
-        except ForkExists as exc:
-            rule = str(exc)
-            raise ApiError(409, "exists", rule, errors=[{"field": "name", "rule": rule}]) from None
+        fork = await api.forks.create(body.name, body.spec(), user=user)
         return JSONResponse(
-            self.fork_json(request, fork),
+            api.fork_json(request, fork),
             status_code=201,
             headers={"Location": f"/api/forks/{fork.name}"},
         )
 
-    async def get_fork(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        fork = await self.store.get_fork(name)
-        if fork is None:
-            raise ApiError(404, "not-found", str(ForkNotFound(name)))
-        return JSONResponse(self.fork_json(request, fork))
 
-    async def update_fork(self, request: Request) -> Response:
-        user = self.user(request)
+class ForkResource(HTTPEndpoint):
+    """``/api/forks/{name}``."""
+
+    async def get(self, request: Request) -> Response:
+        """One fork."""
+        api = context(request)
+        fork = await api.forks.get(request.path_params["name"])
+        return JSONResponse(api.fork_json(request, fork))
+
+    async def put(self, request: Request) -> Response:
+        """Create or replace the fork: 201 when new, 200 when replaced."""
+        api = context(request)
+        user = api.user(request)
         name = request.path_params["name"]
         body = await parse(request, ForkUpdate)
         if body.name is not None and body.name != name:
-            rule = f"the body's name {body.name!r} differs from the URL's {name!r}; forks "
-            raise invalid([{"field": "name", "rule": rule + "cannot be renamed"}])
-        self.check_upstream(body.upstream)
-        await self.check_flags(body.flags, name=user)
-        now = utcnow()
-        try:
-            fork = await self.store.update_fork(
-                Fork(name, body.upstream, dict(body.flags), user, now, now)
-            )
-        except ForkNotFound as exc:
-            raise ApiError(404, "not-found", str(exc)) from None
-        return JSONResponse(self.fork_json(request, fork))
+            rule = f"the body's name {body.name!r:.70} differs from the URL's {name!r}; "
+            raise InvalidFork([FieldProblem("name", rule + "forks cannot be renamed")])
+        fork, created = await api.forks.replace(name, body.spec(), user=user)
+        headers = {"Location": f"/api/forks/{fork.name}"} if created else None
+        return JSONResponse(
+            api.fork_json(request, fork), status_code=201 if created else 200, headers=headers
+        )
 
-    async def delete_fork(self, request: Request) -> Response:
-        self.user(request)
-        name = request.path_params["name"]
-        if not await self.store.delete_fork(name):
-            raise ApiError(404, "not-found", str(ForkNotFound(name)))
+    async def delete(self, request: Request) -> Response:
+        """Delete the fork."""
+        api = context(request)
+        api.user(request)
+        await api.forks.delete(request.path_params["name"])
         return Response(status_code=204)
 
 
-def _handle(
-    fn: Callable[[Request], Awaitable[Response]],
-) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await fn(request)
-        except ApiError as exc:
-            return exc.response()
+ROUTES: list[Route] = [
+    Route("/tokens", Tokens),
+    Route("/flags", Flags),
+    Route("/forks", ForkCollection),
+    Route("/forks/{name}", ForkResource),
+]
 
-    return endpoint
+
+# -- errors as responses -----------------------------------------------------------
+
+
+def problem(
+    status: int,
+    error: str,
+    message: str,
+    problems: list[FieldProblem] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """A :class:`~featureflag_server.schemas.Problem` response."""
+    body = {"error": error, "message": message, "errors": [p.to_json() for p in problems or []]}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def validation_problems(exc: ValidationError) -> list[FieldProblem]:
+    """pydantic's errors as field problems."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        field = ".".join(str(part) for part in error["loc"]) or "body"
+        problems.append(FieldProblem(field, str(error["msg"]).removeprefix("Value error, ")))
+    return problems
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, ApiError):  # pragma: no cover - registered for ApiError only
+        raise exc
+    return problem(exc.status, exc.error, exc.message, exc.problems, exc.headers)
+
+
+async def _invalid(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ValidationError):
+        exc = InvalidFork(validation_problems(exc))
+    if not isinstance(exc, InvalidFork):  # pragma: no cover
+        raise exc
+    return problem(422, "invalid", str(exc), exc.problems)
+
+
+async def _conflict(request: Request, exc: Exception) -> Response:
+    field = "name" if isinstance(exc, ForkExists) else "flags"
+    return problem(409, "exists", str(exc), [FieldProblem(field, str(exc))])
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return problem(404, "not-found", str(exc))
+
+
+async def _too_many(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, TooManyAttempts):  # pragma: no cover
+        raise exc
+    headers = {"Retry-After": str(exc.retry_after)}
+    return problem(429, "too-many-attempts", str(exc), headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):  # pragma: no cover
+        raise exc
     codes = {404: "not-found", 405: "method-not-allowed"}
     message = {
         404: f"No API endpoint at {request.url.path}; see /openapi.json.",
         405: f"{request.method} is not allowed on {request.url.path}; see /openapi.json.",
     }.get(exc.status_code, str(exc.detail))
-    error = ApiError(exc.status_code, codes.get(exc.status_code, "error"), message)
-    response = error.response()
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
+    return problem(
+        exc.status_code, codes.get(exc.status_code, "error"), message, headers=exc.headers
+    )
 
 
-ROUTES: list[tuple[str, str, str]] = [
-    # (path under /api, method, Api method name): also read by server.openapi.
-    ("/tokens", "POST", "create_token"),
-    ("/flags", "GET", "get_flags"),
-    ("/flags", "PUT", "put_flags"),
-    ("/forks", "GET", "list_forks"),
-    ("/forks", "POST", "create_fork"),
-    ("/forks/{name}", "GET", "get_fork"),
-    ("/forks/{name}", "PUT", "update_fork"),
-    ("/forks/{name}", "DELETE", "delete_fork"),
-]
+EXCEPTION_HANDLERS = {
+    ApiError: _api_error,
+    InvalidFork: _invalid,
+    ValidationError: _invalid,
+    ForkExists: _conflict,
+    CatalogConflict: _conflict,
+    ForkNotFound: _not_found,
+    TooManyAttempts: _too_many,
+    HTTPException: _http_error,
+}
 
 
 def create_api(
@@ -345,24 +327,8 @@ def create_api(
     logins: FailedLogins | None = None,
 ) -> Starlette:
     """The ``/api`` app (mount it at ``/api``); *logins* is shared with the web page."""
-    api = Api(settings, store, signer or settings.signer(), logins)
-    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
-    for path, method, attr in ROUTES:
-        by_path.setdefault(path, {})[method] = getattr(api, attr)
-    # One Route per path, so a 405 lists every allowed method in its Allow header.
-    routes = [
-        Route(path, _handle(_by_method(handlers)), methods=list(handlers))
-        for path, handlers in by_path.items()
-    ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
-
-
-def _by_method(
-    handlers: dict[str, Callable[[Request], Awaitable[Response]]],
-) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        # Starlette answers HEAD wherever GET is allowed; the server drops the body.
-        method = "GET" if request.method == "HEAD" else request.method
-        return await handlers[method](request)
-
-    return endpoint
+    signer = signer or settings.signer()
+    forks = Forks(store, signer, fork_domain=settings.fork_domain)
+    app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS)
+    app.state.api = ApiContext(settings, forks, signer, logins or FailedLogins())
+    return app

@@ -8,16 +8,12 @@ host is the service itself: ``/api`` (:mod:`featureflag_server.api`), ``/healthz
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-from collections.abc import Callable
-from types import ModuleType
-from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -30,21 +26,12 @@ from .errors import StoreUnavailable
 from .fork_cache import CachedForks
 from .openapi import openapi_document
 from .outage import StoreOutage, api_outage, page_outage
+from .proxy import ForkProxy, fork_from_host
 from .settings import Settings
 from .store import Store, open_store
+from .web import create_web_app
 
 logger = logging.getLogger("featureflag.server")
-
-
-def _optional(module: str) -> ModuleType | None:
-    # The proxy and the web page are separate modules; the service still runs (API
-    # only) in a tree that lacks one, but an error *inside* one is not hidden.
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
 
 
 def host_of(scope: Scope) -> str:
@@ -64,15 +51,6 @@ async def _openapi(request: Request) -> Response:
     return JSONResponse(openapi_document(__version__))
 
 
-async def _no_web_page(request: Request) -> Response:
-    if request.url.path == "/":
-        return HTMLResponse(
-            "<!doctype html><title>featureflag</title><h1>featureflag override service</h1>"
-            '<p>The API is described at <a href="/openapi.json">/openapi.json</a>.</p>'
-        )
-    return PlainTextResponse("Not Found", status_code=404)
-
-
 class ServiceApp:
     """The ASGI app :func:`create_app` returns; see the module docstring."""
 
@@ -88,8 +66,7 @@ class ServiceApp:
         self._owns_store = store is None
         self._proxy_transport = proxy_transport
         self.service: ASGIApp | None = None
-        self.proxy: Any = None
-        self._fork_from_host: Callable[[str, str], str | None] | None = None
+        self.proxy: ForkProxy | None = None
         if store is not None:
             self._build(store)
 
@@ -101,13 +78,8 @@ class ServiceApp:
         # One record of unknown tokens for the API and the page, shared through the store
         # with the other replicas.
         logins = FailedLogins(shared=store)
-        web = _optional("featureflag_server.web")
-        web_app: ASGIApp = (
-            web.create_web_app(self.settings, store, logins)
-            if web is not None
-            else Starlette(routes=[Route("/{path:path}", _no_web_page)])
-        )
         api_app = create_api(self.settings, store, signer, logins)
+        web_app = create_web_app(self.settings, store, logins, signer)
         # A database outage is a 503 (JSON for the API, a page for people), not a 500.
         api_app.add_exception_handler(StoreUnavailable, api_outage)
         if isinstance(web_app, Starlette):
@@ -120,16 +92,13 @@ class ServiceApp:
                 Mount("/", web_app),
             ]
         )
-        proxy = _optional("featureflag_server.proxy")
-        if proxy is not None:
-            self._fork_from_host = proxy.fork_from_host
-            self.proxy = proxy.ForkProxy(
-                store=store,
-                signer=signer,
-                fork_domain=self.settings.fork_domain,
-                transport=self._proxy_transport,
-            )
-            self._proxy_app = StoreOutage(self.proxy)
+        self.proxy = ForkProxy(
+            store=store,
+            signer=signer,
+            fork_domain=self.settings.fork_domain,
+            transport=self._proxy_transport,
+        )
+        self._proxy_app = StoreOutage(self.proxy)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -139,8 +108,8 @@ class ServiceApp:
             response = PlainTextResponse("The service is starting.", status_code=503)
             await response(scope, receive, send)
             return
-        if self._fork_from_host is not None and scope["type"] in ("http", "websocket"):
-            if self._fork_from_host(host_of(scope), self.settings.fork_domain) is not None:
+        if self.proxy is not None and scope["type"] in ("http", "websocket"):
+            if fork_from_host(host_of(scope), self.settings.fork_domain) is not None:
                 await self._proxy_app(scope, receive, send)
                 return
         await self.service(scope, receive, send)
@@ -183,6 +152,6 @@ def create_app(
     store: Store | None = None,
     proxy_transport: httpx.AsyncBaseTransport | None = None,
 ) -> ServiceApp:
-    """The whole service. Without *store*, the lifespan opens ``SQLiteStore(settings.db)``
-    (or the PostgreSQL store) and closes it; a given *store* stays the caller's to close."""
+    """The whole service. Without *store*, the lifespan opens the store for ``settings.db``
+    and closes it; a given *store* stays the caller's to close."""
     return ServiceApp(settings, store=store, proxy_transport=proxy_transport)

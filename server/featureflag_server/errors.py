@@ -5,6 +5,8 @@
     FeatureFlagError
      ├── ConfigurationError         a bad setting at start-up (featureflag.exceptions)
      └── ServerError                the override service
+          ├── ApiError              a request the API refuses: status, code, field problems
+          ├── InvalidFork           a fork breaks the fork rules, per field (HTTP 422)
           ├── ForkExists            create_fork: the name is taken        (HTTP 409)
           ├── ForkNotFound          update_fork: no fork by that name     (HTTP 404)
           ├── CatalogConflict       put_catalog: a flag another service pushed (HTTP 409)
@@ -14,16 +16,63 @@
                ├── SchemaTooOld     the database needs `featureflag-server migrate`
                └── StoreUnavailable the database cannot be reached now   (HTTP 503)
 
-Context travels as attributes (``name``, ``version``).
+Context travels as attributes (``name``, ``version``, ``problems``). The API turns each
+into a JSON problem and the web page into a re-rendered form, through Starlette's
+``exception_handlers``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from featureflag.exceptions import FeatureFlagError
 
 
 class ServerError(FeatureFlagError):
     """Root of the errors raised by the ``server`` package."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """One rule a field broke: *field* is a dotted path (``flags.new-lp``)."""
+
+    field: str
+    rule: str
+
+    def to_json(self) -> dict[str, str]:
+        """The API's ``{"field", "rule"}`` form."""
+        return {"field": self.field, "rule": self.rule}
+
+
+class ApiError(ServerError):
+    """A request the API refuses; it becomes a JSON
+    :class:`~featureflag_server.schemas.Problem` response with *status*."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        *,
+        problems: Sequence[FieldProblem] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.problems = list(problems)
+        self.headers = dict(headers or {})
+
+
+class InvalidFork(ServerError, ValueError):
+    """A fork (or the flags of a token) breaks the rules; *problems* names each field."""
+
+    def __init__(self, problems: Sequence[FieldProblem]) -> None:
+        summary = "; ".join(f"{p.field}: {p.rule}" for p in problems[:5])
+        super().__init__(f"The request is invalid: {summary}")
+        self.problems = list(problems)
 
 
 class ForkExists(ServerError):

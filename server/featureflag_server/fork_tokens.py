@@ -23,16 +23,9 @@ REMINT_FRACTION = 0.1
 class Signer(Protocol):
     """What the proxy needs from :class:`featureflag.OverrideSigner`."""
 
-    def dumps(
+    def dumps_with_expiry(
         self, flags: Mapping[str, bool | str], *, sub: str, origin: str, ttl: float
-    ) -> str: ...
-
-    def loads(self, token: str | bytes) -> _Verified: ...
-
-
-class _Verified(Protocol):
-    @property
-    def expires_at(self) -> float: ...
+    ) -> tuple[str, float]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +63,10 @@ class TokenCache:
             if left > REMINT_FRACTION * (cached.expires_at - cached.minted_at):
                 return cached.token
         subject = f"fork:{fork.name}"
-        token = self.signer.dumps(fork.flags, sub=subject, origin=subject, ttl=self.ttl)
-        # The signer may cap the lifetime; trust what the token itself says.
-        expires_at = self.signer.loads(token).expires_at
+        # The signer may cap the lifetime: it says when the token really expires.
+        token, expires_at = self.signer.dumps_with_expiry(
+            fork.flags, sub=subject, origin=subject, ttl=self.ttl
+        )
         flags = dict(fork.flags)
         self._tokens[fork.name] = _CachedToken(flags, fork.updated_at, token, now, expires_at)
         return token

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document served at ``/openapi.json``.
 
-Schemas come from the pydantic models in :mod:`featureflag_server.schemas`; the paths are written
-out here, one entry per route in :data:`featureflag_server.api.ROUTES` (a test checks they match).
+Schemas come from the pydantic models in :mod:`featureflag_server.schemas`; the paths are
+written out here, one entry per method of each endpoint in
+:data:`featureflag_server.api.ROUTES` (a test checks they match).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from .api import SERVICE_NAME
+from .forks import SERVICE_NAME
 from .schemas import (
     Catalog,
     ForkCreate,
@@ -166,12 +167,12 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
                     op_id="get_fork",
                 ),
                 "put": _op(
-                    "Replace a fork's upstream and flags",
-                    {"200": _ok("Updated", ForkOut), "404": _problem("No such fork")},
+                    "Create or replace a fork (idempotent)",
+                    {"200": _ok("Replaced", ForkOut), "201": _ok("Created", ForkOut)},
                     body=ForkUpdate,
                     auth=True,
                     name_param=True,
-                    op_id="update_fork",
+                    op_id="put_fork",
                 ),
                 "delete": _op(
                     "Delete a fork",

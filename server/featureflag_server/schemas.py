@@ -1,14 +1,14 @@
 """The API's request and response bodies (pydantic), also the source of /openapi.json.
 
-Rules that need outside knowledge (a flag's type in the catalog, the token size) are
-checked in :mod:`featureflag_server.api`; what a body can say about itself is checked here.
+These models check a body's shape only (which keys, objects where objects go); the
+rules a value must follow (a fork's name, upstream, flags, labels, routes, expiry) are
+:mod:`featureflag_server.forks`'s, so the API and the web page word them alike.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -22,16 +22,24 @@ from pydantic import (
     model_validator,
 )
 
-from featureflag._names import NAME_RULE, is_valid_name
+from featureflag import NAME_RULE
+from featureflag.tokens import MAX_FLAGS, override_problem
 
-from .store import fork_name_problem
-
-MAX_FLAGS = 200  # what one override token may carry (featureflag.tokens.MAX_FLAGS)
-MAX_CATALOG = 10_000
-UPSTREAM_RULE = (
-    "upstream is an absolute http:// or https:// URL with a host, "
-    "no user:password@, query or fragment"
+from .forks import (
+    EXPIRES_RULE,
+    FORK_NAME_RULE,
+    LABEL_KEY_RULE,
+    LABEL_VALUE_RULE,
+    MAX_LABELS,
+    MAX_ROUTES,
+    ROUTE_RULE,
+    SERVICE_RULE,
+    TTL_RULE,
+    UPSTREAM_RULE,
+    ForkSpec,
 )
+
+MAX_CATALOG = 10_000
 ORIGIN_RULE = "origin is 1-64 lowercase letters, digits, '-', '_' or ':', not starting with fork:"
 
 
@@ -46,36 +54,16 @@ FlagValue = Annotated[
     PlainValidator(_flag_value),
     WithJsonSchema({"type": ["boolean", "string"], "description": "true/false or a string"}),
 ]
+# Inputs take any JSON value: featureflag_server.forks checks it and says why.
+AnyFlagValue = Annotated[Any, WithJsonSchema({"type": ["boolean", "string"]})]
+AnyString = Annotated[Any, WithJsonSchema({"type": "string"})]
 Flags = Annotated[
-    dict[str, FlagValue],
+    dict[str, AnyFlagValue],
     Field(
-        max_length=MAX_FLAGS,
         description=f"flag name → override value (at most {MAX_FLAGS}); " + NAME_RULE,
+        json_schema_extra={"maxProperties": MAX_FLAGS},
     ),
 ]
-
-
-def _check_flag_names(flags: dict[str, Any]) -> dict[str, Any]:
-    for name in flags:
-        if not is_valid_name(name):
-            raise ValueError(f"{name[:60]!r}: {NAME_RULE}")
-    return flags
-
-
-def upstream_problem(url: str) -> str | None:
-    """Why *url* cannot be a fork's upstream, or None."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return UPSTREAM_RULE
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return UPSTREAM_RULE
-    if parts.username is not None or parts.query or parts.fragment or len(url) > 2048:
-        return UPSTREAM_RULE
-    if any(c.isspace() for c in url):
-        return UPSTREAM_RULE
-    return None
 
 
 class _Body(BaseModel):
@@ -94,8 +82,6 @@ class TokenRequest(_Body):
         description="lifetime in seconds (default 3600), capped at the service's maximum",
     )
     origin: str = Field(default="extension", description="where the token is used")
-
-    _names = field_validator("flags")(_check_flag_names)
 
     @field_validator("origin")
     @classmethod
@@ -137,7 +123,7 @@ class FlagEntry(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not is_valid_name(value):
+        if override_problem(value, "") is not None:
             raise ValueError(NAME_RULE)
         return value
 
@@ -168,35 +154,44 @@ class Catalog(_Body):
 
 
 class ForkUpdate(_Body):
-    """``PUT /api/forks/{name}``: the fork's new upstream and flags (replaces both)."""
+    """``PUT /api/forks/{name}``: the whole fork (created, or replaced field by field)."""
 
-    name: str | None = Field(default=None, description="optional; must match the path")
-    upstream: str = Field(description=UPSTREAM_RULE)
+    name: AnyString = Field(default=None, description="optional; must match the path")
+    upstream: AnyString = Field(description=UPSTREAM_RULE)
     flags: Flags = Field(default_factory=dict)
+    labels: dict[str, AnyString] = Field(
+        default_factory=dict,
+        description=f"key → value, at most {MAX_LABELS}; {LABEL_KEY_RULE}; {LABEL_VALUE_RULE}",
+        json_schema_extra={"maxProperties": MAX_LABELS},
+    )
+    routes: dict[str, AnyString] = Field(
+        default_factory=dict,
+        description=f"service name → base URL, at most {MAX_ROUTES}; {SERVICE_RULE}; {ROUTE_RULE}",
+        json_schema_extra={"maxProperties": MAX_ROUTES},
+    )
+    expires_at: Annotated[Any, WithJsonSchema({"type": "string", "format": "date-time"})] = Field(
+        default=None, description=EXPIRES_RULE + "; in the future"
+    )
+    ttl: Annotated[Any, WithJsonSchema({"type": "number", "exclusiveMinimum": 0})] = Field(
+        default=None, description=f"{TTL_RULE} from now; instead of expires_at"
+    )
 
-    _names = field_validator("flags")(_check_flag_names)
-
-    @field_validator("upstream")
-    @classmethod
-    def _check_upstream(cls, value: str) -> str:
-        problem = upstream_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+    def spec(self) -> ForkSpec:
+        """What the forks layer checks and stores."""
+        return ForkSpec(
+            upstream=self.upstream,
+            flags=self.flags,
+            labels=self.labels,
+            routes=self.routes,
+            expires_at=self.expires_at,
+            ttl=self.ttl,
+        )
 
 
 class ForkCreate(ForkUpdate):
     """``POST /api/forks``: a new fork."""
 
-    name: str = Field(description="a DNS label, not reserved")
-
-    @field_validator("name")
-    @classmethod
-    def _check_fork_name(cls, value: str) -> str:
-        problem = fork_name_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+    name: AnyString = Field(description=FORK_NAME_RULE + ", not reserved")
 
 
 class ForkOut(BaseModel):
@@ -209,6 +204,10 @@ class ForkOut(BaseModel):
     created_by: str
     created_at: datetime
     updated_at: datetime
+    labels: dict[str, str]
+    routes: dict[str, str] = Field(description="service name → base URL")
+    expires_at: datetime | None = Field(description="None: the fork never expires")
+    updated_by: str = Field(description="the API token's name that last wrote it")
 
 
 class ForkList(BaseModel):

@@ -7,6 +7,10 @@ with its own purpose, so it signs nothing else. It holds the user's name, a fing
 of their API token (removing the token from ``FEATUREFLAG_API_TOKENS`` ends the session)
 and a CSRF token; never the API token itself. Every POST must carry the CSRF token in a
 hidden field, and the cookie is ``SameSite=Lax``. See ``docs/server.md``.
+
+A thin Starlette app over :mod:`featureflag_server.forks` (the API's rules, without
+importing the API): one ``HTTPEndpoint`` per page, and the app's ``exception_handlers``
+turn a login redirect, a refused CSRF token and a missing fork into responses.
 """
 
 from __future__ import annotations
@@ -21,18 +25,21 @@ from typing import Any
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.endpoints import HTTPEndpoint
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .api import Api, ApiError
+from featureflag.tokens import MAX_FLAGS, OverrideSigner
+
 from .auth import FailedLogins
-from .errors import ForkExists, ForkNotFound, TooManyAttempts
-from .schemas import MAX_FLAGS
+from .errors import ForkExists, ForkNotFound, InvalidFork, TooManyAttempts
+from .forks import Forks
 from .settings import Settings
 from .store import Fork, Store, utcnow
 from .web_forms import ForkForm, catalog_rows, parse_fork_form
@@ -89,18 +96,21 @@ class _SecurityHeaders:
 
 
 class WebPage:
-    """The routes of the page; one instance per app, no per-request state."""
+    """What every page shares (kept in the web app's ``state.page``); no per-request state."""
 
     def __init__(
-        self, settings: Settings, store: Store, logins: FailedLogins | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        logins: FailedLogins | None = None,
+        signer: OverrideSigner | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.logins = logins or FailedLogins()
         self.key = session_key(settings.signing_secret, settings.environment)
-        # The API's own checks (catalog types, token size, fork-domain loops), so the
-        # page accepts exactly what the API accepts.
-        self.api = Api(settings, store, settings.signer(), self.logins)
+        # The same forks layer as the API: the page accepts exactly what the API accepts.
+        self.forks = Forks(store, signer or settings.signer(), fork_domain=settings.fork_domain)
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -131,6 +141,13 @@ class WebPage:
             return None
         return name
 
+    def required_user(self, request: Request) -> str:
+        """The logged-in user; otherwise a redirect to the login form (a 303 exception)."""
+        user = self.user(request)
+        if user is None:
+            raise HTTPException(303, headers={"Location": "/login"})
+        return user
+
     def render(
         self, request: Request, template: str, status: int = 200, **context: Any
     ) -> HTMLResponse:
@@ -140,14 +157,13 @@ class WebPage:
             csrf_token=self.csrf(request),
             user=self.user(request),
             flash=flash,
+            now=utcnow(),
             **context,
         )
         return HTMLResponse(html, status_code=status)
 
-    async def checked_form(
-        self, request: Request, *, rows: int = 0
-    ) -> Mapping[str, Any] | Response:
-        """The POSTed form, or a 403 page when its CSRF token is missing or wrong.
+    async def checked_form(self, request: Request, *, rows: int = 0) -> Mapping[str, Any]:
+        """The POSTed form; a 403 (exception) when its CSRF token is missing or wrong.
 
         *rows*: flag rows the form may carry (a few fields each, past starlette's
         default limit of 1000 fields for a large catalog).
@@ -160,158 +176,194 @@ class WebPage:
             or not isinstance(expected, str)
             or not hmac.compare_digest(sent.encode(), expected.encode())
         ):
-            return self.render(request, "forbidden.html", status=403)
+            raise HTTPException(403)
         return form
-
-    async def api_checks(self, fork_form: ForkForm, user: str) -> None:
-        """Add the API's objections (the same rules as ``POST /api/forks``) to the form."""
-        try:
-            self.api.check_upstream(fork_form.upstream)
-            await self.api.check_flags(fork_form.flags(), name=user)
-        except ApiError as exc:
-            for problem in exc.errors:
-                fork_form.errors[problem["field"]] = problem["rule"]
 
     def fork_url(self, request: Request, name: str) -> str:
         return self.settings.fork_url(name, request.url.scheme, request.url.port)
 
-    # -- routes ---------------------------------------------------------------------
-    async def index(self, request: Request) -> Response:
-        user = self.user(request)
-        if user is None:
-            return RedirectResponse("/login", status_code=303)
-        forks = await self.store.list_forks()
-        catalog = await self.store.get_catalog()
-        rows = [(fork, self.fork_url(request, fork.name)) for fork in forks]
-        return self.render(request, "index.html", forks=rows, catalog=catalog_rows(catalog))
-
-    async def login(self, request: Request) -> Response:
-        if request.method == "GET":
-            if self.user(request) is not None:
+    async def save(
+        self, request: Request, fork_form: ForkForm, user: str, existing: Fork | None
+    ) -> Response:
+        """Create (*existing* None) or replace a fork from the form; on any problem, the
+        form again with every reason, and nothing stored."""
+        spec = fork_form.spec(existing.routes if existing else None)
+        try:
+            await self.forks.build(fork_form.name, spec, user=user)
+        except InvalidFork as exc:
+            for problem in exc.problems:
+                fork_form.add_problem(problem.field, problem.rule)
+        if not fork_form.errors:
+            try:
+                if existing is None:
+                    await self.forks.create(fork_form.name, spec, user=user)
+                else:
+                    await self.forks.update(fork_form.name, spec, user=user)
+            except ForkExists as exc:
+                fork_form.errors["name"] = str(exc)
+            except InvalidFork as exc:  # the catalog changed in between
+                for problem in exc.problems:
+                    fork_form.add_problem(problem.field, problem.rule)
+            else:
+                verb = "Created" if existing is None else "Saved"
+                request.session["flash"] = f"{verb} fork {fork_form.name!r}."
                 return RedirectResponse("/", status_code=303)
-            return self.render(request, "login.html", error=None)
-        form = await self.checked_form(request)
-        if isinstance(form, Response):
-            return form
+        editing = existing is not None
+        return self.render(request, "fork_form.html", status=422, form=fork_form, editing=editing)
+
+
+def page_of(request: Request) -> WebPage:
+    """The page's shared state (Starlette sets ``scope["app"]`` to the web app)."""
+    page: WebPage = request.app.state.page
+    return page
+
+
+# -- routes -------------------------------------------------------------------------
+
+
+class Index(HTTPEndpoint):
+    """``/``: the forks and the catalog."""
+
+    async def get(self, request: Request) -> Response:
+        page = page_of(request)
+        page.required_user(request)
+        forks = await page.forks.all()
+        catalog = await page.store.get_catalog()
+        rows = [(fork, page.fork_url(request, fork.name)) for fork in forks]
+        return page.render(request, "index.html", forks=rows, catalog=catalog_rows(catalog))
+
+
+class Login(HTTPEndpoint):
+    """``/login``: the API token form."""
+
+    async def get(self, request: Request) -> Response:
+        page = page_of(request)
+        if page.user(request) is not None:
+            return RedirectResponse("/", status_code=303)
+        return page.render(request, "login.html", error=None)
+
+    async def post(self, request: Request) -> Response:
+        page = page_of(request)
+        form = await page.checked_form(request)
         client = request.client.host if request.client else ""
         given = form.get("api_token")
         try:
-            name = self.logins.attempt(
-                client, given if isinstance(given, str) else "", self.settings.authenticate
+            name = page.logins.attempt(
+                client, given if isinstance(given, str) else "", page.settings.authenticate
             )
         except TooManyAttempts as exc:
-            page = self.render(request, "login.html", status=429, error=str(exc))
-            page.headers["Retry-After"] = str(exc.retry_after)
-            return page
+            response = page.render(request, "login.html", status=429, error=str(exc))
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
         if name is None:
             error = "That API token is not known to this service; check FEATUREFLAG_API_TOKENS."
-            return self.render(request, "login.html", status=401, error=error)
+            return page.render(request, "login.html", status=401, error=error)
         # A fresh session (and CSRF token) at the change of privilege.
         request.session.clear()
         request.session["user"] = name
-        token = self.settings.api_tokens[name].get_secret_value()
-        request.session["fp"] = _fingerprint(self.key, token)
+        token = page.settings.api_tokens[name].get_secret_value()
+        request.session["fp"] = _fingerprint(page.key, token)
         request.session["csrf"] = secrets.token_urlsafe(32)
         return RedirectResponse("/", status_code=303)
 
-    async def logout(self, request: Request) -> Response:
-        form = await self.checked_form(request)
-        if isinstance(form, Response):
-            return form
+
+class Logout(HTTPEndpoint):
+    """``/logout``."""
+
+    async def post(self, request: Request) -> Response:
+        await page_of(request).checked_form(request)
         request.session.clear()
         request.session["flash"] = "Logged out."
         return RedirectResponse("/login", status_code=303)
 
-    async def new_fork(self, request: Request) -> Response:
-        user = self.user(request)
-        if user is None:
-            return RedirectResponse("/login", status_code=303)
-        catalog = await self.store.get_catalog()
-        if request.method == "GET":
-            fork_form = ForkForm.blank(catalog)
-            return self.render(request, "fork_form.html", form=fork_form, editing=False)
-        form = await self.checked_form(request, rows=len(catalog) + MAX_FLAGS)
-        if isinstance(form, Response):
-            return form
-        fork_form = parse_fork_form(form, catalog, name=None)
-        if not fork_form.errors:
-            await self.api_checks(fork_form, user)
-        if not fork_form.errors:
-            fork = Fork(
-                name=fork_form.name,
-                upstream=fork_form.upstream,
-                flags=fork_form.flags(),
-                created_by=user,
-            )
-            try:
-                await self.store.create_fork(fork)
-            except ForkExists as exc:
-                fork_form.errors["name"] = str(exc)
-            else:
-                request.session["flash"] = f"Created fork {fork.name!r}."
-                return RedirectResponse("/", status_code=303)
-        return self.render(request, "fork_form.html", status=422, form=fork_form, editing=False)
 
-    async def edit_fork(self, request: Request) -> Response:
-        user = self.user(request)
-        if user is None:
-            return RedirectResponse("/login", status_code=303)
-        name = request.path_params["name"]
-        fork = await self.store.get_fork(name)
-        if fork is None:
-            return self.render(request, "not_found.html", status=404, name=name)
-        catalog = await self.store.get_catalog()
-        if request.method == "GET":
-            fork_form = ForkForm.from_fork(fork, catalog)
-            return self.render(request, "fork_form.html", form=fork_form, editing=True)
-        form = await self.checked_form(request, rows=len(catalog) + MAX_FLAGS)
-        if isinstance(form, Response):
-            return form
-        fork_form = parse_fork_form(form, catalog, name=name)
-        if not fork_form.errors:
-            await self.api_checks(fork_form, user)
-        if not fork_form.errors:
-            updated = Fork(
-                name=name,
-                upstream=fork_form.upstream,
-                flags=fork_form.flags(),
-                created_by=fork.created_by,
-                created_at=fork.created_at,
-                updated_at=utcnow(),
-            )
-            try:
-                await self.store.update_fork(updated)
-            except ForkNotFound:
-                return self.render(request, "not_found.html", status=404, name=name)
-            request.session["flash"] = f"Saved fork {name!r}."
-            return RedirectResponse("/", status_code=303)
-        return self.render(request, "fork_form.html", status=422, form=fork_form, editing=True)
+class NewFork(HTTPEndpoint):
+    """``/forks/new``."""
 
-    async def delete_fork(self, request: Request) -> Response:
-        form = await self.checked_form(request)
-        if isinstance(form, Response):
-            return form
-        if self.user(request) is None:
-            return RedirectResponse("/login", status_code=303)
+    async def get(self, request: Request) -> Response:
+        page = page_of(request)
+        page.required_user(request)
+        fork_form = ForkForm.blank(await page.store.get_catalog())
+        return page.render(request, "fork_form.html", form=fork_form, editing=False)
+
+    async def post(self, request: Request) -> Response:
+        page = page_of(request)
+        user = page.required_user(request)
+        catalog = await page.store.get_catalog()
+        form = await page.checked_form(request, rows=len(catalog) + MAX_FLAGS)
+        return await page.save(request, parse_fork_form(form, catalog, name=None), user, None)
+
+
+class EditFork(HTTPEndpoint):
+    """``/forks/{name}/edit``."""
+
+    async def get(self, request: Request) -> Response:
+        page = page_of(request)
+        page.required_user(request)
+        fork = await page.forks.get(request.path_params["name"])
+        fork_form = ForkForm.from_fork(fork, await page.store.get_catalog())
+        return page.render(request, "fork_form.html", form=fork_form, editing=True)
+
+    async def post(self, request: Request) -> Response:
+        page = page_of(request)
+        user = page.required_user(request)
+        fork = await page.forks.get(request.path_params["name"])
+        catalog = await page.store.get_catalog()
+        form = await page.checked_form(request, rows=len(catalog) + MAX_FLAGS)
+        return await page.save(request, parse_fork_form(form, catalog, name=fork.name), user, fork)
+
+
+class DeleteFork(HTTPEndpoint):
+    """``/forks/{name}/delete``."""
+
+    async def post(self, request: Request) -> Response:
+        page = page_of(request)
+        await page.checked_form(request)
+        page.required_user(request)
         name = request.path_params["name"]
-        if await self.store.delete_fork(name):
-            request.session["flash"] = f"Deleted fork {name!r}."
-        else:
+        try:
+            await page.forks.delete(name)
+        except ForkNotFound:
             request.session["flash"] = f"There was no fork {name!r} to delete."
+        else:
+            request.session["flash"] = f"Deleted fork {name!r}."
         return RedirectResponse("/", status_code=303)
 
 
-def create_web_app(settings: Settings, store: Store, logins: FailedLogins | None = None) -> ASGIApp:
+# -- errors as pages ------------------------------------------------------------------
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, HTTPException):  # pragma: no cover - registered for it only
+        raise exc
+    if exc.status_code == 303 and exc.headers:
+        return RedirectResponse(exc.headers["Location"], status_code=303)
+    if exc.status_code == 403:
+        return page_of(request).render(request, "forbidden.html", status=403)
+    return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _fork_not_found(request: Request, exc: Exception) -> Response:
+    name = exc.name if isinstance(exc, ForkNotFound) else ""
+    return page_of(request).render(request, "not_found.html", status=404, name=name)
+
+
+def create_web_app(
+    settings: Settings,
+    store: Store,
+    logins: FailedLogins | None = None,
+    signer: OverrideSigner | None = None,
+) -> ASGIApp:
     """The web page as an ASGI app (``featureflag_server.app.create_app`` mounts it at ``/``);
     *logins* is shared with the API."""
-    page = WebPage(settings, store, logins)
+    page = WebPage(settings, store, logins, signer)
     routes = [
-        Route("/", page.index, methods=["GET"]),
-        Route("/login", page.login, methods=["GET", "POST"]),
-        Route("/logout", page.logout, methods=["POST"]),
-        Route("/forks/new", page.new_fork, methods=["GET", "POST"]),
-        Route("/forks/{name}/edit", page.edit_fork, methods=["GET", "POST"]),
-        Route("/forks/{name}/delete", page.delete_fork, methods=["POST"]),
+        Route("/", Index),
+        Route("/login", Login),
+        Route("/logout", Logout),
+        Route("/forks/new", NewFork),
+        Route("/forks/{name}/edit", EditFork),
+        Route("/forks/{name}/delete", DeleteFork),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [
@@ -325,4 +377,7 @@ def create_web_app(settings: Settings, store: Store, logins: FailedLogins | None
             https_only=settings.secure_cookies,
         ),
     ]
-    return Starlette(routes=routes, middleware=middleware)
+    handlers = {HTTPException: _http_error, ForkNotFound: _fork_not_found}
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+    app.state.page = page
+    return app

@@ -6,6 +6,12 @@ and a text field. A flag the catalog does not know (set through the API, or an
 ``intercept`` flag whose type is not known yet) keeps its row with a type select, and
 one empty row adds a flag by name. Select values carry a ``v:`` prefix so that "not
 set" (the empty value) can never collide with a choice.
+
+Labels are a text area of ``key=value`` lines, and the expiry one text field: a
+duration (``90m``, ``8h``, ``3d``) or an ISO 8601 time; empty for never.
+
+This module reads the form's own syntax only; what a fork may be (its name, upstream,
+flag values, labels, expiry) is :mod:`featureflag_server.forks`'s to say, as for the API.
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from featureflag._names import NAME_RULE, is_valid_name
-
-from .schemas import MAX_FLAGS, upstream_problem
-from .store import FlagValue, Fork, fork_name_problem
+from .forks import ForkSpec
+from .store import FlagValue, Fork
 
 _ROW = re.compile(r"^flag-(\d{1,4})-name$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+EXPIRES_HINT = "a duration such as 90m, 8h or 3d, or a time such as 2026-12-31T18:00Z"
 
 
 @dataclass
@@ -85,6 +92,11 @@ class ForkForm:
     upstream: str = ""
     rows: list[FlagRow] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    labels_text: str = ""
+    expires: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    ttl: float | None = None
+    expires_at: str | None = None
 
     @classmethod
     def blank(cls, catalog: list[dict[str, Any]]) -> ForkForm:
@@ -98,10 +110,39 @@ class ForkForm:
             if name not in known:
                 rows.append(FlagRow(len(rows), name, None, known=False, set=True, value=value))
         rows.append(_new_row(len(rows)))
-        return cls(name=fork.name, upstream=fork.upstream, rows=rows)
+        labels = "\n".join(f"{key}={value}" for key, value in sorted(fork.labels.items()))
+        expires = fork.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ") if fork.expires_at else ""
+        return cls(
+            name=fork.name, upstream=fork.upstream, rows=rows, labels_text=labels, expires=expires
+        )
 
     def flags(self) -> dict[str, FlagValue]:
         return {r.name: r.value for r in self.rows if r.set and r.value is not None and r.name}
+
+    def spec(self, routes: Mapping[str, str] | None = None) -> ForkSpec:
+        """What the form asks for; *routes* (not on the form) are the fork's own."""
+        return ForkSpec(
+            upstream=self.upstream,
+            flags=self.flags(),
+            labels=self.labels,
+            routes=dict(routes or {}),
+            expires_at=self.expires_at,
+            ttl=self.ttl,
+        )
+
+    def add_problem(self, field_name: str, rule: str) -> None:
+        """Show a rule the forks layer says was broken: beside its flag row, if any."""
+        if field_name in ("ttl", "expires_at"):
+            field_name = "expires"
+        elif field_name.startswith("labels."):
+            rule = f"{field_name.removeprefix('labels.')}: {rule}"
+            field_name = "labels"
+        if field_name.startswith("flags."):
+            flag = field_name.removeprefix("flags.")
+            for row in self.rows:
+                if row.name == flag and not row.error:
+                    row.error = rule
+        self.errors.setdefault(field_name, rule)
 
     @property
     def row_errors(self) -> list[str]:
@@ -164,14 +205,14 @@ def parse_fork_form(
         return value.strip() if isinstance(value, str) else ""
 
     by_name = {str(e.get("name")): e for e in catalog}
-    result = ForkForm(name=name if name is not None else text("name"), upstream=text("upstream"))
-    if name is None:
-        problem = fork_name_problem(result.name)
-        if problem is not None:
-            result.errors["name"] = problem
-    problem = upstream_problem(result.upstream)
-    if problem is not None:
-        result.errors["upstream"] = problem
+    result = ForkForm(
+        name=name if name is not None else text("name"),
+        upstream=text("upstream"),
+        labels_text=text("labels"),
+        expires=text("expires"),
+    )
+    _read_labels(result)
+    _read_expiry(result)
 
     indexes = sorted({int(m.group(1)) for key in form if (m := _ROW.match(key))})
     seen: set[str] = set()
@@ -198,18 +239,42 @@ def parse_fork_form(
         if not row.name:
             row.set = False  # the empty "add a flag" row
             continue
-        if not is_valid_name(row.name):
-            row.error = f"{NAME_RULE}"
-        elif row.name in seen:
+        if row.name in seen:
             row.error = "this flag appears twice in the form"
         seen.add(row.name)
     if not any(not row.known and not row.name for row in result.rows):
         result.rows.append(_new_row(len(result.rows)))
-    if len(result.flags()) > MAX_FLAGS:
-        result.errors["flags"] = f"a fork overrides at most {MAX_FLAGS} flags"
     if any(row.error for row in result.rows):
         result.errors["flags"] = "; ".join(result.row_errors)
     return result
+
+
+def _read_labels(result: ForkForm) -> None:
+    for number, line in enumerate(result.labels_text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            result.errors["labels"] = f"line {number}: write one key=value per line"
+            return
+        if key in result.labels:
+            result.errors["labels"] = f"line {number}: the key {key!r} appears twice"
+            return
+        result.labels[key] = value.strip()
+
+
+def _read_expiry(result: ForkForm) -> None:
+    text = result.expires
+    if not text:
+        return
+    duration = _DURATION.fullmatch(text.lower())
+    if duration is not None:
+        result.ttl = float(duration.group(1)) * _UNIT[duration.group(2)]
+    elif text[:1].isdigit() and ("-" in text or "T" in text):
+        result.expires_at = text  # the forks layer reads and checks the time
+    else:
+        result.errors["expires"] = f"write {EXPIRES_HINT}; leave it empty for never"
 
 
 def _read_row(row: FlagRow, form: Mapping[str, Any], prefix: str) -> None:
@@ -230,10 +295,7 @@ def _read_row(row: FlagRow, form: Mapping[str, Any], prefix: str) -> None:
                 return
             row.value = chosen == "true"
         else:
-            row.value = chosen
-            if row.choices is not None and chosen not in row.choices:
-                allowed = ", ".join(repr(c) for c in row.choices)
-                row.error = f"this flag accepts only {allowed}"
+            row.value = chosen  # the forks layer checks it is one of the choices
         return
     row.set = form.get(prefix + "set") is not None
     if not row.set:

@@ -442,7 +442,9 @@ def test_service_refusal_is_shown_in_the_popup(ext: Extension, live_demo: LiveDe
     popup.locator("#add button").click()
     popup.locator("#apply").click()
     # The service checks overrides against the catalog and says what to send instead.
-    expect(popup.locator(".notice.error")).to_contain_text("declared bool; send true or false")
+    expect(popup.locator(".notice.error")).to_contain_text(
+        "is declared `-> bool` but the override is the string 'yes'; send true or false"
+    )
     assert "featureflag_overrides" not in [c["name"] for c in ext.context.cookies()]
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import httpx
@@ -234,7 +237,7 @@ async def test_a_bad_ttl_is_a_422(client: httpx.AsyncClient, ttl: object) -> Non
         ({"a": 1}, "flags.a"),
         ({"a": None}, "flags.a"),
         ({"a": ["b"]}, "flags.a"),
-        ({"a": "x" * 2000}, "flags"),
+        ({"a": "x" * 2000}, "flags.a"),
         ({f"f{i}": True for i in range(201)}, "flags"),
     ],
 )
@@ -285,7 +288,8 @@ async def test_override_types_are_checked_against_the_catalog(
     if field is not None:
         problem = response.json()["errors"][0]
         assert problem["field"] == field
-        assert problem["rule"].startswith("flag ")
+        # The SDK's own wording (featureflag.tokens.override_problem).
+        assert problem["rule"].startswith(f"Flag {next(iter(flags))!r} ")
 
 
 # -- catalog ------------------------------------------------------------------------
@@ -555,9 +559,29 @@ async def test_update_with_the_same_name_in_the_body_is_fine(client: httpx.Async
     assert response.status_code == 200
 
 
-async def test_update_an_unknown_fork_is_a_404(client: httpx.AsyncClient) -> None:
-    response = await client.put("/api/forks/ghost", json={"upstream": "http://h"}, headers=AUTH)
-    assert response.status_code == 404
+async def test_put_creates_an_unknown_fork_then_replaces_it(client: httpx.AsyncClient) -> None:
+    body = {"upstream": "http://h:1", "flags": {"a": True}}
+    created = await client.put("/api/forks/ghost", json=body, headers=AUTH)
+    assert created.status_code == 201
+    assert created.headers["location"] == "/api/forks/ghost"
+    assert created.json()["created_by"] == "alice"
+    assert created.json()["updated_by"] == "alice"
+    again = await client.put("/api/forks/ghost", json=body, headers=BOB_AUTH)
+    assert again.status_code == 200  # idempotent: the same body again is a replace
+    assert again.json()["created_by"] == "alice"
+    assert again.json()["updated_by"] == "bob"
+    assert again.json()["flags"] == {"a": True}
+    assert len((await client.get("/api/forks")).json()["forks"]) == 1
+
+
+@pytest.mark.parametrize("name", ["www", "New-lp", "-x", "x" * 64])
+async def test_put_checks_the_name_of_a_fork_it_would_create(
+    client: httpx.AsyncClient, name: str
+) -> None:
+    response = await client.put(f"/api/forks/{name}", json={"upstream": "http://h"}, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "name"
+    assert (await client.get("/api/forks")).json() == {"forks": []}
 
 
 async def test_update_validates_the_body(client: httpx.AsyncClient) -> None:
@@ -571,6 +595,79 @@ async def test_delete_a_fork(client: httpx.AsyncClient) -> None:
     assert (await client.delete("/api/forks/new-lp", headers=AUTH)).status_code == 204
     assert (await client.get("/api/forks/new-lp")).status_code == 404
     assert (await client.delete("/api/forks/new-lp", headers=AUTH)).status_code == 404
+
+
+async def test_labels_routes_and_a_ttl_are_stored_and_returned(client: httpx.AsyncClient) -> None:
+    before = datetime.now(UTC)
+    body = FORK | {
+        "labels": {"team": "checkout", "github.com/pr": "42"},
+        "routes": {"recs": "http://127.0.0.1:7001"},
+        "ttl": 3600,
+    }
+    created = (await client.post("/api/forks", json=body, headers=AUTH)).json()
+    assert created["labels"] == {"team": "checkout", "github.com/pr": "42"}
+    assert created["routes"] == {"recs": "http://127.0.0.1:7001"}
+    assert created["updated_by"] == "alice"
+    expires = datetime.fromisoformat(created["expires_at"])
+    assert before + timedelta(seconds=3599) <= expires <= datetime.now(UTC) + timedelta(hours=1)
+    assert (await client.get("/api/forks/new-lp")).json() == created
+
+
+async def test_put_replaces_every_field_and_takes_an_expiry_time(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.post("/api/forks", json=FORK | {"labels": {"a": "b"}, "ttl": 60}, headers=AUTH)
+    body = {"upstream": "http://h:2", "expires_at": "2099-01-01T00:00:00+02:00"}
+    response = await client.put("/api/forks/new-lp", json=body, headers=AUTH)
+    assert response.status_code == 200
+    fork = response.json()
+    assert (fork["labels"], fork["routes"], fork["flags"]) == ({}, {}, {})
+    assert fork["expires_at"] == "2098-12-31T22:00:00Z"
+    again = await client.put("/api/forks/new-lp", json={"upstream": "http://h:2"}, headers=AUTH)
+    assert again.json()["expires_at"] is None  # left out: never expires
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "words"),
+    [
+        ({"ttl": 0}, "ttl", "ttl must be a positive number of seconds"),
+        ({"ttl": "1h"}, "ttl", "ttl must be a positive number of seconds"),
+        ({"ttl": 1e400}, "ttl", "ttl must be a positive number of seconds"),
+        ({"ttl": 10**400}, "ttl", "leave it out for a fork that never expires"),
+        ({"ttl": 60, "expires_at": "2099-01-01T00:00:00Z"}, "ttl", "not both"),
+        ({"expires_at": "9999-12-31T23:00:00-05:00"}, "expires_at", "ISO 8601"),
+        ({"expires_at": "2000-01-01T00:00:00Z"}, "expires_at", "in the future"),
+        ({"expires_at": "2099-01-01"}, "expires_at", "with a timezone"),
+        ({"expires_at": 5}, "expires_at", "ISO 8601"),
+        ({"labels": {"bad key": "x"}}, "labels", "a label key"),
+        ({"labels": {"k": 1}}, "labels.k", "a label value"),
+        ({"labels": ["a"]}, "labels", "dictionary"),
+        ({"routes": {"recs": "not a url"}}, "routes.recs", "a route is"),
+        ({"routes": {"a b": "http://h"}}, "routes", "a service name"),
+    ],
+)
+async def test_bad_new_fields_are_a_422_naming_the_field_and_rule(
+    client: httpx.AsyncClient, extra: dict[str, Any], field: str, words: str
+) -> None:
+    if extra.get("ttl") == math.inf:  # JSON has no Infinity: a number too large for a float
+        content = json.dumps(FORK | {"ttl": "__inf__"}).replace('"__inf__"', "1e400")
+    else:
+        content = json.dumps(FORK | extra)
+    for method, path in (("POST", "/api/forks"), ("PUT", "/api/forks/new-lp")):
+        response = await client.request(method, path, content=content, headers=AUTH)
+        assert response.status_code == 422, response.text
+        rules = {e["field"]: e["rule"] for e in response.json()["errors"]}
+        assert words in rules[field], rules
+    assert (await client.get("/api/forks")).json() == {"forks": []}
+
+
+async def test_a_forks_flags_must_fit_in_its_token(client: httpx.AsyncClient) -> None:
+    flags = {f"Flag.number_{i:03}": os.urandom(24).hex() for i in range(150)}
+    response = await client.post("/api/forks", json=FORK | {"flags": flags}, headers=AUTH)
+    assert response.status_code == 422
+    [problem] = response.json()["errors"]
+    assert problem["field"] == "flags"
+    assert "the limit is 4096" in problem["rule"]
 
 
 # -- never a 500 ----------------------------------------------------------------------
@@ -590,6 +687,9 @@ BODIES = st.one_of(
             "flags": st.dictionaries(st.text(max_size=8), JSON, max_size=4),
             "ttl": JSON,
             "origin": JSON,
+            "labels": JSON | st.dictionaries(st.text(max_size=8), JSON, max_size=4),
+            "routes": JSON | st.dictionaries(st.text(max_size=8), JSON, max_size=4),
+            "expires_at": JSON | st.datetimes().map(lambda d: d.isoformat()),
         },
     ),
 )

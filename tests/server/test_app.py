@@ -6,13 +6,11 @@ import asyncio
 import io
 import logging
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 
-from featureflag_server import app as app_module
 from featureflag_server.app import create_app
 from featureflag_server.errors import StoreError
 from featureflag_server.logs import BatchingHandler
@@ -76,28 +74,20 @@ async def test_the_web_page_answers_on_the_service_host(forked: tuple[Any, Upstr
     assert response.status_code in (200, 303, 307)
 
 
-async def test_without_the_optional_modules_the_api_still_runs(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+async def test_the_api_and_the_page_share_one_forks_layer(
+    forked: tuple[Any, Upstream],
 ) -> None:
-    def missing(name: str) -> ModuleType | None:
-        return None
-
-    monkeypatch.setattr(app_module, "_optional", missing)
-    app = create_app(settings, store=MemoryStore())
-    assert (await get(app, "/healthz", "new-lp.localhost:8000")).json() == {"status": "ok"}
-    page = await get(app, "/", "localhost:8000")
-    assert "/openapi.json" in page.text
-    assert (await get(app, "/nothing", "localhost:8000")).status_code == 404
-
-
-def test_a_missing_optional_module_is_none_but_its_own_import_errors_surface(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "ff_probe_broken.py").write_text("import ff_probe_dependency_missing\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    assert app_module._optional("ff_probe_absent") is None
-    with pytest.raises(ModuleNotFoundError, match="ff_probe_dependency_missing"):
-        app_module._optional("ff_probe_broken")
+    # A fork written through the API shows on the page's list: one store, one cache.
+    app, _ = forked
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000"
+    ) as client:
+        body = {"upstream": "http://h:1", "labels": {"team": "web"}}
+        auth = {"Authorization": f"Bearer {ALICE}"}
+        assert (await client.put("/api/forks/from-api", json=body, headers=auth)).status_code == 201
+        fetched = (await client.get("/api/forks/from-api")).json()
+    assert fetched["labels"] == {"team": "web"}  # kept through the proxy's fork cache
+    assert fetched["updated_by"] == "alice"
 
 
 class Lifespan:

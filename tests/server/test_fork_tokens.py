@@ -69,12 +69,11 @@ def test_forget_drops_the_token(signer: OverrideSigner, clock: Clock) -> None:
     minted: list[str] = []
 
     class Counting:
-        def dumps(self, flags: dict[str, bool | str], *, sub: str, origin: str, ttl: float) -> str:
+        def dumps_with_expiry(
+            self, flags: dict[str, bool | str], *, sub: str, origin: str, ttl: float
+        ) -> tuple[str, float]:
             minted.append(sub)
-            return signer.dumps(flags, sub=sub, origin=origin, ttl=ttl)
-
-        def loads(self, token: str | bytes) -> object:
-            return signer.loads(token)
+            return signer.dumps_with_expiry(flags, sub=sub, origin=origin, ttl=ttl)
 
     cache = TokenCache(Counting(), ttl=1000, clock=clock)  # type: ignore[arg-type]
     cache.token_for(FORK)
@@ -83,6 +82,30 @@ def test_forget_drops_the_token(signer: OverrideSigner, clock: Clock) -> None:
     cache.forget("never-existed")
     cache.token_for(FORK)
     assert minted == ["fork:new-lp", "fork:new-lp"]
+
+
+def test_a_capped_signer_is_remint_on_its_own_expiry_without_verifying(clock: Clock) -> None:
+    # The cap (100 s) is shorter than the cache's ttl (1000 s): the token is re-minted
+    # when less than 10% of the *capped* lifetime is left, and loads() is never called.
+    capped = OverrideSigner("t" * 40, environment="test", max_age_cap=100, clock=clock)
+
+    class NoLoads:
+        def dumps_with_expiry(
+            self, flags: dict[str, bool | str], *, sub: str, origin: str, ttl: float
+        ) -> tuple[str, float]:
+            return capped.dumps_with_expiry(flags, sub=sub, origin=origin, ttl=ttl)
+
+        def loads(self, token: str | bytes) -> object:
+            raise AssertionError("TokenCache verified its own token")
+
+    cache = TokenCache(NoLoads(), ttl=1000, clock=clock)  # type: ignore[arg-type]
+    first = cache.token_for(FORK)
+    clock.now += 89
+    assert cache.token_for(FORK) == first
+    clock.now += 2  # 91 s of the 100 s the cap allows
+    second = cache.token_for(FORK)
+    assert second != first
+    assert capped.loads(second).flags == FORK.flags
 
 
 def test_flags_that_cannot_be_signed_raise(cache: TokenCache) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from starlette.endpoints import HTTPEndpoint
 from starlette.routing import Mount, Route
 
 from featureflag_server.app import ServiceApp, create_app
@@ -41,7 +42,11 @@ def served_routes(app: ServiceApp) -> set[tuple[str, str]]:
             if isinstance(route, Mount) and route.path:  # "/" is the web page
                 yield from walk(route.routes, prefix + route.path)
             elif isinstance(route, Route):
-                for method in route.methods or ():
+                methods = route.methods or ()
+                endpoint = route.endpoint
+                if isinstance(endpoint, type) and issubclass(endpoint, HTTPEndpoint):
+                    methods = {m.upper() for m in METHODS if hasattr(endpoint, m)}
+                for method in methods:
                     if method != "HEAD":
                         yield prefix + route.path, method.lower()
 
@@ -130,6 +135,21 @@ async def test_real_responses_match_their_documented_schemas(
         token = await client.post("/api/tokens", json={"flags": {"a": True}}, headers=auth)
         check(token.json(), "TokenResponse")
         check((await client.post("/api/forks", json=fork, headers=auth)).json(), "Problem")
+        full = {
+            "upstream": "http://h:2",
+            "flags": {},
+            "labels": {"team": "web"},
+            "routes": {"recs": "http://127.0.0.1:7000"},
+            "ttl": 600,
+        }
+        check(full, "ForkUpdate")
+        replaced = await client.put("/api/forks/new-lp", json=full, headers=auth)
+        assert replaced.status_code == 200
+        check(replaced.json(), "ForkOut")
+        put = await client.put("/api/forks/other", json=full, headers=auth)
+        assert put.status_code == 201
+        check(put.json(), "ForkOut")
+        assert put.json()["expires_at"] is not None
         check((await client.get("/healthz")).json(), "Health")
         catalog = {"flags": [{"name": "a", "type": "bool", "default": True}]}
         check(catalog, "Catalog")

@@ -6,6 +6,7 @@ import base64
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -498,3 +499,82 @@ async def test_the_service_serves_the_page_on_its_own_host_only(
         fork = await c.get("/login", headers={"Host": "new-lp.localhost:8000"})
         assert fork.text == "upstream page"
         assert SESSION_COOKIE not in fork.headers.get("set-cookie", "")
+
+
+# -- labels and expiry ---------------------------------------------------------------------
+
+
+async def test_labels_and_an_expiry_from_the_form_are_stored_and_listed(
+    client: httpx.AsyncClient, memory: MemoryStore
+) -> None:
+    csrf = await login(client)
+    form = new_fork_form(csrf, labels="team=checkout\npr=1234", expires="8h")
+    before = datetime.now(UTC)
+    assert (await client.post("/forks/new", data=form)).status_code == 303
+    fork = await memory.get_fork("new-lp")
+    assert fork is not None and fork.expires_at is not None
+    assert fork.labels == {"team": "checkout", "pr": "1234"}
+    assert before + timedelta(hours=8) <= fork.expires_at <= datetime.now(UTC) + timedelta(hours=8)
+    assert fork.updated_by == "alice"
+    index = (await client.get("/")).text
+    assert "<code>pr</code>=<code>1234</code>" in index
+    assert fork.expires_at.strftime("%Y-%m-%d") in index
+    assert 'class="expired"' not in index
+
+
+async def test_the_list_marks_an_expired_fork_and_one_that_never_expires(
+    client: httpx.AsyncClient, memory: MemoryStore
+) -> None:
+    past = datetime(2020, 1, 1, tzinfo=UTC)
+    await memory.create_fork(Fork(name="old", upstream="http://h", expires_at=past))
+    await memory.create_fork(Fork(name="forever", upstream="http://h"))
+    await login(client)
+    index = (await client.get("/")).text
+    assert '<strong class="expired">expired</strong>' in index
+    assert '<span class="muted">never</span>' in index
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"expires": "soon"}, "a duration such as 90m"),
+        ({"expires": "2000-01-01T00:00Z"}, "must be in the future"),
+        ({"expires": "2099-01-01T00:00"}, "with a timezone"),
+        ({"labels": "no equals sign"}, "write one key=value per line"),
+        ({"labels": "bad key=x"}, "a label key"),
+    ],
+)
+async def test_bad_labels_or_expiry_rerender_the_form(
+    client: httpx.AsyncClient, memory: MemoryStore, changes: dict[str, str], message: str
+) -> None:
+    csrf = await login(client)
+    response = await client.post("/forks/new", data=new_fork_form(csrf, **changes))
+    assert response.status_code == 422
+    assert message in response.text
+    assert await memory.list_forks() == []
+
+
+async def test_editing_keeps_the_routes_the_form_does_not_show(
+    client: httpx.AsyncClient, memory: MemoryStore
+) -> None:
+    routes = {"recs": "http://127.0.0.1:7001"}
+    await memory.create_fork(Fork(name="new-lp", upstream="http://127.0.0.1:9", routes=routes))
+    csrf = await login(client)
+    html = (await client.get("/forks/new-lp/edit")).text
+    assert 'name="expires" value=""' in html
+    form = {"csrf_token": csrf, "upstream": "http://127.0.0.1:8001", "labels": "a=b"}
+    assert (await client.post("/forks/new-lp/edit", data=form)).status_code == 303
+    fork = await memory.get_fork("new-lp")
+    assert fork is not None
+    assert (fork.routes, fork.labels, fork.updated_by) == (routes, {"a": "b"}, "alice")
+
+
+async def test_every_problem_shows_at_once(client: httpx.AsyncClient, memory: MemoryStore) -> None:
+    # A form-syntax problem (the select) and rule problems (name, catalog choice) together.
+    csrf = await login(client)
+    form = new_fork_form(csrf, name="www", **{"flag-0-value": "true", "flag-2-value": "v:c"})
+    response = await client.post("/forks/new", data=form)
+    assert response.status_code == 422
+    assert "choose a value from the list" in response.text
+    assert "reserved" in response.text
+    assert "accepts only &#39;a&#39;, &#39;b&#39;" in response.text

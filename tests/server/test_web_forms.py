@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from featureflag._names import is_valid_name
+from featureflag.tokens import override_problem
+from featureflag_server.errors import InvalidFork
+from featureflag_server.forks import Forks
 from featureflag_server.memory_store import MemoryStore
 from featureflag_server.settings import Settings
 from featureflag_server.store import Fork
@@ -37,6 +41,7 @@ class BrowserForm(HTMLParser):
         self.inside = False
         self.fields: list[tuple[str, str]] = []
         self._select: list[Any] | None = None  # [name, first option, selected option]
+        self._textarea: list[str] | None = None  # [name, text...]
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -53,6 +58,8 @@ class BrowserForm(HTMLParser):
                 self.fields.append((name, a.get("value") or ""))
         elif tag == "select" and name:
             self._select = [name, None, None]
+        elif tag == "textarea" and name:
+            self._textarea = [name]
         elif tag == "option" and self._select is not None:
             value = a.get("value") or ""
             if self._select[1] is None:
@@ -60,8 +67,17 @@ class BrowserForm(HTMLParser):
             if "selected" in a:
                 self._select[2] = value
 
+    def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            self._textarea.append(data)
+
     def handle_endtag(self, tag: str) -> None:
-        if tag == "select" and self._select is not None:
+        if tag == "textarea" and self._textarea is not None:
+            name, *text = self._textarea
+            # A browser drops one newline right after <textarea>.
+            self.fields.append((name, "".join(text).removeprefix("\n")))
+            self._textarea = None
+        elif tag == "select" and self._select is not None:
             name, first, chosen = self._select
             self.fields.append((name, chosen if chosen is not None else first))
             self._select = None
@@ -82,7 +98,7 @@ def submit(form: ForkForm) -> dict[str, str]:
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=20)
 EXTRA_NAMES = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=12).filter(
-    lambda n: is_valid_name(n) and n not in {e["name"] for e in CATALOG}
+    lambda n: override_problem(n, "") is None and n not in {e["name"] for e in CATALOG}
 )
 
 
@@ -114,7 +130,7 @@ def test_saving_the_edit_form_unchanged_keeps_every_flag(flags: dict[str, bool |
     assert parsed.upstream == fork.upstream
 
 
-def test_a_value_the_catalog_no_longer_allows_is_refused_not_dropped() -> None:
+async def test_a_value_the_catalog_no_longer_allows_is_refused_not_dropped() -> None:
     fork = Fork(
         name="new-lp",
         upstream="http://127.0.0.1:8001",
@@ -122,8 +138,70 @@ def test_a_value_the_catalog_no_longer_allows_is_refused_not_dropped() -> None:
     )
     sent = submit(ForkForm.from_fork(fork, CATALOG))
     parsed = parse_fork_form(sent, CATALOG, name="new-lp")
-    assert "accepts only 'a', 'b'" in parsed.errors["flags"]
+    # The form reads the select (a boolean is true or false) ...
     assert "true or false" in parsed.errors["flags"]
+    assert parsed.flags()["new-lp"] == "c"
+    # ... and the forks layer refuses the stale choice, in the SDK's words.
+    store = MemoryStore()
+    await store.put_catalog(CATALOG)
+    forks = Forks(store, PAGE.forks.signer, fork_domain="localhost")
+    with pytest.raises(InvalidFork) as caught:
+        await forks.build("new-lp", parsed.spec(), user="alice")
+    rules = {problem.field: problem.rule for problem in caught.value.problems}
+    assert "accepts only 'a', 'b'" in rules["flags.new-lp"]
+
+
+def test_labels_and_expiry_round_trip_through_the_edit_form() -> None:
+    fork = Fork(
+        name="new-lp",
+        upstream="http://127.0.0.1:8001",
+        labels={"team": "checkout", "pr": "1234"},
+        expires_at=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    parsed = parse_fork_form(submit(ForkForm.from_fork(fork, CATALOG)), CATALOG, name="new-lp")
+    assert parsed.errors == {}
+    assert parsed.labels == fork.labels
+    assert parsed.expires_at == "2030-01-02T03:04:05Z"
+    assert parsed.ttl is None
+
+
+@pytest.mark.parametrize(
+    ("expires", "ttl", "expires_at", "error"),
+    [
+        ("", None, None, None),
+        ("90m", 5400.0, None, None),
+        ("8H", 28800.0, None, None),
+        ("1.5d", 129600.0, None, None),
+        ("2030-01-02T03:04Z", None, "2030-01-02T03:04Z", None),
+        ("8", None, None, "a duration such as 90m"),
+        ("soon", None, None, "a duration such as 90m"),
+    ],
+)
+def test_the_expiry_field_is_a_duration_or_a_time(
+    expires: str, ttl: float | None, expires_at: str | None, error: str | None
+) -> None:
+    sent = {"name": "x", "upstream": "http://h", "expires": expires}
+    parsed = parse_fork_form(sent, [], name=None)
+    assert (parsed.ttl, parsed.expires_at) == (ttl, expires_at)
+    if error is None:
+        assert "expires" not in parsed.errors
+    else:
+        assert error in parsed.errors["expires"]
+
+
+@pytest.mark.parametrize(
+    ("text", "labels", "error"),
+    [
+        ("team=checkout\n\npr = 12\n", {"team": "checkout", "pr": "12"}, None),
+        ("a=b=c", {"a": "b=c"}, None),
+        ("no-equals", {}, "line 1: write one key=value per line"),
+        ("a=1\na=2", {"a": "1"}, "line 2: the key 'a' appears twice"),
+    ],
+)
+def test_labels_are_key_value_lines(text: str, labels: dict[str, str], error: str | None) -> None:
+    parsed = parse_fork_form({"labels": text}, [], name="x")
+    assert parsed.labels == labels
+    assert parsed.errors.get("labels") == error
 
 
 def test_a_blank_form_sends_no_flags() -> None:
