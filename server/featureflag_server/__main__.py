@@ -21,18 +21,22 @@ EXIT_CONFIG = 2  # like argparse: the command cannot run as configured
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Start the service; a configuration problem is one clear message and exit code 2."""
     env = os.environ if environ is None else environ
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "gateway-config":
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["gateway-config"]:
         from .gateway_config import main as gateway_config
 
-        return gateway_config(argv[1:], env)
+        return gateway_config(args[1:], env)
+    if args[:1] == ["migrate"]:
+        from .migrate import main as migrate
+
+        return migrate(args[1:], env)
     try:
-        settings = load_settings(argv, env)
+        settings = load_settings(args, env)
         # Open the store here, not in the lifespan, so a bad --db is one clear line
         # instead of uvicorn's start-up traceback.
-        from .sqlite_store import SQLiteStore
+        from .store import open_store
 
-        store = SQLiteStore(settings.db)
+        store = open_store(str(settings.db), migrate=settings.migrate)
     except (ConfigurationError, StoreError) as exc:
         print(f"featureflag-server: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -47,7 +51,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(
             f"featureflag-server: serving on http://{settings.host}:{settings.port} "
             f"(forks at http://NAME.{settings.fork_domain}:{settings.port}/, "
-            f"database {settings.db}, environment {settings.environment!r})",
+            f"database {settings.database}, environment {settings.environment!r})",
             file=sys.stderr,
             flush=True,
         )

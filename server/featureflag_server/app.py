@@ -22,13 +22,14 @@ from featureflag import __version__
 from . import logs
 from .api import create_api
 from .auth import FailedLogins
+from .errors import StoreUnavailable
 from .fork_cache import CachedForks
 from .forward_auth import ForwardAuth
 from .openapi import openapi_document
+from .outage import StoreOutage, api_outage, page_outage
 from .proxy import ForkProxy, fork_from_host
 from .settings import Settings
-from .sqlite_store import SQLiteStore
-from .store import Store
+from .store import Store, open_store
 from .web import create_web_app
 
 logger = logging.getLogger("featureflag.server")
@@ -75,15 +76,25 @@ class ServiceApp:
         # the proxy's next lookup.
         store = CachedForks(store)
         signer = self.settings.signer()
-        logins = FailedLogins()  # one record of unknown tokens for the API and the page
+        # One record of unknown tokens for the API and the page, shared through the store
+        # with the other replicas.
+        logins = FailedLogins(shared=store)
+        api_app = create_api(self.settings, store, signer, logins)
+        web_app = create_web_app(self.settings, store, logins, signer)
+        # A database outage is a 503 (JSON for the API, a page for people), not a 500.
+        api_app.add_exception_handler(StoreUnavailable, api_outage)
+        if isinstance(web_app, Starlette):
+            web_app.add_exception_handler(StoreUnavailable, page_outage)
         self.service = Starlette(
             routes=[
                 Route("/healthz", _health, methods=["GET"]),
                 Route("/openapi.json", _openapi, methods=["GET"]),
                 Route("/api/forward-auth", ForwardAuth(self.settings, store, logins)),
-                Mount("/api", create_api(self.settings, store, signer, logins)),
-                Mount("/", create_web_app(self.settings, store, logins, signer)),
-            ]
+                Mount("/api", api_app),
+                Mount("/", web_app),
+            ],
+            # Forward-auth answers a gateway: a database outage is a 503 it passes on.
+            exception_handlers={StoreUnavailable: api_outage},
         )
         self.proxy = ForkProxy(
             store=store,
@@ -91,6 +102,7 @@ class ServiceApp:
             fork_domain=self.settings.fork_domain,
             transport=self._proxy_transport,
         )
+        self._proxy_app = StoreOutage(self.proxy)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -102,7 +114,7 @@ class ServiceApp:
             return
         if self.proxy is not None and scope["type"] in ("http", "websocket"):
             if fork_from_host(host_of(scope), self.settings.fork_domain) is not None:
-                await self.proxy(scope, receive, send)
+                await self._proxy_app(scope, receive, send)
                 return
         await self.service(scope, receive, send)
 
@@ -125,7 +137,7 @@ class ServiceApp:
         """Open the store (unless one was given) and build the parts."""
         logger.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
         if self.store is None:
-            self.store = SQLiteStore(self.settings.db)
+            self.store = open_store(str(self.settings.db), migrate=self.settings.migrate)
             self._build(self.store)
 
     async def shutdown(self) -> None:
@@ -144,6 +156,6 @@ def create_app(
     store: Store | None = None,
     proxy_transport: httpx.AsyncBaseTransport | None = None,
 ) -> ServiceApp:
-    """The whole service. Without *store*, the lifespan opens ``SQLiteStore(settings.db)``
+    """The whole service. Without *store*, the lifespan opens the store for ``settings.db``
     and closes it; a given *store* stays the caller's to close."""
     return ServiceApp(settings, store=store, proxy_transport=proxy_transport)

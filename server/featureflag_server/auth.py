@@ -3,15 +3,32 @@ and a limit on unknown tokens per client address (the API and the web page's log
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Protocol
 
 from pydantic import SecretStr
 
-from .errors import TooManyAttempts
+from .errors import StoreError, TooManyAttempts
+
+logger = logging.getLogger("featureflag.server")
+
+
+class FailureRecords(Protocol):
+    """Where replicas share failed logins (a :class:`featureflag_server.store.Store`)."""
+
+    def record_failed_login(
+        self, client: str, at: datetime, window: float
+    ) -> Awaitable[list[datetime]]:
+        """Record one; every replica's failures of *client* in the window, oldest first."""
+        ...
+
 
 REALM = "featureflag"
 
@@ -57,6 +74,12 @@ class FailedLogins:
     Shared by the API and the web page's login form, so guessing tokens is slow by
     either way in. At most *max_clients* addresses are remembered (past that the record
     starts over): memory stays bounded whatever addresses a flood comes from.
+
+    With *shared* (the store), each failure is also recorded there, and what comes back
+    (every replica's failures of that address) replaces the local record: replicas
+    refuse an address together. The check stays in memory (no database round trip per
+    request), so an address that spreads its guesses over N replicas gets at most N - 1
+    more than *limit* before each replica has heard of the others' failures.
     """
 
     def __init__(
@@ -66,12 +89,17 @@ class FailedLogins:
         window: float = 60.0,
         max_clients: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        shared: FailureRecords | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.limit = limit
         self.window = window
         self.max_clients = max_clients
         self.clock = clock
+        self.shared = shared
+        self.wall_clock = wall_clock
         self._failures: dict[str, deque[float]] = {}
+        self._sharing: set[asyncio.Task[None]] = set()
 
     def retry_after(self, client: str) -> int | None:
         """Whole seconds until *client* may try again, or None when it may now."""
@@ -105,10 +133,36 @@ class FailedLogins:
         return name
 
     def failed(self, client: str) -> None:
-        """Record an unknown token from *client*."""
+        """Record an unknown token from *client* (and, with *shared*, tell the others)."""
+        self._record(client).append(self.clock())
+        if self.shared is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # called outside the service (a synchronous test): local only
+        task = loop.create_task(self._share(self.shared, client))
+        self._sharing.add(task)
+        task.add_done_callback(self._sharing.discard)
+
+    def _record(self, client: str) -> deque[float]:
         failures = self._failures.get(client)
         if failures is None:
             if len(self._failures) >= self.max_clients:
                 self._failures.clear()
             failures = self._failures[client] = deque(maxlen=self.limit)
-        failures.append(self.clock())
+        return failures
+
+    async def _share(self, shared: FailureRecords, client: str) -> None:
+        at = datetime.fromtimestamp(self.wall_clock(), UTC)
+        try:
+            everyone = await shared.record_failed_login(client, at, self.window)
+        except StoreError as exc:
+            # The local record still counts; the database is down for everything else too.
+            logger.warning("failed logins: could not share one (%s)", exc)
+            return
+        # Wall-clock moments from the database, as moments of this record's clock.
+        offset = self.clock() - self.wall_clock()
+        failures = self._record(client)
+        failures.clear()
+        failures.extend(moment.timestamp() + offset for moment in everyone[-self.limit :])

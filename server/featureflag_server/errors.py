@@ -12,7 +12,9 @@
           ├── CatalogConflict       put_catalog: a flag another service pushed (HTTP 409)
           ├── TooManyAttempts       too many unknown API tokens from one address (HTTP 429)
           └── StoreError            the store cannot be used as it is
-               └── SchemaTooNew     the database was written by a newer release
+               ├── SchemaTooNew     the database was written by a newer release
+               ├── SchemaTooOld     the database needs `featureflag-server migrate`
+               └── StoreUnavailable the database cannot be reached now   (HTTP 503)
 
 Context travels as attributes (``name``, ``version``, ``problems``). The API turns each
 into a JSON problem and the web page into a re-rendered form, through Starlette's
@@ -133,3 +135,27 @@ class SchemaTooNew(StoreError):
         )
         self.version = version
         self.known = known
+
+
+class SchemaTooOld(StoreError):
+    """The database's schema is older than this release needs (started with --no-migrate)."""
+
+    def __init__(self, where: str, version: int, needed: int) -> None:
+        super().__init__(
+            f"The database {where} has schema version {version}, but this release of "
+            f"featureflag-server needs version {needed}. Run: featureflag-server migrate "
+            f"--db URL (or start without --no-migrate)."
+        )
+        self.version = version
+        self.needed = needed
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now (restarting, network); retry later."""
+
+    def __init__(self, where: str, reason: object) -> None:
+        super().__init__(
+            f"The database {where} is unavailable ({reason}); the service retries on "
+            "every request, try again in a moment."
+        )
+        self.where = where

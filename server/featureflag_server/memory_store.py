@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import CatalogConflict, ForkExists, ForkNotFound
@@ -17,6 +19,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._forks: dict[str, Fork] = {}
         self._catalog: list[dict[str, Any]] = []
+        self._failed_logins: dict[str, list[datetime]] = {}
         self._lock = asyncio.Lock()
 
     async def get_fork(self, name: str) -> Fork | None:
@@ -46,6 +49,32 @@ class MemoryStore:
         async with self._lock:
             return self._forks.pop(name, None) is not None
 
+    async def delete_expired_forks(self, before: datetime) -> list[str]:
+        async with self._lock:
+            expired = sorted(
+                name
+                for name, fork in self._forks.items()
+                if fork.expires_at is not None and fork.expires_at < before
+            )
+            for name in expired:
+                del self._forks[name]
+            return expired
+
+    async def record_failed_login(self, client: str, at: datetime, window: float) -> list[datetime]:
+        since = at - timedelta(seconds=window)
+        kept = [t for t in self._failed_logins.get(client, []) if since < t <= at]
+        kept.append(at)
+        kept.sort()
+        if client not in self._failed_logins and len(self._failed_logins) >= 10_000:
+            self._failed_logins.clear()  # bounded, like auth.FailedLogins
+        self._failed_logins[client] = kept
+        return list(kept)
+
+    async def watch_forks(self) -> AsyncIterator[str | None]:
+        # No other process can write here: established once, then nothing to report.
+        yield None
+        await asyncio.Event().wait()
+
     async def get_catalog(self) -> list[dict[str, Any]]:
         return copy.deepcopy(self._catalog)
 
@@ -66,4 +95,4 @@ class MemoryStore:
 
 def _copy(fork: Fork) -> Fork:
     # Callers must not be able to change stored state through a shared flags dict.
-    return replace(fork, flags=dict(fork.flags))
+    return replace(fork, flags=dict(fork.flags), labels=dict(fork.labels), routes=dict(fork.routes))

@@ -2,7 +2,8 @@
 
 Secrets and users come from the environment only (never from argv, which other users
 of the machine can read): ``FEATUREFLAG_SECRET`` (comma-separated; the first signs, all
-verify), ``FEATUREFLAG_ENVIRONMENT`` and ``FEATUREFLAG_API_TOKENS`` (``name:token,...``).
+verify), ``FEATUREFLAG_ENVIRONMENT`` and ``FEATUREFLAG_API_TOKENS`` (``name:token,...``);
+the database URL may come from ``FEATUREFLAG_DATABASE_URL`` (``--db`` wins).
 A missing or weak value stops start-up with a :class:`ConfigurationError` that says
 what to set.
 """
@@ -39,7 +40,8 @@ SOURCES = {
     "max_token_ttl": "FEATUREFLAG_MAX_TOKEN_TTL (or --max-token-ttl)",
     "host": "--host",
     "port": "--port",
-    "db": "--db",
+    "db": "--db (or FEATUREFLAG_DATABASE_URL)",
+    "migrate": "--no-migrate",
     "fork_domain": "--fork-domain",
     "forwarded_allow_ips": "--forwarded-allow-ips",
     "secure_cookies": "--secure-cookies",
@@ -59,7 +61,10 @@ class Settings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    db: Path = Path("featureflag.sqlite3")
+    # An SQLite file (a Path) or a postgresql:// URL (a str; kept out of repr: it may
+    # carry a password).
+    db: Path | str = Field(default=Path("featureflag.sqlite3"), repr=False)
+    migrate: bool = True
     fork_domain: str = "localhost"
     secret: tuple[SecretStr, ...]
     environment: str = Field(default="development", min_length=1, max_length=64)
@@ -71,6 +76,28 @@ class Settings(BaseModel):
     loop: Loop = "auto"
     # How long a gateway may reuse a /api/forward-auth answer (Cache-Control: max-age).
     forward_auth_cache: int = Field(default=5, ge=0, le=3600)
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _db_kind(cls, value: object) -> object:
+        from .store import is_postgres_url
+
+        if isinstance(value, str) and not is_postgres_url(value):
+            if "://" in value:
+                raise ValueError(
+                    "give an SQLite file path or a postgresql://user@host:port/dbname URL"
+                )
+            return Path(value)
+        return value
+
+    @property
+    def database(self) -> str:
+        """The database for messages: the file, or the URL without its password."""
+        if isinstance(self.db, Path):
+            return str(self.db)
+        from .postgres_store import redact
+
+        return redact(self.db)
 
     @field_validator("secret", mode="before")
     @classmethod
@@ -202,7 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (8000)")
     parser.add_argument(
-        "--db", default="featureflag.sqlite3", help="SQLite file (./featureflag.sqlite3)"
+        "--db",
+        default=None,
+        help=(
+            "an SQLite file, or postgresql://user@host:port/dbname for several replicas "
+            "(FEATUREFLAG_DATABASE_URL, else ./featureflag.sqlite3)"
+        ),
+    )
+    parser.add_argument(
+        "--no-migrate",
+        dest="migrate",
+        action="store_false",
+        help="do not migrate the schema at start-up (run featureflag-server migrate first)",
     )
     parser.add_argument(
         "--fork-domain",
@@ -260,7 +298,8 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
     raw: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
-        "db": args.db,
+        "db": args.db or environ.get("FEATUREFLAG_DATABASE_URL") or "featureflag.sqlite3",
+        "migrate": args.migrate,
         "fork_domain": args.fork_domain,
         "forwarded_allow_ips": args.forwarded_allow_ips,
         "secure_cookies": args.secure_cookies,

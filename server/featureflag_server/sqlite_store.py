@@ -15,14 +15,21 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import CatalogConflict, ForkExists, ForkNotFound, SchemaTooNew, StoreError
+from .errors import (
+    CatalogConflict,
+    ForkExists,
+    ForkNotFound,
+    SchemaTooNew,
+    SchemaTooOld,
+    StoreError,
+)
 from .store import Fork
 
 T = TypeVar("T")
@@ -46,22 +53,64 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             entry TEXT NOT NULL
         ) WITHOUT ROWID""",
     ),
+    (  # 3: fork labels, routes, expiry and last writer; failed logins; compatibility
+        "ALTER TABLE forks ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE forks ADD COLUMN routes TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE forks ADD COLUMN expires_at TEXT",
+        "ALTER TABLE forks ADD COLUMN updated_by TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX forks_expires_at ON forks (expires_at) WHERE expires_at IS NOT NULL",
+        "CREATE TABLE failed_logins (client TEXT NOT NULL, at REAL NOT NULL)",
+        "CREATE INDEX failed_logins_client_at ON failed_logins (client, at)",
+        # The oldest schema version a release must know to use this file. Additive
+        # migrations leave it alone, so an older release keeps working on a newer file.
+        "ALTER TABLE schema_version ADD COLUMN compatible_with INTEGER NOT NULL DEFAULT 3",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# How often a watcher asks SQLite whether another process committed (PRAGMA data_version).
+WATCH_INTERVAL = 0.25
+
+
+def schema_version(conn: sqlite3.Connection) -> tuple[int, int]:
+    """The file's schema version and the oldest version a release must know to use it."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if exists is None:
+        return 0, 0
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(schema_version)")}
+    extra = ", compatible_with" if "compatible_with" in columns else ""
+    row = conn.execute(f"SELECT version{extra} FROM schema_version").fetchone()
+    if row is None:
+        return 0, 0
+    version = int(row[0])
+    return version, int(row[1]) if extra else version
+
+
+def check_schema(conn: sqlite3.Connection, path: str) -> int:
+    """The file's schema version; raise unless this release can use it as it is."""
+    version, compatible_with = schema_version(conn)
+    if version > SCHEMA_VERSION and compatible_with > SCHEMA_VERSION:
+        raise SchemaTooNew(path, version, SCHEMA_VERSION)
+    if version < SCHEMA_VERSION:
+        raise SchemaTooOld(path, version, SCHEMA_VERSION)
+    return version
 
 
 def migrate(conn: sqlite3.Connection, path: str, *, target: int = SCHEMA_VERSION) -> int:
-    """Bring the schema in *conn* to *target* in one transaction; return the old version."""
+    """Bring the schema in *conn* to *target* in one transaction; return the old version.
+
+    A file a newer release migrated is left as it is when this release can still use it
+    (the newer migrations were additive)."""
     with _transaction(conn):
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
-        if row is None:
+        version, compatible_with = schema_version(conn)
+        if conn.execute("SELECT version FROM schema_version").fetchone() is None:
             conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-            version = 0
-        else:
-            version = int(row[0])
         if version > len(MIGRATIONS):
-            raise SchemaTooNew(path, version, len(MIGRATIONS))
+            if compatible_with > len(MIGRATIONS):
+                raise SchemaTooNew(path, version, len(MIGRATIONS))
+            return version
         for step in range(version, target):
             for statement in MIGRATIONS[step]:
                 conn.execute(statement)
@@ -98,10 +147,16 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 class SQLiteStore:
-    """Forks and the catalog in the SQLite file at *path* (created when missing)."""
+    """Forks and the catalog in the SQLite file at *path* (created when missing).
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    With *migrate* (the default) the schema is brought to this release's version; without,
+    a file this release cannot use as it is raises :class:`featureflag_server.errors.StoreError`.
+    A file that is read-only or damaged raises it too: at start-up, not on every write.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, migrate: bool = True) -> None:
         self.path = str(Path(path))
+        self._migrate = migrate
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="featureflag-db")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
@@ -117,11 +172,15 @@ class SQLiteStore:
             conn = connect(self.path)
         except sqlite3.Error as exc:
             raise StoreError(
-                f"Cannot open the database {self.path}: {exc}. Check that its directory "
-                "exists and is writable (--db)."
+                f"Cannot open the database {self.path}: {exc}. Check that the file and its "
+                "directory exist and are writable (--db)."
             ) from exc
         try:
-            migrate(conn, self.path)
+            if self._migrate:
+                migrate(conn, self.path)
+            else:
+                check_schema(conn, self.path)
+            _check_usable(conn, self.path)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreError(f"Cannot use the database {self.path}: {exc}.") from exc
@@ -129,6 +188,10 @@ class SQLiteStore:
             conn.close()
             raise
         self._conn = conn
+        self._data_version = self._read_data_version()
+
+    def _read_data_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
@@ -163,9 +226,7 @@ class SQLiteStore:
     def _create_fork(self, fork: Fork) -> Fork:
         try:
             with _transaction(self._db):
-                self._db.execute(
-                    f"INSERT INTO forks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", _row(fork)
-                )
+                self._db.execute(f"INSERT INTO forks ({_COLUMNS}) VALUES ({_PLACES})", _row(fork))
         except sqlite3.IntegrityError:
             raise ForkExists(fork.name) from None
         return _fork(_row(fork))
@@ -180,12 +241,13 @@ class SQLiteStore:
             ).fetchone()
             if known is None:
                 raise ForkNotFound(fork.name)
-            name, upstream, flags, _, _, updated_at = _row(fork)
+            row = _row(fork)
             self._db.execute(
-                "UPDATE forks SET upstream = ?, flags = ?, updated_at = ? WHERE name = ?",
-                (upstream, flags, updated_at, name),
+                "UPDATE forks SET upstream = ?, flags = ?, updated_at = ?, labels = ?, "
+                "routes = ?, expires_at = ?, updated_by = ? WHERE name = ?",
+                (*row[1:3], *row[5:], fork.name),
             )
-        return _fork((name, upstream, flags, known[0], known[1], updated_at))
+        return _fork((*row[:3], known[0], known[1], *row[5:]))
 
     async def delete_fork(self, name: str) -> bool:
         return await self._run(self._delete_fork, name)
@@ -194,6 +256,42 @@ class SQLiteStore:
         with _transaction(self._db):
             cursor = self._db.execute("DELETE FROM forks WHERE name = ?", (name,))
         return cursor.rowcount > 0
+
+    async def delete_expired_forks(self, before: datetime) -> list[str]:
+        return await self._run(self._delete_expired_forks, before)
+
+    def _delete_expired_forks(self, before: datetime) -> list[str]:
+        with _transaction(self._db):
+            rows = self._db.execute(
+                "DELETE FROM forks WHERE expires_at < ? RETURNING name", (_moment(before),)
+            ).fetchall()
+        return sorted(row[0] for row in rows)
+
+    async def watch_forks(self) -> AsyncIterator[str | None]:
+        # SQLite cannot notify: ask it a few times a second whether another connection
+        # committed (data_version changes only for other connections' commits).
+        yield None
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            version = await self._run(self._read_data_version)
+            if version != self._data_version:
+                self._data_version = version
+                yield None
+
+    # -- failed logins ---------------------------------------------------------------
+
+    async def record_failed_login(self, client: str, at: datetime, window: float) -> list[datetime]:
+        return await self._run(self._record_failed_login, client, at.timestamp(), window)
+
+    def _record_failed_login(self, client: str, at: float, window: float) -> list[datetime]:
+        with _transaction(self._db):
+            self._db.execute("DELETE FROM failed_logins WHERE at <= ?", (at - window,))
+            self._db.execute("INSERT INTO failed_logins (client, at) VALUES (?, ?)", (client, at))
+            rows = self._db.execute(
+                "SELECT at FROM failed_logins WHERE client = ? AND at <= ? ORDER BY at",
+                (client, at),
+            ).fetchall()
+        return [datetime.fromtimestamp(row[0], UTC) for row in rows]
 
     # -- catalog -------------------------------------------------------------------
 
@@ -242,10 +340,46 @@ class SQLiteStore:
             self._conn = None
 
 
-_COLUMNS = "name, upstream, flags, created_by, created_at, updated_at"
+def _check_usable(conn: sqlite3.Connection, path: str) -> None:
+    # A damaged page or a read-only file would otherwise fail every write later, one
+    # request at a time: find out now. (quick_check reads every page once; the tables
+    # are small.)
+    result = conn.execute("PRAGMA quick_check").fetchone()
+    if result is None or result[0] != "ok":
+        raise StoreError(
+            f"The database {path} is damaged (PRAGMA quick_check: {result and result[0]}). "
+            "Restore it from a backup, or point --db at another file."
+        )
+    try:
+        with _transaction(conn):
+            conn.execute("UPDATE schema_version SET version = version")
+            raise _Probe
+    except _Probe:
+        pass
+    except sqlite3.OperationalError as exc:
+        raise StoreError(
+            f"The database {path} cannot be written ({exc}). Check the file's and its "
+            "directory's permissions and free space, or point --db at another file."
+        ) from exc
 
 
-def _row(fork: Fork) -> tuple[str, str, str, str, str, str]:
+class _Probe(Exception):
+    """Rolls the write probe back."""
+
+
+_COLUMNS = (
+    "name, upstream, flags, created_by, created_at, updated_at, labels, routes, expires_at, "
+    "updated_by"
+)
+_PLACES = ", ".join("?" * len(_COLUMNS.split(",")))
+
+
+def _moment(moment: datetime) -> str:
+    # Fixed width in UTC, so text order is time order (expires_at is compared in SQL).
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _row(fork: Fork) -> tuple[Any, ...]:
     return (
         fork.name,
         fork.upstream,
@@ -253,11 +387,16 @@ def _row(fork: Fork) -> tuple[str, str, str, str, str, str]:
         fork.created_by,
         fork.created_at.isoformat(),
         fork.updated_at.isoformat(),
+        json.dumps(fork.labels, sort_keys=True),
+        json.dumps(fork.routes, sort_keys=True),
+        None if fork.expires_at is None else _moment(fork.expires_at),
+        fork.updated_by,
     )
 
 
 def _fork(row: tuple[Any, ...]) -> Fork:
-    name, upstream, flags, created_by, created_at, updated_at = row
+    name, upstream, flags, created_by, created_at, updated_at = row[:6]
+    labels, routes, expires_at, updated_by = row[6:]
     return Fork(
         name=name,
         upstream=upstream,
@@ -265,4 +404,8 @@ def _fork(row: tuple[Any, ...]) -> Fork:
         created_by=created_by,
         created_at=datetime.fromisoformat(created_at),
         updated_at=datetime.fromisoformat(updated_at),
+        labels=json.loads(labels),
+        routes=json.loads(routes),
+        expires_at=None if expires_at is None else datetime.fromisoformat(expires_at),
+        updated_by=updated_by,
     )

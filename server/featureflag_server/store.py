@@ -1,15 +1,15 @@
 """Forks and the storage interface every backend implements.
 
 A :class:`Store` keeps forks and the flag catalog.
-:class:`~featureflag_server.sqlite_store.SQLiteStore` is the default backend and
-:class:`~featureflag_server.memory_store.MemoryStore` a test double; both pass the
-shared suite in ``tests/server/test_store.py``, which a new backend (a shared database
-for several replicas) must pass too.
+:class:`~featureflag_server.sqlite_store.SQLiteStore` is the default backend,
+:class:`~featureflag_server.postgres_store.PostgresStore` the one for several replicas,
+and :class:`~featureflag_server.memory_store.MemoryStore` a test double; all pass the
+shared suite in ``tests/server/test_store.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -74,8 +74,8 @@ class Store(Protocol):
     """Async storage for forks and the flag catalog.
 
     A write returns only after it is durable (committed). Timestamps are timezone-aware
-    UTC. ``update_fork`` replaces ``upstream``, ``flags`` and ``updated_at`` and keeps
-    ``created_by`` and ``created_at`` as first stored. ``get_catalog`` returns the
+    UTC. ``update_fork`` replaces every field but ``created_by`` and ``created_at``,
+    which stay as first stored. ``get_catalog`` returns the
     entries of the last ``put_catalog`` sorted by their ``"name"``.
     """
 
@@ -110,6 +110,46 @@ class Store(Protocol):
         named like an entry of another service."""
         ...
 
+    async def delete_expired_forks(self, before: datetime) -> list[str]:
+        """Delete every fork whose ``expires_at`` is earlier than *before*; their names, sorted."""
+        ...
+
+    async def record_failed_login(self, client: str, at: datetime, window: float) -> list[datetime]:
+        """Record an unknown API token from *client* at *at*; return that client's failures
+        of the last *window* seconds up to *at*, oldest first (every replica's: the limit
+        on guessing is shared). Older records may be dropped."""
+        ...
+
+    def watch_forks(self) -> AsyncIterator[str | None]:
+        """Changes to forks made by *other* processes, for caches: yields None once the watch
+        is established (and whenever changes may have been missed: forget everything),
+        then the name of each fork another process wrote. Ends, or raises
+        :class:`featureflag_server.errors.StoreError`, when the watch is lost; until the
+        next None nothing cached may be trusted."""
+        ...
+
     async def close(self) -> None:
         """Release the store's resources; safe to call twice."""
         ...
+
+
+def is_postgres_url(db: str) -> bool:
+    """True when *db* names a PostgreSQL database rather than an SQLite file."""
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(db: str, *, migrate: bool = True) -> Store:
+    """The store for ``--db``: a ``postgresql://`` URL or an SQLite file path.
+
+    With *migrate* the schema is brought to this release's version first (safe when
+    several processes start at once); without, a schema this release cannot use is a
+    :class:`featureflag_server.errors.StoreError`. Either way a database that cannot be
+    used stops here, before the service serves anything.
+    """
+    if is_postgres_url(db):
+        from .postgres_store import PostgresStore
+
+        return PostgresStore.connect(db, migrate=migrate)
+    from .sqlite_store import SQLiteStore
+
+    return SQLiteStore(db, migrate=migrate)

@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 
 from featureflag_server.memory_store import MemoryStore
+from featureflag_server.postgres_store import PostgresStore
 from featureflag_server.settings import Settings
 from featureflag_server.sqlite_store import SQLiteStore
 from featureflag_server.store import Store
+from tests.support.postgres import PostgresServer, postgres
+
+__all__ = ["postgres"]  # the session's PostgreSQL cluster, a fixture
 
 SECRET = "s" * 40
 ALICE = "alice-token-0123456789"
@@ -28,12 +32,15 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """Every Store implementation; the shared suite runs once for each."""
     impl: Store
     if request.param == "sqlite":
         impl = SQLiteStore(tmp_path / "store.sqlite3")
+    elif request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        impl = PostgresStore.connect(server.database())
     else:
         impl = MemoryStore()
     try:

@@ -1,4 +1,5 @@
-"""SIGKILL the real server during a burst of fork writes: every acknowledged fork survives."""
+"""SIGKILL the real server during a burst of fork writes: every acknowledged fork survives
+(SQLite: after a restart; PostgreSQL: served by the other replica)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.postgres import PostgresServer
+from tests.support.replicas import replicas
 from tests.support.servers import free_port, run_server
 
 TOKEN = "alice-token-0123456789"
@@ -93,3 +96,72 @@ async def test_every_acknowledged_fork_survives_sigkill(tmp_path: Path) -> None:
     for name, body in acknowledged.items():
         assert stored[name]["upstream"] == body["upstream"]
         assert stored[name]["flags"] == body["flags"]
+
+
+@pytest.mark.integration
+async def test_sigkill_of_one_replica_loses_no_acknowledged_fork_on_postgresql(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    url = postgres.database()
+    acknowledged: dict[str, dict[str, object]] = {}
+    counter = iter(range(1_000_000))
+    with replicas(url, log_dir=tmp_path) as (victim, survivor):
+        killed = asyncio.Event()
+        in_flight_at_kill = -1
+        in_flight = 0
+
+        async def worker(client: httpx.AsyncClient, *, stop_after: int | None) -> None:
+            nonlocal in_flight, in_flight_at_kill
+            while True:
+                if stop_after is not None and len(acknowledged) >= stop_after:
+                    return
+                if stop_after is None and killed.is_set():
+                    return
+                i = next(counter)
+                body = {
+                    "name": f"fork-{i}",
+                    "upstream": f"http://127.0.0.1:{9000 + i % 100}",
+                    "flags": {"Burst.is_on": i % 2 == 0, "burst.index": str(i)},
+                }
+                in_flight += 1
+                try:
+                    response = await client.post("/api/forks", json=body)
+                except httpx.TransportError:
+                    return  # the victim is gone
+                finally:
+                    in_flight -= 1
+                if response.status_code == 201:
+                    acknowledged[body["name"]] = body  # type: ignore[index]
+                if len(acknowledged) >= KILL_AFTER and not killed.is_set():
+                    in_flight_at_kill = in_flight
+                    os.kill(victim.process.pid, signal.SIGKILL)
+                    killed.set()
+
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        limits = httpx.Limits(max_connections=WORKERS)
+        async with (
+            httpx.AsyncClient(
+                base_url=victim.url, headers=headers, limits=limits, timeout=30
+            ) as to_victim,
+            httpx.AsyncClient(
+                base_url=survivor.url, headers=headers, limits=limits, timeout=30
+            ) as to_survivor,
+        ):
+            await asyncio.gather(
+                *(worker(to_victim, stop_after=None) for _ in range(WORKERS // 2)),
+                *(worker(to_survivor, stop_after=KILL_AFTER * 2) for _ in range(WORKERS // 2)),
+            )
+        assert victim.process.wait(timeout=30) == -signal.SIGKILL
+        assert in_flight_at_kill > 0
+        assert len(acknowledged) >= KILL_AFTER * 2
+
+        # The survivor serves every acknowledged fork (its list, and each by name).
+        async with httpx.AsyncClient(base_url=survivor.url, timeout=30) as client:
+            forks = (await client.get("/api/forks")).json()["forks"]
+            stored = {fork["name"]: fork for fork in forks}
+            assert sorted(set(acknowledged) - set(stored)) == []
+            for name, body in acknowledged.items():
+                assert stored[name]["upstream"] == body["upstream"]
+                assert stored[name]["flags"] == body["flags"]
+                one = await client.get(f"/api/forks/{name}")
+                assert one.status_code == 200 and one.json()["flags"] == body["flags"]

@@ -1,4 +1,5 @@
-"""CachedForks: fork lookups answered from memory for ttl seconds, writes seen at once."""
+"""CachedForks: fork lookups answered from memory while the store's watch is up (or, for a
+store that cannot watch, for ttl seconds); writes seen at once."""
 
 from __future__ import annotations
 
@@ -23,11 +24,14 @@ def fork(name: str = "demo", **flags: bool | str) -> Fork:
 
 
 class CountingStore(MemoryStore):
-    """A MemoryStore that counts ``get_fork`` calls and can hold one in flight.
+    """A MemoryStore that counts ``get_fork`` calls and can hold one in flight, and cannot
+    watch (so the cache falls back to its ttl).
 
     With ``gate`` set, a lookup reads the store at once, then waits for the gate before
     answering: what it answers is what the store held when the lookup began.
     """
+
+    watch_forks = None  # type: ignore[assignment]
 
     def __init__(self) -> None:
         super().__init__()
@@ -181,8 +185,10 @@ async def test_max_entries_bounds_what_is_remembered(counting: CountingStore, cl
     cache = CachedForks(counting, ttl=TTL, max_entries=3, clock=clock)
     names = [f"fork-{i}" for i in range(10)]
     for name in names:
+        await counting.create_fork(fork(name))
+    for name in names:
         await cache.get_fork(name)
-    assert len(cache._entries) <= 3
+    assert len(cache._forks) <= 3
     counting.gets.clear()
     await cache.get_fork(names[-1])  # the latest is still remembered...
     await cache.get_fork(names[0])  # ...the first is not
@@ -199,37 +205,188 @@ async def test_list_and_catalog_are_not_cached(counting: CountingStore, cache: C
     assert await counting.get_catalog() == [{"name": "b", "type": "bool"}]
 
 
-async def test_two_services_on_one_sqlite_file_see_each_others_writes_within_ttl(
-    tmp_path: Path,
+class WatchedStore(CountingStore):
+    """A CountingStore whose watch the test drives: put None, a name, or an exception."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: asyncio.Queue[str | Exception | None] = asyncio.Queue()
+        self.watches = 0
+
+    async def watch_forks(self) -> AsyncIterator[str | None]:  # type: ignore[override]
+        self.watches += 1
+        while True:
+            event = await self.events.get()
+            if isinstance(event, Exception):
+                raise event
+            yield event
+
+
+async def settle() -> None:
+    """Let the cache's watch task take what was queued."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def watched(clock: Clock) -> AsyncIterator[tuple[WatchedStore, CachedForks]]:
+    store = WatchedStore()
+    cache = CachedForks(store, clock=clock, retry=0)
+    await cache.get_fork("warm-up")  # starts the watch
+    store.events.put_nowait(None)  # established
+    await settle()
+    assert cache.watching
+    store.gets.clear()
+    yield store, cache
+    await cache.close()
+
+
+async def test_while_watched_entries_do_not_expire(
+    watched: tuple[WatchedStore, CachedForks], clock: Clock
 ) -> None:
-    path = tmp_path / "shared.sqlite3"
-    clock_a, clock_b = Clock(1000.0), Clock(5000.0)
-    a = CachedForks(SQLiteStore(path), ttl=TTL, clock=clock_a)
-    b = CachedForks(SQLiteStore(path), ttl=TTL, clock=clock_b)
+    store, cache = watched
+    await store.create_fork(fork(a=True))
+    await cache.get_fork("demo")
+    assert await cache.get_fork("nope") is None
+    clock.now += 86400
+    found = await cache.get_fork("demo")
+    assert found is not None and found.flags == {"a": True}
+    assert await cache.get_fork("nope") is None
+    assert store.gets == ["demo", "nope"]
+
+
+async def test_a_change_another_process_made_is_forgotten_when_notified(
+    watched: tuple[WatchedStore, CachedForks],
+) -> None:
+    store, cache = watched
+    await store.create_fork(fork(a=True))
+    await cache.get_fork("demo")
+    await cache.get_fork("other")
+    await store.update_fork(fork(a=False))  # another process: the cache is not told yet
+    stale = await cache.get_fork("demo")
+    assert stale is not None and stale.flags == {"a": True}
+    store.events.put_nowait("demo")
+    await settle()
+    fresh = await cache.get_fork("demo")
+    assert fresh is not None and fresh.flags == {"a": False}
+    await cache.get_fork("other")  # only the notified name was forgotten
+    assert store.gets == ["demo", "other", "demo"]
+
+
+async def test_a_none_event_forgets_everything(
+    watched: tuple[WatchedStore, CachedForks],
+) -> None:
+    store, cache = watched
+    await cache.get_fork("demo")
+    await cache.get_fork("other")
+    store.events.put_nowait(None)
+    await settle()
+    await cache.get_fork("demo")
+    await cache.get_fork("other")
+    assert store.gets == ["demo", "other", "demo", "other"]
+
+
+async def test_while_the_watch_is_down_nothing_is_answered_from_memory(
+    watched: tuple[WatchedStore, CachedForks],
+) -> None:
+    store, cache = watched
+    await store.create_fork(fork(a=True))
+    await cache.get_fork("demo")
+    store.events.put_nowait(ConnectionError("database restarting"))
+    await settle()
+    assert not cache.watching
+    await store.update_fork(fork(a=False))  # missed: nobody was listening
+    for _ in range(2):
+        during = await cache.get_fork("demo")
+        assert during is not None and during.flags == {"a": False}
+    assert store.gets == ["demo", "demo", "demo"]
+    assert store.watches == 2  # watching again (retry=0)
+    store.events.put_nowait(None)
+    await settle()
+    assert cache.watching
+    await cache.get_fork("demo")
+    await cache.get_fork("demo")
+    assert store.gets == ["demo"] * 4
+
+
+async def test_ten_thousand_forks_stay_in_memory(
+    watched: tuple[WatchedStore, CachedForks],
+) -> None:
+    store, cache = watched
+    names = [f"fork-{i}" for i in range(10_000)]
+    for name in names:
+        await store.create_fork(fork(name, a=True))
+    for _ in range(2):
+        for name in names:
+            assert await cache.get_fork(name) is not None
+    assert len(store.gets) == len(names)
+
+
+async def test_a_flood_of_unknown_names_does_not_push_forks_out(clock: Clock) -> None:
+    store = WatchedStore()
+    cache = CachedForks(store, clock=clock, max_misses=100, retry=0)
     try:
-        assert await b.get_fork("demo") is None  # b remembers the miss
-        created = await a.create_fork(fork(a=True))
-        assert await b.get_fork("demo") is None  # within b's ttl
-        assert [f.name for f in await b.list_forks()] == ["demo"]  # not cached
-        clock_b.now += TTL * 1.1
-        seen = await b.get_fork("demo")
-        assert seen is not None and seen.flags == {"a": True}
+        await cache.get_fork("warm-up")
+        store.events.put_nowait(None)
+        await settle()
+        await store.create_fork(fork(a=True))
+        await cache.get_fork("demo")
+        for i in range(1_000):
+            assert await cache.get_fork(f"nobody-{i}") is None
+        assert len(cache._misses) <= 100
+        store.gets.clear()
+        await cache.get_fork("demo")
+        assert store.gets == []
+    finally:
+        await cache.close()
 
-        await a.update_fork(replace(created, flags={"a": False}))
-        mine = await a.get_fork("demo")  # the writer sees its write at once
-        assert mine is not None and mine.flags == {"a": False}
-        stale = await b.get_fork("demo")  # the other, not until its ttl has passed
-        assert stale is not None and stale.flags == {"a": True}
-        clock_b.now += TTL * 1.1
-        fresh = await b.get_fork("demo")
-        assert fresh is not None and fresh.flags == {"a": False}
 
-        assert await b.delete_fork("demo") is True
+async def test_a_store_that_cannot_watch_uses_the_ttl(
+    counting: CountingStore, cache: CachedForks
+) -> None:
+    await cache.get_fork("demo")
+    assert not cache.watching and cache._watcher is None
+
+
+async def test_two_services_on_one_sqlite_file_see_each_others_writes(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    a = CachedForks(SQLiteStore(path))
+    b = CachedForks(SQLiteStore(path))
+
+    async def until(check: Callable[[], Awaitable[bool]]) -> None:
+        # No timed assertion: poll until seen (the watch polls every 0.25 s).
+        for _ in range(400):
+            if await check():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("never seen")
+
+    async def b_flags() -> dict[str, bool | str] | None:
+        found = await b.get_fork("demo")
+        return None if found is None else found.flags
+
+    try:
         assert await b.get_fork("demo") is None
-        gone = await a.get_fork("demo")  # a still remembers it...
-        assert gone is not None
-        clock_a.now += TTL * 1.1
-        assert await a.get_fork("demo") is None  # ...until its ttl has passed
+        await until(lambda: asyncio.sleep(0, b.watching))
+        assert await b.get_fork("demo") is None  # a remembered miss
+        created = await a.create_fork(fork(a=True))
+
+        async def created_seen() -> bool:
+            return await b_flags() == {"a": True}
+
+        await until(created_seen)
+        await a.update_fork(replace(created, flags={"a": False}))
+
+        async def update_seen() -> bool:
+            return await b_flags() == {"a": False}
+
+        await until(update_seen)
+        assert await a.delete_fork("demo") is True
+
+        async def delete_seen() -> bool:
+            return await b_flags() is None
+
+        await until(delete_seen)
     finally:
         await a.close()
         await b.close()

@@ -166,3 +166,38 @@ def test_settings_can_be_built_directly_with_plain_values() -> None:
     assert s.secret_values == [SECRET, OLD]
     with pytest.raises(ValueError, match="32 bytes"):
         Settings(secret="short")
+
+
+# -- the database --------------------------------------------------------------------
+
+PG = "postgresql://ff:s3cret-password@db.internal:5432/featureflag"
+
+
+def test_db_is_a_postgresql_url_or_a_file() -> None:
+    assert load_settings(["--db", PG], ENV).db == PG
+    assert load_settings(["--db", "postgres://db/ff"], ENV).db == "postgres://db/ff"
+    assert load_settings(["--db", "ff.db"], ENV).db == Path("ff.db")
+
+
+def test_db_from_the_environment_and_the_option_wins() -> None:
+    assert load_settings([], ENV | {"FEATUREFLAG_DATABASE_URL": PG}).db == PG
+    s = load_settings(["--db", "x.db"], ENV | {"FEATUREFLAG_DATABASE_URL": PG})
+    assert s.db == Path("x.db")
+
+
+def test_another_url_scheme_is_refused_naming_the_option() -> None:
+    with pytest.raises(ConfigurationError, match="--db") as info:
+        load_settings(["--db", "mysql://db/ff"], ENV)
+    assert "postgresql://" in str(info.value)
+
+
+def test_the_database_password_stays_out_of_repr_and_messages() -> None:
+    s = load_settings(["--db", PG], ENV)
+    assert "s3cret-password" not in repr(s)
+    assert s.database == "postgresql://ff:***@db.internal:5432/featureflag"
+    assert load_settings(["--db", "ff.db"], ENV).database == "ff.db"
+
+
+def test_migrate_at_start_up_unless_told_not_to() -> None:
+    assert load_settings([], ENV).migrate is True
+    assert load_settings(["--no-migrate"], ENV).migrate is False

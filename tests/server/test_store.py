@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -220,3 +220,99 @@ async def test_returned_catalog_does_not_share_state(store: Store) -> None:
 async def test_close_twice_is_fine(store: Store) -> None:
     await store.close()
     await store.close()
+
+
+# -- labels, routes, expiry, last writer --------------------------------------------
+
+
+def described(name: str = "new-lp", **changes: object) -> Fork:
+    fields: dict[str, object] = {
+        "labels": {"pr": "1234", "team": "checkout"},
+        "routes": {"payments": "http://payments-pr-1234:8080", "search": "https://s.test/"},
+        "expires_at": T0 + timedelta(days=7, microseconds=1),
+        "updated_by": "ci-bot",
+    }
+    fields.update(changes)
+    return make(name, **fields)
+
+
+async def test_labels_routes_expiry_and_last_writer_round_trip(store: Store) -> None:
+    fork = described()
+    assert await store.create_fork(fork) == fork
+    got = await store.get_fork("new-lp")
+    assert got == fork
+    assert got is not None and got.expires_at is not None
+    assert got.expires_at.utcoffset() == timedelta(0)
+    assert [f.labels for f in await store.list_forks()] == [fork.labels]
+
+
+async def test_new_fields_default_to_empty(store: Store) -> None:
+    await store.create_fork(make())
+    got = await store.get_fork("new-lp")
+    assert got is not None
+    assert (got.labels, got.routes, got.expires_at, got.updated_by) == ({}, {}, None, "")
+
+
+async def test_update_replaces_labels_routes_expiry_and_last_writer(store: Store) -> None:
+    await store.create_fork(described())
+    later = T0 + timedelta(hours=2)
+    new = described(
+        labels={"pr": "1235"}, routes={}, expires_at=None, updated_by="bob", updated_at=later
+    )
+    assert await store.update_fork(new) == new
+    assert await store.get_fork("new-lp") == new
+    again = described(expires_at=later, updated_by="carol", updated_at=later)
+    await store.update_fork(again)
+    assert await store.get_fork("new-lp") == again
+
+
+async def test_returned_labels_and_routes_do_not_share_state(store: Store) -> None:
+    created = await store.create_fork(described())
+    created.labels["sneaky"] = "1"
+    created.routes["sneaky"] = "http://x"
+    got = await store.get_fork("new-lp")
+    assert got is not None and "sneaky" not in got.labels and "sneaky" not in got.routes
+
+
+async def test_delete_expired_deletes_only_forks_expired_before_the_moment(store: Store) -> None:
+    moment = T0 + timedelta(days=1)
+    await store.create_fork(described("old-1", expires_at=moment - timedelta(hours=1)))
+    await store.create_fork(described("old-0", expires_at=moment - timedelta(microseconds=1)))
+    await store.create_fork(described("at-moment", expires_at=moment))
+    await store.create_fork(described("later", expires_at=moment + timedelta(seconds=1)))
+    await store.create_fork(described("never", expires_at=None))
+    # An expiry given in another time zone is the same moment.
+    other_zone = (moment - timedelta(minutes=5)).astimezone(timezone(timedelta(hours=-8)))
+    await store.create_fork(described("zoned", expires_at=other_zone))
+    assert await store.delete_expired_forks(moment) == ["old-0", "old-1", "zoned"]
+    assert [f.name for f in await store.list_forks()] == ["at-moment", "later", "never"]
+    assert await store.delete_expired_forks(moment) == []
+
+
+# -- failed logins ---------------------------------------------------------------------
+
+
+async def test_failed_logins_count_within_the_window_per_client(store: Store) -> None:
+    at = [T0 + timedelta(seconds=s) for s in (0, 10, 50, 65)]
+    assert await store.record_failed_login("10.0.0.1", at[0], 60) == [at[0]]
+    assert await store.record_failed_login("10.0.0.1", at[1], 60) == at[:2]
+    assert await store.record_failed_login("10.0.0.2", at[1], 60) == [at[1]]
+    assert await store.record_failed_login("10.0.0.1", at[2], 60) == at[:3]
+    # 65 s: the failure at 0 s is out of the 60 s window.
+    assert await store.record_failed_login("10.0.0.1", at[3], 60) == at[1:]
+
+
+async def test_failed_logins_come_back_in_utc(store: Store) -> None:
+    (got,) = await store.record_failed_login("::1", T0, 60)
+    assert got == T0 and got.utcoffset() == timedelta(0)
+
+
+# -- watching --------------------------------------------------------------------------
+
+
+async def test_a_watch_starts_with_an_established_event(store: Store) -> None:
+    watch = store.watch_forks()
+    try:
+        assert await asyncio.wait_for(anext(watch), 30) is None
+    finally:
+        await watch.aclose()  # type: ignore[attr-defined]
