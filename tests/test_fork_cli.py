@@ -324,27 +324,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield s
 
 
-def supports_put_create(url: str) -> bool:
-    """True when the service creates forks with PUT and takes labels and ttl (issue 15).
-
-    Probes with a throwaway fork; a service without it answers 404 (no such fork),
-    405, or 422 (unknown fields).
-    """
-    probe = f"{url}/api/forks/put-probe"
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    body = {"upstream": "http://127.0.0.1:9", "labels": {"probe": "1"}, "ttl": 60}
-    answer = httpx.put(probe, json=body, headers=headers, timeout=10)
-    httpx.delete(probe, headers=headers, timeout=10)
-    return answer.status_code == 201
-
-
 @pytest.fixture
 def put_forks(server: Server) -> Server:
-    if not supports_put_create(server.url):
-        pytest.skip(
-            "this featureflag-server has no PUT-create/labels/ttl yet (issue 15, service "
-            "side); remove this skip once it has"
-        )
+    """The real service, which creates forks with PUT and takes labels, routes and ttl."""
     return server
 
 

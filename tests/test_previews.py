@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.support.servers import ROOT, Server, free_port, run_server, run_uvicorn
-from tests.test_fork_cli import SERVER_ENV, TOKEN, supports_put_create
+from tests.test_fork_cli import SERVER_ENV, TOKEN
 
 SCRIPT = ROOT / "examples" / "ci" / "preview.sh"
 WORKFLOW = ROOT / "examples" / "ci" / "github-preview.yml"
@@ -44,11 +44,7 @@ def github(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture
 def put_forks(service: Server) -> Server:
-    if not supports_put_create(service.url):
-        pytest.skip(
-            "this featureflag-server has no PUT-create/labels/ttl yet (issue 15, service "
-            "side); remove this skip once it has"
-        )
+    """The real service, which creates forks with PUT and takes labels, routes and ttl."""
     return service
 
 
