@@ -20,6 +20,7 @@ from tests.test_fork_cli import SERVER_ENV, TOKEN
 SCRIPT = ROOT / "examples" / "ci" / "preview.sh"
 WORKFLOW = ROOT / "examples" / "ci" / "github-preview.yml"
 GH_TOKEN = "gh-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +150,7 @@ def test_comment_push_push_close(put_forks: Server, github: Server) -> None:
     assert first.returncode == 0, first.stderr
     url = first.stdout.strip()
     assert re.fullmatch(r"http://pr-12\.[^/]+/", url)
-    fork = httpx.get(f"{put_forks.url}/api/forks/pr-12").json()
+    fork = httpx.get(f"{put_forks.url}/api/forks/pr-12", headers=AUTH).json()
     assert fork["upstream"] == "http://127.0.0.1:5000/pr-12"
     assert fork["routes"] == {"recommendations": "http://127.0.0.1:5001/pr-12"}
     assert fork["labels"] == {"pr": "12", "env": "qa"}
@@ -167,7 +168,7 @@ def test_comment_push_push_close(put_forks: Server, github: Server) -> None:
     assert {w["id"] for w in writes(github)} == {comment["id"]}
     closed = preview("delete", **env_for(put_forks, github, 12))
     assert closed.returncode == 0, closed.stderr
-    assert httpx.get(f"{put_forks.url}/api/forks/pr-12").status_code == 404
+    assert httpx.get(f"{put_forks.url}/api/forks/pr-12", headers=AUTH).status_code == 404
     [comment] = comments(github, 12)
     assert "removed" in comment["body"] and url not in comment["body"]
 

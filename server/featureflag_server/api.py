@@ -2,9 +2,11 @@
 
 A thin Starlette app over :mod:`featureflag_server.forks`: each path is an
 ``HTTPEndpoint``, and errors become :class:`featureflag_server.schemas.Problem` bodies
-through the app's ``exception_handlers``. Reads are open; every write needs
-``Authorization: Bearer <API token>``. Bad input is always a 4xx naming the field and
-the rule.
+through the app's ``exception_handlers``. Every endpoint needs
+``Authorization: Bearer <API token>`` with a scope (:data:`featureflag_server.settings.SCOPES`):
+``read`` for reads, ``forks`` for fork and catalog writes, ``tokens`` to mint override
+tokens; a token without it is a 403 naming the scope. Bad input is always a 4xx naming
+the field and the rule (a lone surrogate in any string of a body too).
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from .errors import (
 )
 from .forks import SERVICE_NAME, SERVICE_RULE, Forks, route_problems
 from .schemas import Catalog, ForkCreate, ForkUpdate, TokenRequest
-from .settings import Settings
+from .settings import ApiScope, Settings
 from .store import Fork, Store, iso
+from .text import scrub_json, surrogate_problems
 
 M = TypeVar("M", bound=BaseModel)
 MAX_BODY = 4 * 1024 * 1024
@@ -59,9 +62,10 @@ class ApiContext:
     def store(self) -> Store:
         return self.forks.store
 
-    def user(self, request: Request) -> str:
+    def user(self, request: Request, scope: ApiScope) -> str:
         """The API token's name, or a 401 with a ``WWW-Authenticate`` challenge (a 429
-        when this address sent too many unknown tokens)."""
+        when this address sent too many unknown tokens like it); a 403 when the token
+        lacks *scope*."""
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
             raise ApiError(
@@ -79,11 +83,23 @@ class ApiContext:
                 "The API token is not one of FEATUREFLAG_API_TOKENS; check it.",
                 headers={"WWW-Authenticate": challenge("invalid_token", "unknown API token")},
             )
+        if scope not in self.settings.scopes(name):
+            raise ApiError(403, "insufficient-scope", scope_message(name, scope))
         return name
 
     def fork_json(self, request: Request, fork: Fork) -> dict[str, Any]:
         url = self.settings.fork_url(fork.name, request.url.scheme, request.url.port)
-        return fork.to_json(url)
+        # (scrubbed: a fork stored before lone surrogates were refused must not 500)
+        json_fork: dict[str, Any] = scrub_json(fork.to_json(url))
+        return json_fork
+
+
+def scope_message(name: str, scope: str) -> str:
+    """Why the API token *name* is refused here: it lacks *scope*."""
+    return (
+        f"The API token {name!r} lacks the {scope!r} scope; use a token that has it, or "
+        f"add it in FEATUREFLAG_API_TOKENS ({name}:<token>:...+{scope}, or no scopes for all)."
+    )
 
 
 def context(request: Request) -> ApiContext:
@@ -105,11 +121,15 @@ async def read_json(request: Request) -> Any:
     if not body.strip():
         raise ApiError(400, "malformed-json", "The body is empty; send a JSON object.")
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        value = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise ApiError(
             400, "malformed-json", f"The body is not valid JSON ({exc}); send a JSON object."
         ) from None
+    # "\ud800" is valid JSON but no text: refused here, before any rule or store sees it.
+    if problems := surrogate_problems(value):
+        raise InvalidFork(problems)
+    return value
 
 
 def _refuse_constant(name: str) -> None:
@@ -130,7 +150,7 @@ class Tokens(HTTPEndpoint):
     async def post(self, request: Request) -> Response:
         """Mint an override token for the caller."""
         api = context(request)
-        sub = api.user(request)
+        sub = api.user(request, "tokens")
         body = await parse(request, TokenRequest)
         ttl = min(body.ttl or DEFAULT_TTL, api.settings.max_token_ttl)
         flags = await api.forks.check_flags(body.flags, sub=sub, origin=body.origin, ttl=ttl)
@@ -160,12 +180,14 @@ class Flags(HTTPEndpoint):
 
     async def get(self, request: Request) -> Response:
         """The catalog."""
-        return JSONResponse({"flags": await context(request).store.get_catalog()})
+        api = context(request)
+        api.user(request, "read")
+        return JSONResponse({"flags": scrub_json(await api.store.get_catalog())})
 
     async def put(self, request: Request) -> Response:
         """Replace the catalog; with ``?service=NAME``, only that service's entries."""
         api = context(request)
-        api.user(request)
+        api.user(request, "forks")
         service = request.query_params.get("service")
         if service is not None and not SERVICE_NAME.fullmatch(service):
             raise InvalidFork([FieldProblem("service", SERVICE_RULE)])
@@ -179,7 +201,7 @@ class Flags(HTTPEndpoint):
                 del stored["service"]
             entries.append(stored)
         await api.store.put_catalog(entries, service=service)
-        return JSONResponse({"flags": await api.store.get_catalog()})
+        return JSONResponse({"flags": scrub_json(await api.store.get_catalog())})
 
 
 class ForkCollection(HTTPEndpoint):
@@ -188,13 +210,14 @@ class ForkCollection(HTTPEndpoint):
     async def get(self, request: Request) -> Response:
         """Every fork."""
         api = context(request)
+        api.user(request, "read")
         forks = await api.forks.all()
         return JSONResponse({"forks": [api.fork_json(request, f) for f in forks]})
 
     async def post(self, request: Request) -> Response:
         """Create a fork (409 when the name is taken)."""
         api = context(request)
-        user = api.user(request)
+        user = api.user(request, "forks")
         body = await parse(request, ForkCreate)
         fork = await api.forks.create(body.name, body.spec(), user=user)
         return JSONResponse(
@@ -210,13 +233,14 @@ class ForkResource(HTTPEndpoint):
     async def get(self, request: Request) -> Response:
         """One fork."""
         api = context(request)
+        api.user(request, "read")
         fork = await api.forks.get(request.path_params["name"])
         return JSONResponse(api.fork_json(request, fork))
 
     async def put(self, request: Request) -> Response:
         """Create or replace the fork: 201 when new, 200 when replaced."""
         api = context(request)
-        user = api.user(request)
+        user = api.user(request, "forks")
         name = request.path_params["name"]
         body = await parse(request, ForkUpdate)
         if body.name is not None and body.name != name:
@@ -231,8 +255,8 @@ class ForkResource(HTTPEndpoint):
     async def delete(self, request: Request) -> Response:
         """Delete the fork."""
         api = context(request)
-        api.user(request)
-        await api.forks.delete(request.path_params["name"])
+        user = api.user(request, "forks")
+        await api.forks.delete(request.path_params["name"], user=user)
         return Response(status_code=204)
 
 

@@ -78,7 +78,7 @@ class ServiceApp:
         signer = self.settings.signer()
         # One record of unknown tokens for the API and the page, shared through the store
         # with the other replicas.
-        logins = FailedLogins(shared=store)
+        logins = FailedLogins(shared=store, key=self.settings.signing_secret)
         api_app = create_api(self.settings, store, signer, logins)
         web_app = create_web_app(self.settings, store, logins, signer)
         # A database outage is a 503 (JSON for the API, a page for people), not a 500.

@@ -198,6 +198,14 @@ class CachedForks:
         """See :meth:`featureflag_server.store.Store.record_failed_login`."""
         return await self.store.record_failed_login(client, at, window)
 
+    async def revoke_session(self, session_id: str, until: datetime) -> None:
+        """See :meth:`featureflag_server.store.Store.revoke_session`."""
+        await self.store.revoke_session(session_id, until)
+
+    async def is_session_revoked(self, session_id: str) -> bool:
+        """See :meth:`featureflag_server.store.Store.is_session_revoked` (not cached)."""
+        return await self.store.is_session_revoked(session_id)
+
     def watch_forks(self) -> AsyncIterator[str | None]:
         """The store's watch (see :meth:`featureflag_server.store.Store.watch_forks`)."""
         return self.store.watch_forks()

@@ -8,11 +8,14 @@ words. Flag values are checked by the SDK's own check
 must fit in the override token the proxy will sign for it (checked without signing).
 
 Every refusal is an :class:`~featureflag_server.errors.InvalidFork` listing each field
-at fault; the callers turn it into a 422 or a re-rendered form.
+at fault; the callers turn it into a 422 or a re-rendered form. Every write (create,
+replace, update, delete, the expiry sweep) is logged, one line naming the fork and who
+wrote it, on the logger ``featureflag.server.forks``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -63,6 +66,10 @@ TTL_RULE = "ttl must be a positive number of seconds"
 EXPIRES_RULE = "expires_at is an ISO 8601 time with a timezone, e.g. 2026-12-31T18:00:00Z"
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# Who removes an expired fork in the audit log.
+EXPIRY_ACTOR = "expiry"
+
+logger = logging.getLogger("featureflag.server.forks")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -317,26 +324,52 @@ class Forks:
     # -- writes --------------------------------------------------------------------
     async def create(self, name: object, spec: ForkSpec, *, user: str) -> Fork:
         """Store a new fork; :class:`ForkExists` when the name is taken."""
-        return await self.store.create_fork(await self.build(name, spec, user=user))
+        fork = await self.store.create_fork(await self.build(name, spec, user=user))
+        _audit("created", fork, user)
+        return fork
 
     async def update(self, name: str, spec: ForkSpec, *, user: str) -> Fork:
         """Replace an existing fork (who created it and when are kept);
         :class:`ForkNotFound` when there is none."""
-        return await self.store.update_fork(await self.build(name, spec, user=user))
+        fork = await self.store.update_fork(await self.build(name, spec, user=user))
+        _audit("updated", fork, user)
+        return fork
 
     async def replace(self, name: str, spec: ForkSpec, *, user: str) -> tuple[Fork, bool]:
         """Create or replace (``PUT``): the stored fork, and True when it is new."""
         fork = await self.build(name, spec, user=user)
         try:
-            return await self.store.update_fork(fork), False
+            stored, created = await self.store.update_fork(fork), False
         except ForkNotFound:
-            pass
-        try:
-            return await self.store.create_fork(fork), True
-        except ForkExists:  # created by someone else in between: replace theirs
-            return await self.store.update_fork(fork), False
+            try:
+                stored, created = await self.store.create_fork(fork), True
+            except ForkExists:  # created by someone else in between: replace theirs
+                stored, created = await self.store.update_fork(fork), False
+        _audit("created" if created else "replaced", stored, user)
+        return stored, created
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, *, user: str) -> None:
         """Delete a fork; :class:`ForkNotFound` when there is none."""
         if not await self.store.delete_fork(name):
             raise ForkNotFound(name)
+        logger.info("fork deleted: %s by %s", name, user)
+
+    async def delete_expired(self, now: datetime | None = None) -> list[str]:
+        """The expiry sweep: delete every fork whose expiry has passed; their names."""
+        names = await self.store.delete_expired_forks(now or self.clock())
+        for name in names:
+            logger.info("fork deleted: %s by %s (expired)", name, EXPIRY_ACTOR)
+        return names
+
+
+def _audit(verb: str, fork: Fork, user: str) -> None:
+    # One line per write: which fork, who, and where it now points.
+    logger.info(
+        "fork %s: %s by %s (upstream %s, %d flags, expires %s)",
+        verb,
+        fork.name,
+        user,
+        fork.upstream,
+        len(fork.flags),
+        iso(fork.expires_at) if fork.expires_at else "never",
+    )

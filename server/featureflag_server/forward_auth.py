@@ -12,9 +12,10 @@ mint, and the visitor's host in ``X-Forwarded-Host`` (else the host of ingress-n
 ``X-Original-URL``, else ``Host``). A fork answers 200
 with the headers named below. A refusal answers the page the visitor should see, with its
 status: 404 for a host that names no fork (or an unknown fork), 410 for an expired fork,
-401 for a missing or wrong bearer (429 after too many), 403 for a fork that cannot be
-served. Gateways that pass only 401 and 403 on (nginx, ingress-nginx) add ``?deny=403``:
-every refusal but 401 is then a 403 with the real status in ``X-Featureflag-Status``.
+401 for a missing or wrong bearer (429 after too many), 403 for a bearer without the
+``gateway`` scope or a fork that cannot be served. Gateways that pass only 401 and 403
+on (nginx, ingress-nginx) add ``?deny=403``: every refusal but 401 is then a 403 with
+the real status in ``X-Featureflag-Status``.
 """
 
 from __future__ import annotations
@@ -174,6 +175,15 @@ class ForwardAuth:
                 challenge("invalid_token", "unknown API token"),
                 "The gateway's API token is not one of FEATUREFLAG_API_TOKENS; set "
                 "FEATUREFLAG_API_TOKEN to one of them and render the config again.",
+            )
+        if "gateway" not in self.settings.scopes(user):
+            return _page(
+                403,
+                "Gateway not authorized",
+                "The gateway's API token lacks the gateway scope",
+                f"<p>The API token {escape(user)!r} lacks the 'gateway' scope; give the gateway "
+                "a token that has it (FEATUREFLAG_API_TOKENS, name:token:gateway).</p>",
+                {ERROR_HEADER: "insufficient-scope"},
             )
         return None
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import CatalogConflict, ForkExists, ForkNotFound
-from .store import Fork
+from .store import Fork, utcnow
 
 
 class MemoryStore:
@@ -20,6 +20,7 @@ class MemoryStore:
         self._forks: dict[str, Fork] = {}
         self._catalog: list[dict[str, Any]] = []
         self._failed_logins: dict[str, list[datetime]] = {}
+        self._revoked: dict[str, datetime] = {}
         self._lock = asyncio.Lock()
 
     async def get_fork(self, name: str) -> Fork | None:
@@ -65,10 +66,26 @@ class MemoryStore:
         kept = [t for t in self._failed_logins.get(client, []) if since < t <= at]
         kept.append(at)
         kept.sort()
-        if client not in self._failed_logins and len(self._failed_logins) >= 10_000:
-            self._failed_logins.clear()  # bounded, like auth.FailedLogins
+        self._failed_logins.pop(client, None)
+        if len(self._failed_logins) >= 10_000:
+            # Bounded: forget the buckets with nothing left in the window, else the one
+            # that failed least recently (the dict keeps the order of the last failure).
+            for key in [k for k, v in self._failed_logins.items() if v[-1] <= since]:
+                del self._failed_logins[key]
+            if len(self._failed_logins) >= 10_000:
+                del self._failed_logins[next(iter(self._failed_logins))]
         self._failed_logins[client] = kept
         return list(kept)
+
+    async def revoke_session(self, session_id: str, until: datetime) -> None:
+        now = utcnow()
+        for key in [k for k, v in self._revoked.items() if v <= now]:
+            del self._revoked[key]
+        self._revoked[session_id] = max(until, self._revoked.get(session_id, until))
+
+    async def is_session_revoked(self, session_id: str) -> bool:
+        until = self._revoked.get(session_id)
+        return until is not None and until > utcnow()
 
     async def watch_forks(self) -> AsyncIterator[str | None]:
         # No other process can write here: established once, then nothing to report.

@@ -73,6 +73,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TRIGGER forks_notify AFTER INSERT OR UPDATE OR DELETE ON forks
         FOR EACH ROW EXECUTE FUNCTION featureflag_notify_fork()""",
     ),
+    (  # 2: web sessions ended by logging out (additive: release 1 ignores the table)
+        "CREATE TABLE revoked_sessions (id text PRIMARY KEY, until timestamptz NOT NULL)",
+        "CREATE INDEX revoked_sessions_until ON revoked_sessions (until)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The oldest schema version a release must know to use a database at SCHEMA_VERSION:
@@ -320,6 +324,25 @@ class PostgresStore:
             )
             rows = await cur.fetchall()
         return [row[0].astimezone(UTC) for row in rows]
+
+    # -- web sessions ----------------------------------------------------------------
+
+    async def revoke_session(self, session_id: str, until: datetime) -> None:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute("DELETE FROM revoked_sessions WHERE until <= now()")
+            await conn.execute(
+                "INSERT INTO revoked_sessions (id, until) VALUES (%s, %s) ON CONFLICT (id) "
+                "DO UPDATE SET until = GREATEST(revoked_sessions.until, EXCLUDED.until)",
+                (session_id, until),
+            )
+
+    async def is_session_revoked(self, session_id: str) -> bool:
+        async with self._connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM revoked_sessions WHERE id = %s AND until > now()", (session_id,)
+            )
+            row = await cur.fetchone()
+        return row is not None
 
     # -- catalog -------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 Secrets and users come from the environment only (never from argv, which other users
 of the machine can read): ``FEATUREFLAG_SECRET`` (comma-separated; the first signs, all
-verify), ``FEATUREFLAG_ENVIRONMENT`` and ``FEATUREFLAG_API_TOKENS`` (``name:token,...``);
+verify), ``FEATUREFLAG_ENVIRONMENT`` and ``FEATUREFLAG_API_TOKENS`` (``name:token,...``,
+every scope; ``name:token:read+forks`` for a token with only those scopes, see
+:data:`SCOPES`);
 the database URL may come from ``FEATUREFLAG_DATABASE_URL`` (``--db`` wins).
 A missing or weak value stops start-up with a :class:`ConfigurationError` that says
 what to set.
@@ -17,7 +19,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from featureflag import __version__
 from featureflag.exceptions import ConfigurationError
@@ -31,12 +41,21 @@ DEFAULT_MAX_TOKEN_TTL = 12 * 3600.0
 GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 _TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# What an API token may do. ``read``: GET /api/flags and /api/forks, and the web page;
+# ``forks``: write forks and the catalog (API and page); ``tokens``: POST /api/tokens;
+# ``gateway``: GET /api/forward-auth.
+ApiScope = Literal["read", "forks", "tokens", "gateway"]
+SCOPES: tuple[ApiScope, ...] = get_args(ApiScope)
+ALL_SCOPES: frozenset[str] = frozenset(SCOPES)
+# The tail of a scoped entry (name:token:read+forks): lower-case words joined by '+'.
+_SCOPE_LIST = re.compile(r"^[a-z]+(?:\+[a-z]+)*$")
 
 # Where each setting comes from, so an error message names what to change.
 SOURCES = {
     "secret": "FEATUREFLAG_SECRET",
     "environment": "FEATUREFLAG_ENVIRONMENT",
     "api_tokens": "FEATUREFLAG_API_TOKENS",
+    "api_scopes": "FEATUREFLAG_API_TOKENS",
     "max_token_ttl": "FEATUREFLAG_MAX_TOKEN_TTL (or --max-token-ttl)",
     "host": "--host",
     "port": "--port",
@@ -69,6 +88,8 @@ class Settings(BaseModel):
     secret: tuple[SecretStr, ...]
     environment: str = Field(default="development", min_length=1, max_length=64)
     api_tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    # The scopes of each API token by name; a name not in it has every scope.
+    api_scopes: dict[str, frozenset[ApiScope]] = Field(default_factory=dict)
     max_token_ttl: float = Field(default=DEFAULT_MAX_TOKEN_TTL, gt=0, le=366 * 86400)
     forwarded_allow_ips: str = "127.0.0.1"
     secure_cookies: bool = False
@@ -120,10 +141,14 @@ class Settings(BaseModel):
                 )
         return value
 
-    @field_validator("api_tokens", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _parse_api_tokens(cls, value: object) -> object:
-        return parse_api_tokens(value) if isinstance(value, str) else value
+    def _parse_api_tokens(cls, data: object) -> object:
+        # FEATUREFLAG_API_TOKENS as one string carries the scopes too.
+        if isinstance(data, dict) and isinstance(data.get("api_tokens"), str):
+            tokens, scopes = parse_scoped_api_tokens(data["api_tokens"])
+            data = {**data, "api_tokens": tokens, "api_scopes": scopes}
+        return data
 
     @field_validator("api_tokens")
     @classmethod
@@ -144,6 +169,13 @@ class Settings(BaseModel):
                 raise ValueError(f"the token for {name!r} is also another user's token")
             seen.add(raw)
         return value
+
+    @model_validator(mode="after")
+    def _scoped_names_exist(self) -> Settings:
+        for name in self.api_scopes:
+            if name not in self.api_tokens:
+                raise ValueError(f"api_scopes names {name!r}, which has no API token")
+        return self
 
     @field_validator("fork_domain", mode="before")
     @classmethod
@@ -166,6 +198,11 @@ class Settings(BaseModel):
     def signing_secret(self) -> str:
         """The secret that signs (the first one)."""
         return self.secret[0].get_secret_value()
+
+    def scopes(self, name: str) -> frozenset[str]:
+        """What the API token called *name* may do (every scope unless it was scoped)."""
+        scoped = self.api_scopes.get(name)
+        return ALL_SCOPES if scoped is None else frozenset(scoped)
 
     def authenticate(self, given: str) -> str | None:
         """The name of the API token *given*, or None (constant-time compare)."""
@@ -193,20 +230,45 @@ class Settings(BaseModel):
 
 
 def parse_api_tokens(value: str) -> dict[str, str]:
-    """Parse ``name:token,name2:token2``; raise ValueError saying what is wrong."""
+    """Parse ``name:token,name2:token2`` (scopes, if any, dropped: see
+    :func:`parse_scoped_api_tokens`); raise ValueError saying what is wrong."""
+    return parse_scoped_api_tokens(value)[0]
+
+
+def parse_scoped_api_tokens(value: str) -> tuple[dict[str, str], dict[str, frozenset[ApiScope]]]:
+    """Parse ``name:token,name2:token2:read+forks``: the tokens by name, and the scopes of
+    the entries that name them (an entry without scopes has every scope).
+
+    A third ``:``-separated part made of lower-case words joined by ``+`` is a scope list;
+    an unknown word in it is an error (a typo must not grant every scope).
+    """
     tokens: dict[str, str] = {}
+    scopes: dict[str, frozenset[ApiScope]] = {}
     for item in value.split(","):
         item = item.strip()
         if not item:
             continue
         name, sep, token = item.partition(":")
         if not sep or not name.strip() or not token.strip():
-            raise ValueError(f"each entry must be name:token, got {_mask(item)!r}")
+            raise ValueError(
+                f"each entry must be name:token or name:token:scope+scope, got {_mask(item)!r}"
+            )
         name = name.strip()
         if name in tokens:
             raise ValueError(f"the name {name!r} appears twice")
+        secret, colon, tail = token.strip().rpartition(":")
+        if colon and secret and _SCOPE_LIST.fullmatch(tail):
+            words = tail.split("+")
+            unknown = [word for word in words if word not in SCOPES]
+            if unknown:
+                raise ValueError(
+                    f"the scope {unknown[0]!r} of {name!r} is not one of "
+                    f"{'+'.join(SCOPES)} (leave the scopes out for all of them)"
+                )
+            scopes[name] = frozenset(word for word in SCOPES if word in words)
+            token = secret
         tokens[name] = token.strip()
-    return tokens
+    return tokens, scopes
 
 
 def _mask(item: str) -> str:
@@ -319,7 +381,9 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
             "--loop uvloop needs the uvloop package: pip install uvloop, or use --loop asyncio."
         )
     try:
-        raw["api_tokens"] = parse_api_tokens(environ["FEATUREFLAG_API_TOKENS"])
+        raw["api_tokens"], raw["api_scopes"] = parse_scoped_api_tokens(
+            environ["FEATUREFLAG_API_TOKENS"]
+        )
     except ValueError as exc:
         raise ConfigurationError(f"FEATUREFLAG_API_TOKENS is invalid: {exc}.") from None
     if not raw["api_tokens"]:
@@ -347,7 +411,8 @@ def _missing_message(missing: list[str]) -> str:
             f"with {GENERATE})"
         ),
         "FEATUREFLAG_API_TOKENS": (
-            "FEATUREFLAG_API_TOKENS (who may write, as name:token,name2:token2; "
+            "FEATUREFLAG_API_TOKENS (who may use the API, as name:token,name2:token2, "
+            "or name:token:read+forks for a token with only those scopes; "
             "each token at least 16 characters)"
         ),
     }

@@ -65,6 +65,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # migrations leave it alone, so an older release keeps working on a newer file.
         "ALTER TABLE schema_version ADD COLUMN compatible_with INTEGER NOT NULL DEFAULT 3",
     ),
+    (  # 4: web sessions ended by logging out (additive: release 3 ignores the table)
+        """CREATE TABLE revoked_sessions (
+            id TEXT PRIMARY KEY,
+            until REAL NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # How often a watcher asks SQLite whether another process committed (PRAGMA data_version).
@@ -292,6 +298,31 @@ class SQLiteStore:
                 (client, at),
             ).fetchall()
         return [datetime.fromtimestamp(row[0], UTC) for row in rows]
+
+    # -- web sessions ----------------------------------------------------------------
+
+    async def revoke_session(self, session_id: str, until: datetime) -> None:
+        await self._run(self._revoke_session, session_id, until.timestamp())
+
+    def _revoke_session(self, session_id: str, until: float) -> None:
+        with _transaction(self._db):
+            now = datetime.now(UTC).timestamp()
+            self._db.execute("DELETE FROM revoked_sessions WHERE until <= ?", (now,))
+            self._db.execute(
+                "INSERT INTO revoked_sessions (id, until) VALUES (?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET until = max(until, excluded.until)",
+                (session_id, until),
+            )
+
+    async def is_session_revoked(self, session_id: str) -> bool:
+        return await self._run(self._is_session_revoked, session_id)
+
+    def _is_session_revoked(self, session_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM revoked_sessions WHERE id = ? AND until > ?",
+            (session_id, datetime.now(UTC).timestamp()),
+        ).fetchone()
+        return row is not None
 
     # -- catalog -------------------------------------------------------------------
 

@@ -115,9 +115,20 @@ class Store(Protocol):
         ...
 
     async def record_failed_login(self, client: str, at: datetime, window: float) -> list[datetime]:
-        """Record an unknown API token from *client* at *at*; return that client's failures
-        of the last *window* seconds up to *at*, oldest first (every replica's: the limit
-        on guessing is shared). Older records may be dropped."""
+        """Record an unknown API token in the bucket *client* (an address and token
+        prefix, see :class:`featureflag_server.auth.FailedLogins`) at *at*; return that
+        bucket's failures of the last *window* seconds up to *at*, oldest first (every
+        replica's: the limit on guessing is shared). Older records may be dropped."""
+        ...
+
+    async def revoke_session(self, session_id: str, until: datetime) -> None:
+        """Revoke the web page's session *session_id* (logging out) until *until*, when
+        its cookie expires anyway; every replica then refuses it. Records past their
+        *until* may be dropped."""
+        ...
+
+    async def is_session_revoked(self, session_id: str) -> bool:
+        """Whether :meth:`revoke_session` revoked *session_id* (and its *until* is ahead)."""
         ...
 
     def watch_forks(self) -> AsyncIterator[str | None]:

@@ -4,9 +4,14 @@ Server-rendered with Jinja2 (autoescaped), a little CSS and one small script (th
 button and delete confirmation). The session is a signed cookie (starlette's
 ``SessionMiddleware``, itsdangerous) whose key is derived from ``FEATUREFLAG_SECRET``
 with its own purpose, so it signs nothing else. It holds the user's name, a fingerprint
-of their API token (removing the token from ``FEATUREFLAG_API_TOKENS`` ends the session)
-and a CSRF token; never the API token itself. Every POST must carry the CSRF token in a
-hidden field, and the cookie is ``SameSite=Lax``. See ``docs/server.md``.
+of their API token (removing the token from ``FEATUREFLAG_API_TOKENS`` ends the session),
+a session id (logging out revokes it in the store, so a copy of the cookie is signed out
+on every replica too) and a CSRF token; never the API token itself. With
+``--secure-cookies`` the cookie is ``__Host-featureflag_session`` (Secure, Path=/, no
+Domain: no subdomain, such as a fork, can set it). Every POST must be an urlencoded form
+of bounded size carrying the CSRF token in a hidden field; nothing else is read. The
+cookie is ``SameSite=Lax``. Logging in needs the token's ``read`` scope, changing forks
+its ``forks`` scope. See ``docs/server.md``.
 
 A thin Starlette app over :mod:`featureflag_server.forks` (the API's rules, without
 importing the API): one ``HTTPEndpoint`` per page, and the app's ``exception_handlers``
@@ -20,11 +25,14 @@ import hmac
 import json
 import secrets
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.datastructures import FormData, UploadFile
 from starlette.endpoints import HTTPEndpoint
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -40,14 +48,23 @@ from featureflag.tokens import MAX_FLAGS, OverrideSigner
 from .auth import FailedLogins
 from .errors import ForkExists, ForkNotFound, InvalidFork, TooManyAttempts
 from .forks import Forks
-from .settings import Settings
+from .settings import ApiScope, Settings
 from .store import Fork, Store, utcnow
+from .text import has_surrogate, scrub, scrub_json
 from .web_forms import ForkForm, catalog_rows, parse_fork_form
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "featureflag_session"
+# With --secure-cookies: the __Host- prefix makes browsers refuse it unless it is Secure,
+# Path=/ and has no Domain, so a fork's upstream (a subdomain) cannot plant one.
+SECURE_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
 SESSION_MAX_AGE = 12 * 3600
 CSRF_FIELD = "csrf_token"
+# A POSTed form: urlencoded only (the page never uploads files), at most FORM_LIMIT
+# bytes (login, logout, delete), plus FORM_ROW_BYTES per flag row for the fork form.
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+FORM_LIMIT = 64 * 1024
+FORM_ROW_BYTES = 1024
 _PURPOSE = b"featureflag.web-session/"
 
 _SECURITY_HEADERS = [
@@ -72,6 +89,37 @@ def flag_value(value: object) -> str:
 
 def _fingerprint(key: str, api_token: str) -> str:
     return hmac.new(key.encode(), b"api-token:" + api_token.encode(), hashlib.sha256).hexdigest()
+
+
+async def read_form(request: Request, limit: int, *, max_fields: int = 1000) -> FormData:
+    """The POSTed urlencoded form, read into memory only: a 415 for any other content
+    type (multipart is never parsed, so never spooled), a 413 past *limit* bytes (by
+    ``Content-Length`` before reading anything, and while reading)."""
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != FORM_CONTENT_TYPE:
+        raise HTTPException(415, f"Send the form as {FORM_CONTENT_TYPE}.")
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise HTTPException(413, f"The form is over {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"The form is over {limit} bytes.")
+    pairs: list[tuple[str, str | UploadFile]] = []
+    for part in bytes(body).split(b"&"):
+        if not part:
+            continue
+        if len(pairs) >= max_fields:
+            raise HTTPException(413, f"The form has more than {max_fields} fields.")
+        key, _, value = part.partition(b"=")
+        # Bytes that are not UTF-8 become lone surrogates, refused by checked_form.
+        pairs.append((_form_text(key), _form_text(value)))
+    return FormData(pairs)
+
+
+def _form_text(raw: bytes) -> str:
+    return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8", "surrogateescape")
 
 
 class _SecurityHeaders:
@@ -108,6 +156,7 @@ class WebPage:
         self.settings = settings
         self.store = store
         self.logins = logins or FailedLogins()
+        self.cookie = SECURE_SESSION_COOKIE if settings.secure_cookies else SESSION_COOKIE
         self.key = session_key(settings.signing_secret, settings.environment)
         # The same forks layer as the API: the page accepts exactly what the API accepts.
         self.forks = Forks(store, signer or settings.signer(), fork_domain=settings.fork_domain)
@@ -127,56 +176,99 @@ class WebPage:
             request.session["csrf"] = token
         return token
 
-    def user(self, request: Request) -> str | None:
+    async def user(self, request: Request) -> str | None:
+        """The signed-in user: a session whose token is still configured with the
+        ``read`` scope and whose id was not revoked by logging out (asked once per request)."""
+        if hasattr(request.state, "user"):
+            known: str | None = request.state.user
+            return known
+        name = await self._session_user(request)
+        if name is None:
+            for key in ("user", "fp", "sid"):
+                request.session.pop(key, None)
+        request.state.user = name
+        return name
+
+    async def _session_user(self, request: Request) -> str | None:
         name = request.session.get("user")
         fingerprint = request.session.get("fp")
+        sid = request.session.get("sid")
         if not isinstance(name, str) or not isinstance(fingerprint, str):
             return None
+        if not isinstance(sid, str):
+            return None  # a cookie from before sessions had ids: log in again
         token = self.settings.api_tokens.get(name)
         if token is None or not hmac.compare_digest(
             _fingerprint(self.key, token.get_secret_value()), fingerprint
         ):
-            request.session.pop("user", None)
-            request.session.pop("fp", None)
+            return None
+        if "read" not in self.settings.scopes(name):
+            return None
+        if await self.store.is_session_revoked(sid):
             return None
         return name
 
-    def required_user(self, request: Request) -> str:
-        """The logged-in user; otherwise a redirect to the login form (a 303 exception)."""
-        user = self.user(request)
+    async def required_user(self, request: Request, scope: ApiScope = "read") -> str:
+        """The logged-in user; otherwise a redirect to the login form (a 303 exception),
+        or a 403 when the user's token lacks *scope*."""
+        user = await self.user(request)
         if user is None:
             raise HTTPException(303, headers={"Location": "/login"})
+        if scope not in self.settings.scopes(user):
+            raise HTTPException(
+                403,
+                f"Your API token ({user}) lacks the {scope!r} scope, so it cannot change "
+                f"forks; log in with a token that has it.",
+            )
         return user
 
-    def render(
+    async def render(
         self, request: Request, template: str, status: int = 200, **context: Any
     ) -> HTMLResponse:
         flash = request.session.pop("flash", None)
         html = self.templates.get_template(template).render(
             csrf_field=CSRF_FIELD,
             csrf_token=self.csrf(request),
-            user=self.user(request),
+            user=await self.user(request),
             flash=flash,
             now=utcnow(),
             **context,
         )
-        return HTMLResponse(html, status_code=status)
+        # (scrubbed: text stored before lone surrogates were refused must not 500 a page)
+        return HTMLResponse(scrub(html), status_code=status)
+
+    async def catalog(self) -> list[dict[str, Any]]:
+        """The flag catalog, as pages show it."""
+        catalog: list[dict[str, Any]] = scrub_json(await self.store.get_catalog())
+        return catalog
 
     async def checked_form(self, request: Request, *, rows: int = 0) -> Mapping[str, Any]:
-        """The POSTed form; a 403 (exception) when its CSRF token is missing or wrong.
+        """The POSTed form; a 403 (exception) when its CSRF token is missing or wrong,
+        and a 422 naming a field that is not valid UTF-8 text.
 
-        *rows*: flag rows the form may carry (a few fields each, past starlette's
-        default limit of 1000 fields for a large catalog).
+        The body is an urlencoded form of at most :data:`FORM_LIMIT` bytes (plus
+        :data:`FORM_ROW_BYTES` per flag row the form may carry: *rows*), read into
+        memory; see :func:`read_form`.
         """
-        form = await request.form(max_fields=1000 + 5 * rows)
+        limit = FORM_LIMIT + FORM_ROW_BYTES * rows
+        form = await read_form(request, limit, max_fields=1000 + 5 * rows)
         sent = form.get(CSRF_FIELD)
         expected = request.session.get("csrf")
         if (
             not isinstance(sent, str)
             or not isinstance(expected, str)
+            or has_surrogate(sent)
             or not hmac.compare_digest(sent.encode(), expected.encode())
         ):
             raise HTTPException(403)
+        for key, value in form.multi_items():
+            if has_surrogate(key) or (isinstance(value, str) and has_surrogate(value)):
+                field = scrub(key)
+                raise HTTPException(
+                    422,
+                    f"The field {field!r} is not valid UTF-8 text (it has a lone "
+                    "surrogate or a broken byte sequence); send valid Unicode.",
+                )
         return form
 
     def fork_url(self, request: Request, name: str) -> str:
@@ -209,7 +301,9 @@ class WebPage:
                 request.session["flash"] = f"{verb} fork {fork_form.name!r}."
                 return RedirectResponse("/", status_code=303)
         editing = existing is not None
-        return self.render(request, "fork_form.html", status=422, form=fork_form, editing=editing)
+        return await self.render(
+            request, "fork_form.html", status=422, form=fork_form, editing=editing
+        )
 
 
 def page_of(request: Request) -> WebPage:
@@ -226,11 +320,11 @@ class Index(HTTPEndpoint):
 
     async def get(self, request: Request) -> Response:
         page = page_of(request)
-        page.required_user(request)
+        await page.required_user(request)
         forks = await page.forks.all()
-        catalog = await page.store.get_catalog()
+        catalog = await page.catalog()
         rows = [(fork, page.fork_url(request, fork.name)) for fork in forks]
-        return page.render(request, "index.html", forks=rows, catalog=catalog_rows(catalog))
+        return await page.render(request, "index.html", forks=rows, catalog=catalog_rows(catalog))
 
 
 class Login(HTTPEndpoint):
@@ -238,9 +332,9 @@ class Login(HTTPEndpoint):
 
     async def get(self, request: Request) -> Response:
         page = page_of(request)
-        if page.user(request) is not None:
+        if await page.user(request) is not None:
             return RedirectResponse("/", status_code=303)
-        return page.render(request, "login.html", error=None)
+        return await page.render(request, "login.html", error=None)
 
     async def post(self, request: Request) -> Response:
         page = page_of(request)
@@ -252,18 +346,26 @@ class Login(HTTPEndpoint):
                 client, given if isinstance(given, str) else "", page.settings.authenticate
             )
         except TooManyAttempts as exc:
-            response = page.render(request, "login.html", status=429, error=str(exc))
+            response = await page.render(request, "login.html", status=429, error=str(exc))
             response.headers["Retry-After"] = str(exc.retry_after)
             return response
         if name is None:
             error = "That API token is not known to this service; check FEATUREFLAG_API_TOKENS."
-            return page.render(request, "login.html", status=401, error=error)
-        # A fresh session (and CSRF token) at the change of privilege.
+            return await page.render(request, "login.html", status=401, error=error)
+        if "read" not in page.settings.scopes(name):
+            error = (
+                f"The API token {name!r} lacks the 'read' scope the page needs; log in "
+                "with a token that has it (FEATUREFLAG_API_TOKENS, name:token:read+forks)."
+            )
+            return await page.render(request, "login.html", status=403, error=error)
+        # A fresh session (id and CSRF token) at the change of privilege.
         request.session.clear()
         request.session["user"] = name
         token = page.settings.api_tokens[name].get_secret_value()
         request.session["fp"] = _fingerprint(page.key, token)
+        request.session["sid"] = secrets.token_urlsafe(24)
         request.session["csrf"] = secrets.token_urlsafe(32)
+        request.state.user = name
         return RedirectResponse("/", status_code=303)
 
 
@@ -271,7 +373,14 @@ class Logout(HTTPEndpoint):
     """``/logout``."""
 
     async def post(self, request: Request) -> Response:
-        await page_of(request).checked_form(request)
+        page = page_of(request)
+        await page.checked_form(request)
+        sid = request.session.get("sid")
+        if isinstance(sid, str):
+            # Revoked in the store: a copy of this cookie is signed out on every replica
+            # (until the cookie itself would have expired).
+            until = utcnow() + timedelta(seconds=SESSION_MAX_AGE)
+            await page.store.revoke_session(sid, until)
         request.session.clear()
         request.session["flash"] = "Logged out."
         return RedirectResponse("/login", status_code=303)
@@ -282,14 +391,14 @@ class NewFork(HTTPEndpoint):
 
     async def get(self, request: Request) -> Response:
         page = page_of(request)
-        page.required_user(request)
-        fork_form = ForkForm.blank(await page.store.get_catalog())
-        return page.render(request, "fork_form.html", form=fork_form, editing=False)
+        await page.required_user(request)
+        fork_form = ForkForm.blank(await page.catalog())
+        return await page.render(request, "fork_form.html", form=fork_form, editing=False)
 
     async def post(self, request: Request) -> Response:
         page = page_of(request)
-        user = page.required_user(request)
-        catalog = await page.store.get_catalog()
+        user = await page.required_user(request, "forks")
+        catalog = await page.catalog()
         form = await page.checked_form(request, rows=len(catalog) + MAX_FLAGS)
         return await page.save(request, parse_fork_form(form, catalog, name=None), user, None)
 
@@ -299,16 +408,16 @@ class EditFork(HTTPEndpoint):
 
     async def get(self, request: Request) -> Response:
         page = page_of(request)
-        page.required_user(request)
+        await page.required_user(request)
         fork = await page.forks.get(request.path_params["name"])
-        fork_form = ForkForm.from_fork(fork, await page.store.get_catalog())
-        return page.render(request, "fork_form.html", form=fork_form, editing=True)
+        fork_form = ForkForm.from_fork(fork, await page.catalog())
+        return await page.render(request, "fork_form.html", form=fork_form, editing=True)
 
     async def post(self, request: Request) -> Response:
         page = page_of(request)
-        user = page.required_user(request)
+        user = await page.required_user(request, "forks")
         fork = await page.forks.get(request.path_params["name"])
-        catalog = await page.store.get_catalog()
+        catalog = await page.catalog()
         form = await page.checked_form(request, rows=len(catalog) + MAX_FLAGS)
         return await page.save(request, parse_fork_form(form, catalog, name=fork.name), user, fork)
 
@@ -319,10 +428,10 @@ class DeleteFork(HTTPEndpoint):
     async def post(self, request: Request) -> Response:
         page = page_of(request)
         await page.checked_form(request)
-        page.required_user(request)
+        user = await page.required_user(request, "forks")
         name = request.path_params["name"]
         try:
-            await page.forks.delete(name)
+            await page.forks.delete(name, user=user)
         except ForkNotFound:
             request.session["flash"] = f"There was no fork {name!r} to delete."
         else:
@@ -339,13 +448,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 303 and exc.headers:
         return RedirectResponse(exc.headers["Location"], status_code=303)
     if exc.status_code == 403:
-        return page_of(request).render(request, "forbidden.html", status=403)
+        # A bare 403 is a refused CSRF token; one with a detail says what is missing.
+        reason = exc.detail if exc.detail != "Forbidden" else None
+        return await page_of(request).render(request, "forbidden.html", status=403, reason=reason)
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _fork_not_found(request: Request, exc: Exception) -> Response:
     name = exc.name if isinstance(exc, ForkNotFound) else ""
-    return page_of(request).render(request, "not_found.html", status=404, name=name)
+    return await page_of(request).render(request, "not_found.html", status=404, name=name)
 
 
 def create_web_app(
@@ -371,7 +482,7 @@ def create_web_app(
         Middleware(
             SessionMiddleware,
             secret_key=page.key,
-            session_cookie=SESSION_COOKIE,
+            session_cookie=page.cookie,
             max_age=SESSION_MAX_AGE,
             same_site="lax",
             https_only=settings.secure_cookies,

@@ -85,7 +85,7 @@ async def test_the_api_and_the_page_share_one_forks_layer(
         body = {"upstream": "http://h:1", "labels": {"team": "web"}}
         auth = {"Authorization": f"Bearer {ALICE}"}
         assert (await client.put("/api/forks/from-api", json=body, headers=auth)).status_code == 201
-        fetched = (await client.get("/api/forks/from-api")).json()
+        fetched = (await client.get("/api/forks/from-api", headers=auth)).json()
     assert fetched["labels"] == {"team": "web"}  # kept through the proxy's fork cache
     assert fetched["updated_by"] == "alice"
 

@@ -20,6 +20,7 @@ from tests.support.servers import free_port, run_server
 SECRET = "k" * 40
 TOKEN = "alice-token-0123456789"
 ENV = {"FEATUREFLAG_SECRET": SECRET, "FEATUREFLAG_API_TOKENS": f"alice:{TOKEN}"}
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 COMMAND = str(Path(sys.executable).with_name("featureflag-server"))
 
 
@@ -148,7 +149,7 @@ def test_catalog_push_round_trips_through_a_real_server(tmp_path: Path) -> None:
             text=True, timeout=60,
         )  # fmt: skip
         assert pushed.returncode == 0, pushed.stderr
-        stored = httpx.get(f"{server.url}/api/flags").json()
+        stored = httpx.get(f"{server.url}/api/flags", headers=AUTH).json()
         scoped = [sys.executable, "-m", "featureflag", "catalog", "pushed_app", "--push",
                   f"{server.url}/api/flags", "--service", "shop"]  # fmt: skip
         env = _env(FEATUREFLAG_API_TOKEN=TOKEN)
@@ -166,7 +167,7 @@ def test_catalog_push_round_trips_through_a_real_server(tmp_path: Path) -> None:
             headers={"Authorization": f"Bearer {TOKEN}"},
         )
         as_shop = push_as_shop()
-        services = [f["service"] for f in httpx.get(f"{server.url}/api/flags").json()["flags"]]
+        services = [f["service"] for f in httpx.get(f"{server.url}/api/flags", headers=AUTH).json()["flags"]]
         refused = subprocess.run(
             [sys.executable, "-m", "featureflag", "catalog", "pushed_app", "--push",
              f"{server.url}/api/flags"],

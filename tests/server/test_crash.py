@@ -89,7 +89,9 @@ async def test_every_acknowledged_fork_survives_sigkill(tmp_path: Path) -> None:
         _argv(port, db), port=port, ready_path="/healthz", env=ENV, log_dir=tmp_path,
         name="restarted",
     ) as server:  # fmt: skip
-        forks = httpx.get(f"{server.url}/api/forks", timeout=30).json()["forks"]
+        forks = httpx.get(
+            f"{server.url}/api/forks", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        ).json()["forks"]
     stored = {fork["name"]: fork for fork in forks}
     missing = sorted(set(acknowledged) - set(stored))
     assert missing == []
@@ -156,7 +158,7 @@ async def test_sigkill_of_one_replica_loses_no_acknowledged_fork_on_postgresql(
         assert len(acknowledged) >= KILL_AFTER * 2
 
         # The survivor serves every acknowledged fork (its list, and each by name).
-        async with httpx.AsyncClient(base_url=survivor.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=survivor.url, headers=headers, timeout=30) as client:
             forks = (await client.get("/api/forks")).json()["forks"]
             stored = {fork["name"]: fork for fork in forks}
             assert sorted(set(acknowledged) - set(stored)) == []

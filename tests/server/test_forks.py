@@ -104,11 +104,11 @@ async def test_update_and_delete_need_an_existing_fork(forks: Forks) -> None:
     with pytest.raises(ForkNotFound):
         await forks.update("ghost", SPEC, user="ana")
     with pytest.raises(ForkNotFound):
-        await forks.delete("ghost")
+        await forks.delete("ghost", user="ana")
     with pytest.raises(ForkNotFound):
         await forks.get("ghost")
     await forks.create("new-lp", SPEC, user="ana")
-    await forks.delete("new-lp")
+    await forks.delete("new-lp", user="ana")
     assert await forks.all() == []
 
 

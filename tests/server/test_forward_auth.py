@@ -192,9 +192,13 @@ async def test_a_wrong_bearer_is_401_and_counts_as_a_failed_login(
             )
             assert response.status_code == 401
             assert 'error="invalid_token"' in response.headers["www-authenticate"]
-        locked = await ask(client, "new-lp.localhost")
+        locked = await client.get(
+            "/", headers={**wrong, "X-Forwarded-Host": "new-lp.localhost"}
+        )
+        good = await ask(client, "new-lp.localhost")
     assert locked.status_code == 429
     assert int(locked.headers["retry-after"]) > 0
+    assert good.status_code == 200  # the gateway's correct token is never locked out
 
 
 async def test_any_method_is_answered_like_get(client: httpx.AsyncClient) -> None:
@@ -210,9 +214,10 @@ async def test_any_method_is_answered_like_get(client: httpx.AsyncClient) -> Non
 async def test_deny_403_covers_too_many_attempts(settings: Settings, store: MemoryStore) -> None:
     logins = FailedLogins(limit=1)
     async with client_for(ForwardAuth(settings, store, logins)) as client:
-        await client.get("/", headers={"Authorization": "Bearer wrong-token-0123456789"})
+        wrong = {"Authorization": "Bearer wrong-token-0123456789"}
+        await client.get("/", headers=wrong)
         response = await client.get(
-            "/?deny=403", headers={**AUTH, "X-Forwarded-Host": "new-lp.localhost"}
+            "/?deny=403", headers={**wrong, "X-Forwarded-Host": "new-lp.localhost"}
         )
     assert response.status_code == 403
     assert response.headers["x-featureflag-status"] == "429"
@@ -247,7 +252,7 @@ async def test_the_service_serves_it_at_api_forward_auth(
         )
         assert response.status_code == 200
         assert response.headers["x-featureflag-fork"] == "new-lp"
-        other = await client.get("/api/forks/new-lp")
+        other = await client.get("/api/forks/new-lp", headers=AUTH)
         assert other.status_code == 200  # the rest of /api is untouched
 
 

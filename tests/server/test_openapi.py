@@ -131,7 +131,7 @@ async def test_real_responses_match_their_documented_schemas(
         check(fork, "ForkCreate")
         created = await client.post("/api/forks", json=fork, headers=auth)
         check(created.json(), "ForkOut")
-        check((await client.get("/api/forks")).json(), "ForkList")
+        check((await client.get("/api/forks", headers=auth)).json(), "ForkList")
         token = await client.post("/api/tokens", json={"flags": {"a": True}}, headers=auth)
         check(token.json(), "TokenResponse")
         check((await client.post("/api/forks", json=fork, headers=auth)).json(), "Problem")

@@ -143,9 +143,9 @@ async def test_failed_logins_of_two_replicas_add_up_through_the_store() -> None:
         for _ in range(5):
             assert replica.attempt("203.0.113.9", "guess", nobody) is None
             await asyncio.gather(*replica._sharing)
-    assert b.retry_after("203.0.113.9") == 60  # b heard of a's five
-    assert a.retry_after("203.0.113.9") is None  # a has not heard of b's yet...
+    assert b.retry_after("203.0.113.9", "guess") == 60  # b heard of a's five
+    assert a.retry_after("203.0.113.9", "guess") is None  # a has not heard of b's yet...
     a.attempt("203.0.113.9", "guess", nobody)
     await asyncio.gather(*a._sharing)
-    assert a.retry_after("203.0.113.9") == 60  # ...until its next failure
-    assert a.retry_after("198.51.100.1") is None  # other addresses are not affected
+    assert a.retry_after("203.0.113.9", "guess") == 60  # ...until its next failure
+    assert a.retry_after("198.51.100.1", "guess") is None  # other addresses are not affected

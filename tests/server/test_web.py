@@ -116,7 +116,7 @@ async def test_login_with_an_unknown_token_is_refused(client: httpx.AsyncClient)
     assert (await client.get("/")).status_code == 303
 
 
-async def test_too_many_unknown_tokens_lock_the_login_form_for_that_address(
+async def test_too_many_unknown_tokens_lock_the_login_form_for_that_prefix_and_address(
     settings: Settings, memory: MemoryStore
 ) -> None:
     app = create_web_app(settings, memory)
@@ -126,12 +126,13 @@ async def test_too_many_unknown_tokens_lock_the_login_form_for_that_address(
         for i in range(10):
             guess = {"api_token": f"guess-{i:04d}-0123456789", "csrf_token": csrf}
             assert (await client.post("/login", data=guess)).status_code == 401
-        good = {"api_token": ALICE, "csrf_token": csrf}
-        refused = await client.post("/login", data=good)
+        again = {"api_token": "guess-9999-0123456789", "csrf_token": csrf}
+        refused = await client.post("/login", data=again)
         assert refused.status_code == 429
         assert "Too many unknown API tokens" in refused.text
         assert 1 <= int(refused.headers["retry-after"]) <= 60
         assert (await client.get("/")).headers["location"] == "/login"  # not logged in
+        await login(client)  # the correct token, same address (a NAT): logged in
     other = httpx.ASGITransport(app, client=("198.51.100.1", 5000))
     async with httpx.AsyncClient(transport=other, base_url=BASE) as client:
         await login(client)  # another address logs in as usual
