@@ -362,7 +362,8 @@ async def test_each_service_pushes_its_own_part_of_the_catalog(
     assert conflict.status_code == 409
     assert conflict.json()["error"] == "exists"
     assert "'shop.c' is already in service 'shop'" in conflict.json()["message"]
-    assert len((await client.get("/api/flags", headers=AUTH)).json()["flags"]) == 2  # nothing changed
+    listed = await client.get("/api/flags", headers=AUTH)
+    assert len(listed.json()["flags"]) == 2  # nothing changed
 
     bad = await push("no spaces", "x")
     assert bad.status_code == 422
@@ -450,7 +451,8 @@ async def test_a_duplicate_fork_is_a_409(client: httpx.AsyncClient) -> None:
     assert response.status_code == 409
     assert response.json()["errors"][0]["field"] == "name"
     assert "already exists" in response.json()["message"]
-    assert (await client.get("/api/forks/new-lp", headers=AUTH)).json()["upstream"] == FORK["upstream"]
+    fetched = await client.get("/api/forks/new-lp", headers=AUTH)
+    assert fetched.json()["upstream"] == FORK["upstream"]
 
 
 @pytest.mark.parametrize(

@@ -167,7 +167,8 @@ def test_catalog_push_round_trips_through_a_real_server(tmp_path: Path) -> None:
             headers={"Authorization": f"Bearer {TOKEN}"},
         )
         as_shop = push_as_shop()
-        services = [f["service"] for f in httpx.get(f"{server.url}/api/flags", headers=AUTH).json()["flags"]]
+        listed = httpx.get(f"{server.url}/api/flags", headers=AUTH).json()["flags"]
+        services = [f["service"] for f in listed]
         refused = subprocess.run(
             [sys.executable, "-m", "featureflag", "catalog", "pushed_app", "--push",
              f"{server.url}/api/flags"],

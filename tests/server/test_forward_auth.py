@@ -192,9 +192,7 @@ async def test_a_wrong_bearer_is_401_and_counts_as_a_failed_login(
             )
             assert response.status_code == 401
             assert 'error="invalid_token"' in response.headers["www-authenticate"]
-        locked = await client.get(
-            "/", headers={**wrong, "X-Forwarded-Host": "new-lp.localhost"}
-        )
+        locked = await client.get("/", headers={**wrong, "X-Forwarded-Host": "new-lp.localhost"})
         good = await ask(client, "new-lp.localhost")
     assert locked.status_code == 429
     assert int(locked.headers["retry-after"]) > 0
