@@ -60,7 +60,7 @@ def _op(
     responses: dict[str, dict[str, Any]],
     *,
     body: type[BaseModel] | None = None,
-    auth: bool = False,
+    scope: str | None = None,
     name_param: bool = False,
     op_id: str,
 ) -> dict[str, Any]:
@@ -70,11 +70,18 @@ def _op(
         responses.setdefault("400", _problem("The body is not JSON"))
         responses.setdefault("413", _problem("The body is too large"))
         responses.setdefault("422", _problem("A field breaks a rule (see errors)"))
-    if auth:
+    if scope is not None:
         op["security"] = [{"bearer": []}]
+        op["description"] = f"Needs an API token with the `{scope}` scope."
+        op["x-featureflag-scope"] = scope
         responses.setdefault("401", _problem("Missing or unknown API token"))
+        responses.setdefault("403", _problem(f"The API token lacks the {scope} scope"))
         responses.setdefault(
-            "429", _problem("Too many unknown API tokens from this address (see Retry-After)")
+            "429",
+            _problem(
+                "Too many unknown API tokens starting like this one from this address "
+                "(see Retry-After)"
+            ),
         )
     if name_param:
         op["parameters"] = [
@@ -99,7 +106,9 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
             "version": version,
             "description": (
                 "Mints override tokens, keeps the flag catalog and serves fork URLs. "
-                "Writes need Authorization: Bearer <API token>."
+                "Every /api endpoint needs Authorization: Bearer <API token>, with a scope: "
+                "read (reads), forks (fork and catalog writes), tokens (POST /api/tokens), "
+                "gateway (GET /api/forward-auth)."
             ),
         },
         "components": {
@@ -116,13 +125,16 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
                     "Mint an override token for the caller",
                     {"201": _ok("Signed", TokenResponse)},
                     body=TokenRequest,
-                    auth=True,
+                    scope="tokens",
                     op_id="create_token",
                 )
             },
             "/api/flags": {
                 "get": _op(
-                    "The flag catalog", {"200": _ok("The catalog", Catalog)}, op_id="get_flags"
+                    "The flag catalog",
+                    {"200": _ok("The catalog", Catalog)},
+                    scope="read",
+                    op_id="get_flags",
                 ),
                 "put": _op(
                     "Replace the flag catalog (python -m featureflag catalog --push)",
@@ -131,7 +143,7 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
                         "409": _problem("A flag is in another service's catalog"),
                     },
                     body=Catalog,
-                    auth=True,
+                    scope="forks",
                     op_id="put_flags",
                 )
                 | {
@@ -147,7 +159,9 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
                 },
             },
             "/api/forks": {
-                "get": _op("Every fork", {"200": _ok("Forks", ForkList)}, op_id="list_forks"),
+                "get": _op(
+                    "Every fork", {"200": _ok("Forks", ForkList)}, scope="read", op_id="list_forks"
+                ),
                 "post": _op(
                     "Create a fork",
                     {
@@ -155,7 +169,7 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
                         "409": _problem("A fork with this name exists"),
                     },
                     body=ForkCreate,
-                    auth=True,
+                    scope="forks",
                     op_id="create_fork",
                 ),
             },
@@ -163,6 +177,7 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
                 "get": _op(
                     "One fork",
                     {"200": _ok("The fork", ForkOut), "404": _problem("No such fork")},
+                    scope="read",
                     name_param=True,
                     op_id="get_fork",
                 ),
@@ -170,14 +185,14 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
                     "Create or replace a fork (idempotent)",
                     {"200": _ok("Replaced", ForkOut), "201": _ok("Created", ForkOut)},
                     body=ForkUpdate,
-                    auth=True,
+                    scope="forks",
                     name_param=True,
                     op_id="put_fork",
                 ),
                 "delete": _op(
                     "Delete a fork",
                     {"204": _ok("Deleted"), "404": _problem("No such fork")},
-                    auth=True,
+                    scope="forks",
                     name_param=True,
                     op_id="delete_fork",
                 ),

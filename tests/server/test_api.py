@@ -750,3 +750,155 @@ async def test_no_body_makes_a_500(body: object, target: tuple[str, str]) -> Non
     assert response.status_code in {200, 201, 400, 409, 413, 422}, response.text
     if response.status_code >= 400:
         assert response.json()["message"]
+
+
+# -- issue 17: lone surrogates, scopes, authenticated reads, the login limit -------------
+
+LONE = "\\ud800"  # as JSON text: json.loads makes it a lone surrogate
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/api/tokens", '{"flags": {"x": "%s"}}', "flags.x"),
+        ("POST", "/api/tokens", '{"flags": {"x%s": true}}', "flags"),
+        ("POST", "/api/tokens", '{"flags": {}, "routes": {"svc": "http://h/%s"}}', "routes.svc"),
+        (
+            "POST",
+            "/api/forks",
+            '{"name": "a", "upstream": "http://h:1", "flags": {"x": "%s"}}',
+            "flags.x",
+        ),
+        ("PUT", "/api/forks/a", '{"upstream": "http://h:1", "labels": {"k": "%s"}}', "labels.k"),
+        ("PUT", "/api/forks/a", '{"upstream": "http://h:1/%s"}', "upstream"),
+        ("PUT", "/api/forks/a", '{"upstream": "http://h:1", "routes": {"s": "%s"}}', "routes.s"),
+        (
+            "PUT",
+            "/api/flags",
+            '{"flags": [{"name": "a.b", "description": "%s"}]}',
+            "flags.0.description",
+        ),  # noqa: E501
+    ],
+)
+async def test_a_lone_surrogate_anywhere_in_a_body_is_a_422_naming_the_field(
+    client: httpx.AsyncClient, method: str, path: str, body: str, field: str
+) -> None:
+    # Issue 17 item 2: these were 500s (and the catalog one was committed).
+    response = await client.request(method, path, content=body % LONE, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == field
+    assert "surrogate" in response.json()["errors"][0]["rule"]
+    assert (await client.get("/api/flags", headers=AUTH)).json() == {"flags": []}
+    assert (await client.get("/api/forks", headers=AUTH)).json() == {"forks": []}
+
+
+async def test_the_same_text_as_a_proper_pair_is_fine(client: httpx.AsyncClient) -> None:
+    body = '{"flags": [{"name": "a.b", "description": "\\ud83d\\ude00"}]}'
+    response = await client.put("/api/flags", content=body, headers=AUTH)
+    assert response.status_code == 200
+    assert response.json()["flags"][0]["description"] == "\U0001f600"
+
+
+async def test_a_catalog_stored_with_a_lone_surrogate_still_reads(settings: Settings) -> None:
+    # Data from before the check: shown with U+FFFD instead of a 500 for everyone.
+    store = MemoryStore()
+    await store.put_catalog([{"name": "a.b", "type": "str", "description": "bad \udc00"}])
+    unused = httpx.MockTransport(lambda request: httpx.Response(599))
+    app = create_app(settings, store=store, proxy_transport=unused)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000"
+    ) as client:
+        response = await client.get("/api/flags", headers=AUTH)
+    assert response.status_code == 200
+    assert response.json()["flags"][0]["description"] == "bad \ufffd"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/api/forks"), ("GET", "/api/forks/new-lp"), ("GET", "/api/flags"),
+     ("HEAD", "/api/forks"), ("HEAD", "/api/flags")],
+)  # fmt: skip
+async def test_reads_need_a_token(client: httpx.AsyncClient, method: str, path: str) -> None:
+    # Issue 17 item 5: forks (their upstreams, their flags) and the catalog were public.
+    await client.post("/api/forks", json=FORK, headers=AUTH)
+    response = await client.request(method, path)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="featureflag"'
+    assert (await client.request(method, path, headers=AUTH)).status_code == 200
+
+
+SCOPED = {
+    "reader": "reader-token-0123456789",
+    "forker": "forker-token-0123456789",
+    "minter": "minter-token-0123456789",
+    "gateway": "gateway-token-012345678",
+}
+ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, str]] = [
+    ("GET", "/api/forks", None, "read"),
+    ("GET", "/api/forks/new-lp", None, "read"),
+    ("GET", "/api/flags", None, "read"),
+    ("POST", "/api/forks", FORK | {"name": "other"}, "forks"),
+    ("PUT", "/api/forks/new-lp", {"upstream": "http://127.0.0.1:9001"}, "forks"),
+    ("DELETE", "/api/forks/new-lp", None, "forks"),
+    ("PUT", "/api/flags", {"flags": []}, "forks"),
+    ("POST", "/api/tokens", {"flags": {}}, "tokens"),
+    ("GET", "/api/forward-auth", None, "gateway"),
+]
+
+
+@pytest.fixture
+def scoped_settings() -> Settings:
+    entries = [f"alice:{ALICE}"] + [
+        f"{name}:{token}:{scope}"
+        for (name, token), scope in zip(
+            SCOPED.items(), ["read", "read+forks", "tokens", "gateway"], strict=True
+        )
+    ]
+    return Settings(secret=SECRET, environment="test", api_tokens=",".join(entries))
+
+
+@pytest.mark.parametrize(("method", "path", "body", "scope"), ENDPOINTS)
+async def test_each_endpoint_needs_its_scope(
+    scoped_settings: Settings, method: str, path: str, body: dict[str, Any] | None, scope: str
+) -> None:
+    # Issue 17 item 4: any API token could do anything (point forks anywhere, mint tokens).
+    has = {"alice": True, "reader": scope == "read", "forker": scope in ("read", "forks"),
+           "minter": scope == "tokens", "gateway": scope == "gateway"}  # fmt: skip
+    async with httpx.AsyncClient(
+        transport=make_app(scoped_settings), base_url="http://127.0.0.1:8000"
+    ) as client:
+        for name, allowed in has.items():
+            assert (await client.put("/api/forks/new-lp", json=FORK, headers=AUTH)).is_success
+            await client.delete("/api/forks/other", headers=AUTH)
+            token = ALICE if name == "alice" else SCOPED[name]
+            headers = {"Authorization": f"Bearer {token}", "X-Forwarded-Host": "new-lp.localhost"}
+            response = await client.request(method, path, json=body, headers=headers)
+            if allowed:
+                assert response.status_code < 400, (name, response.text)
+            else:
+                assert response.status_code == 403, (name, response.text)
+                assert f"lacks the {scope!r} scope" in response.text.replace("&#x27;", "'"), name
+
+
+async def test_a_rotating_forwarded_for_from_a_trusted_proxy_cannot_guess_without_limit(
+    settings: Settings,
+) -> None:
+    # Issue 17 item 10: uvicorn's proxy_headers makes each X-Forwarded-For a new client
+    # address; the prefix's own bucket (any address) still fills up.
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    service = make_app(settings).app
+    app = ProxyHeadersMiddleware(service, trusted_hosts="127.0.0.1")  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+    statuses = []
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
+        for i in range(120):
+            headers = {
+                "Authorization": f"Bearer bogus-guess-{i:010d}",
+                "X-Forwarded-For": f"10.9.{i // 250}.{i % 250}",
+            }
+            statuses.append((await c.get("/api/forks", headers=headers)).status_code)
+        good = await c.get("/api/forks", headers={**AUTH, "X-Forwarded-For": "10.9.9.9"})
+    assert statuses[:100] == [401] * 100
+    assert set(statuses[100:]) == {429}
+    assert good.status_code == 200  # another prefix than the guesses'

@@ -80,12 +80,28 @@ def test_it_covers_every_route(document: dict[str, Any], settings: Settings) -> 
     assert served == documented
 
 
-def test_writes_declare_the_bearer_scheme_and_401(document: dict[str, Any]) -> None:
+def test_every_api_operation_declares_the_bearer_scheme_its_scope_401_and_403(
+    document: dict[str, Any],
+) -> None:
+    # Issue 17 item 5: reads need a token too, so every /api operation says so.
+    scopes = {}
     for path, item in document["paths"].items():
         for method, op in item.items():
-            if method in {"post", "put", "delete"}:
+            if path.startswith("/api/"):
                 assert op["security"] == [{"bearer": []}], (path, method)
-                assert "401" in op["responses"]
+                assert {"401", "403", "429"} <= set(op["responses"]), (path, method)
+                assert op["x-featureflag-scope"] in op["description"]
+                scopes[(path, method)] = op["x-featureflag-scope"]
+    assert scopes == {
+        ("/api/tokens", "post"): "tokens",
+        ("/api/flags", "get"): "read",
+        ("/api/flags", "put"): "forks",
+        ("/api/forks", "get"): "read",
+        ("/api/forks", "post"): "forks",
+        ("/api/forks/{name}", "get"): "read",
+        ("/api/forks/{name}", "put"): "forks",
+        ("/api/forks/{name}", "delete"): "forks",
+    }
 
 
 def test_every_schema_is_valid_json_schema_and_every_ref_resolves(
