@@ -777,7 +777,7 @@ LONE = "\\ud800"  # as JSON text: json.loads makes it a lone surrogate
             "/api/flags",
             '{"flags": [{"name": "a.b", "description": "%s"}]}',
             "flags.0.description",
-        ),  # noqa: E501
+        ),
     ],
 )
 async def test_a_lone_surrogate_anywhere_in_a_body_is_a_422_naming_the_field(
