@@ -17,7 +17,14 @@ from featureflag_server.memory_store import MemoryStore
 from featureflag_server.schemas import FlagEntry
 from featureflag_server.settings import Settings
 from featureflag_server.store import Fork
-from featureflag_server.web import SESSION_COOKIE, create_web_app, session_key
+from featureflag_server.web import (
+    FORM_CONTENT_TYPE,
+    FORM_LIMIT,
+    SECURE_SESSION_COOKIE,
+    SESSION_COOKIE,
+    create_web_app,
+    session_key,
+)
 
 from .conftest import ALICE, BOB, SECRET
 
@@ -579,3 +586,206 @@ async def test_every_problem_shows_at_once(client: httpx.AsyncClient, memory: Me
     assert "choose a value from the list" in response.text
     assert "reserved" in response.text
     assert "accepts only &#39;a&#39;, &#39;b&#39;" in response.text
+
+
+# -- issue 17: sessions end at logout, __Host- cookie, bounded forms, scopes, surrogates ---
+
+
+async def test_a_copy_of_the_cookie_is_signed_out_by_logout(
+    settings: Settings, memory: MemoryStore
+) -> None:
+    # Issue 17 item 13: a replayed cookie stayed "Signed in" for 12 h after logging out.
+    app = create_web_app(settings, memory)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE) as client:
+        csrf = await login(client)
+        copied = client.cookies[SESSION_COOKIE]
+        assert (await client.post("/logout", data={"csrf_token": csrf})).status_code == 303
+    # Another replica (another app over the same store) refuses the copy too.
+    replica = create_web_app(settings, memory)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(replica), base_url=BASE) as c:
+        c.cookies.set(SESSION_COOKIE, copied)
+        response = await c.get("/")
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login"
+        assert "Signed in" not in (await c.get("/login")).text
+        await login(c)  # logging in again gives a new session id, which works
+
+
+async def test_a_cookie_without_a_session_id_is_not_signed_in(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # A cookie signed before sessions had ids (or forged without one) cannot be revoked.
+    await login(client)
+    signer = itsdangerous.TimestampSigner(session_key(SECRET, settings.environment))
+    session = json.loads(base64.b64decode(client.cookies[SESSION_COOKIE].split(".")[0]))
+    del session["sid"]
+    data = base64.b64encode(json.dumps(session).encode())
+    client.cookies.set(SESSION_COOKIE, signer.sign(data).decode())
+    assert (await client.get("/")).status_code == 303
+
+
+async def test_secure_cookies_use_the_host_prefix(settings: Settings, memory: MemoryStore) -> None:
+    # Issue 17 item 7: a fork's upstream (a subdomain) could plant a session cookie.
+    app = create_web_app(settings.model_copy(update={"secure_cookies": True}), memory)
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://127.0.0.1") as c:
+        page = await c.get("/login")
+        set_cookie = page.headers["set-cookie"]
+        assert set_cookie.startswith(SECURE_SESSION_COOKIE + "=")
+        assert "secure" in set_cookie.lower() and "path=/" in set_cookie.lower()
+        assert "domain" not in set_cookie.lower()
+        response = await c.post(
+            "/login", data={"api_token": ALICE, "csrf_token": csrf_of(page.text)}
+        )
+        assert response.status_code == 303
+        assert (await c.get("/")).status_code == 200
+        # The unprefixed name is not read: a planted featureflag_session means nothing.
+        c.cookies.clear()
+        c.cookies.set(SESSION_COOKIE, "planted")
+        assert (await c.get("/")).status_code == 303
+
+
+class Upload:
+    """A raw ASGI POST whose body is produced lazily; counts the bytes the app read."""
+
+    def __init__(self, chunks: int, chunk_size: int = 64 * 1024) -> None:
+        self.chunks = chunks
+        self.chunk = b"x" * chunk_size
+        self.read = 0
+        self.status = 0
+
+    async def send_to(self, app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> int:
+        left = self.chunks
+
+        async def receive() -> dict[str, Any]:
+            nonlocal left
+            if left == 0:
+                return {"type": "http.disconnect"}
+            left -= 1
+            self.read += len(self.chunk)
+            return {"type": "http.request", "body": self.chunk, "more_body": left > 0}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.status = message["status"]
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "headers": [(b"host", b"127.0.0.1:8000"), *headers],
+            "client": ("203.0.113.7", 5000), "server": ("127.0.0.1", 8000),
+        }  # fmt: skip
+        await app(scope, receive, send)
+        return self.status
+
+
+MB300 = 300 * 1024 * 1024
+
+
+@pytest.mark.parametrize("path", ["/login", "/logout", "/forks/x/delete"])
+async def test_an_anonymous_multipart_upload_is_refused_unread(
+    settings: Settings, memory: MemoryStore, path: str
+) -> None:
+    # Issue 17 item 12: a 300 MB multipart POST /login was spooled to disk before the
+    # CSRF check. Now nothing of it is read.
+    app = create_web_app(settings, memory)
+    upload = Upload(chunks=MB300 // (64 * 1024))
+    content_type = b"multipart/form-data; boundary=xyz"
+    headers = [(b"content-type", content_type), (b"content-length", str(MB300).encode())]
+    assert await upload.send_to(app, path, headers) == 415
+    assert upload.read == 0
+
+
+async def test_a_form_past_the_limit_is_refused_by_its_length_unread(
+    settings: Settings, memory: MemoryStore
+) -> None:
+    app = create_web_app(settings, memory)
+    upload = Upload(chunks=MB300 // (64 * 1024))
+    headers = [(b"content-type", FORM_CONTENT_TYPE.encode()), (b"content-length", b"%d" % MB300)]
+    assert await upload.send_to(app, "/login", headers) == 413
+    assert upload.read == 0
+
+
+async def test_a_form_without_a_length_is_read_only_up_to_the_limit(
+    settings: Settings, memory: MemoryStore
+) -> None:
+    app = create_web_app(settings, memory)
+    upload = Upload(chunks=MB300 // 4096, chunk_size=4096)
+    headers = [(b"content-type", FORM_CONTENT_TYPE.encode())]  # chunked
+    assert await upload.send_to(app, "/login", headers) == 413
+    assert upload.read <= FORM_LIMIT + 4096
+
+
+async def test_an_anonymous_post_of_the_fork_form_is_redirected_unread(
+    settings: Settings, memory: MemoryStore
+) -> None:
+    # The fork form's larger limit is for signed-in users only.
+    app = create_web_app(settings, memory)
+    upload = Upload(chunks=MB300 // (64 * 1024))
+    headers = [(b"content-type", FORM_CONTENT_TYPE.encode())]
+    assert await upload.send_to(app, "/forks/new", headers) == 303
+    assert upload.read == 0
+
+
+async def test_a_field_that_is_not_utf8_is_a_422_naming_it(client: httpx.AsyncClient) -> None:
+    # Issue 17 item 2 (forms): a lone surrogate (CESU bytes) or a broken byte sequence.
+    csrf = await login(client)
+    headers = {"content-type": FORM_CONTENT_TYPE}
+    for bad in ("%ED%A0%80", "%ED%B0%80", "%FF"):
+        body = f"csrf_token={csrf}&name=x&upstream=http://h:1/{bad}"
+        response = await client.post("/forks/new", content=body, headers=headers)
+        assert response.status_code == 422, bad
+        assert "'upstream'" in response.text and "not valid UTF-8" in response.text
+    assert (await client.get("/")).status_code == 200
+    login_page = await client.post(
+        "/login", content=f"csrf_token={csrf}&api_token=%ED%B0%80", headers=headers
+    )
+    assert login_page.status_code == 422
+
+
+async def test_pages_with_a_lone_surrogate_stored_in_the_catalog_still_render(
+    client: httpx.AsyncClient, memory: MemoryStore
+) -> None:
+    # Issue 17 item 2: a catalog entry with "\udc00" made / and /forks/new 500 for everyone.
+    entry = FlagEntry(name="a.b", type="str", description="bad").model_dump(mode="json")
+    await memory.put_catalog([entry | {"description": "bad \udc00"}])
+    await memory.create_fork(Fork(name="old", upstream="http://h:1", labels={"k": "\ud800"}))
+    await login(client)
+    for path in ("/", "/forks/new", "/forks/old/edit"):
+        response = await client.get(path)
+        assert response.status_code == 200, path
+    assert "bad \ufffd" in (await client.get("/forks/new")).text
+
+
+SCOPED_TOKENS = {"reader": "reader-token-0123456789", "gate": "gateway-token-012345678"}
+
+
+@pytest.fixture
+def scoped() -> Settings:
+    tokens = (
+        f"alice:{ALICE},reader:{SCOPED_TOKENS['reader']}:read,gate:{SCOPED_TOKENS['gate']}:gateway"
+    )
+    return Settings(secret=SECRET, environment="test", api_tokens=tokens)
+
+
+async def test_the_page_needs_read_to_log_in_and_forks_to_change_forks(
+    scoped: Settings, memory: MemoryStore
+) -> None:
+    app = create_web_app(scoped, memory)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE) as client:
+        page = await client.get("/login")
+        refused = await client.post(
+            "/login", data={"api_token": SCOPED_TOKENS["gate"], "csrf_token": csrf_of(page.text)}
+        )
+        assert refused.status_code == 403
+        assert "lacks the &#39;read&#39; scope" in refused.text
+        csrf = await login(client, SCOPED_TOKENS["reader"])
+        assert (await client.get("/forks/new")).status_code == 200  # reading is fine
+        response = await client.post("/forks/new", data=new_fork_form(csrf))
+        assert response.status_code == 403
+        assert "lacks the &#39;forks&#39; scope" in response.text
+        await memory.create_fork(Fork(name="kept", upstream="http://h:1"))
+        deleted = await client.post("/forks/kept/delete", data={"csrf_token": csrf})
+        assert deleted.status_code == 403
+    assert await memory.get_fork("new-lp") is None
+    assert await memory.get_fork("kept") is not None
