@@ -259,3 +259,40 @@ async def test_check_flags_for_a_token_uses_the_catalog(forks: Forks) -> None:
     with pytest.raises(InvalidFork) as caught:
         await forks.check_flags({"Page.is_new": "on"}, sub="ana", origin="cli", ttl=60)
     assert caught.value.problems[0].field == "flags.Page.is_new"
+
+
+# -- the audit log (issue 17 item 11) -------------------------------------------------------
+
+
+async def test_every_write_is_logged_with_its_actor(
+    forks: Forks, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nobody knew who changed a fork: one line per write, naming the fork and who wrote it.
+    caplog.set_level("INFO", logger="featureflag.server.forks")
+    await forks.create("new-lp", SPEC, user="ana")
+    await forks.update("new-lp", SPEC, user="bob")
+    await forks.replace("new-lp", SPEC, user="cy")
+    await forks.replace("pr-12", ForkSpec(upstream="http://h:1", ttl=60), user="ci")
+    await forks.delete("new-lp", user="dee")
+    swept = await forks.delete_expired(NOW + timedelta(hours=1))
+    assert swept == ["pr-12"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "featureflag.server.forks"]
+    assert [line.split(" (")[0] for line in lines] == [
+        "fork created: new-lp by ana",
+        "fork updated: new-lp by bob",
+        "fork replaced: new-lp by cy",
+        "fork created: pr-12 by ci",
+        "fork deleted: new-lp by dee",
+        "fork deleted: pr-12 by expiry",
+    ]
+    assert "upstream http://127.0.0.1:9000" in lines[0]
+    assert "expires 2026-12-07T12:01:00Z" in lines[3]
+
+
+async def test_a_refused_write_logs_nothing(forks: Forks, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="featureflag.server.forks")
+    with pytest.raises(InvalidFork):
+        await forks.create("new-lp", ForkSpec(upstream="ftp://x"), user="ana")
+    with pytest.raises(ForkNotFound):
+        await forks.delete("ghost", user="ana")
+    assert [r for r in caplog.records if r.name == "featureflag.server.forks"] == []

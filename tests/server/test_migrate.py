@@ -28,9 +28,9 @@ def test_migrate_an_sqlite_file_then_nothing_to_do(
 ) -> None:
     db = str(tmp_path / "ff.sqlite3")
     assert main(["migrate", "--db", db], {}) == 0
-    assert "migrated from schema version 0 to 3" in capsys.readouterr().out
+    assert "migrated from schema version 0 to 4" in capsys.readouterr().out
     assert main(["migrate", "--db", db], {}) == 0
-    assert "at schema version 3; nothing to do" in capsys.readouterr().out
+    assert "at schema version 4; nothing to do" in capsys.readouterr().out
 
 
 def test_migrate_without_a_database_says_what_to_give(capsys: pytest.CaptureFixture[str]) -> None:
@@ -43,7 +43,7 @@ def test_migrate_takes_the_url_from_the_environment(
 ) -> None:
     url = postgres.database()
     assert main(["migrate"], {"FEATUREFLAG_DATABASE_URL": url}) == 0
-    assert "from schema version 0 to 1" in capsys.readouterr().out
+    assert "from schema version 0 to 2" in capsys.readouterr().out
     assert check_schema(url) == postgres_store.SCHEMA_VERSION
 
 

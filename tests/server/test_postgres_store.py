@@ -95,3 +95,22 @@ async def test_an_unreachable_database_is_store_unavailable() -> None:
         assert "postgresql://nobody:***@" in str(info.value)
     finally:
         await store.close()
+
+
+def test_the_sessions_migration_is_additive(postgres: PostgresServer) -> None:
+    # Issue 17 item 13: a database at version 1 gets revoked_sessions; release 1 (which
+    # knows version 1) can still use it during a rolling deploy.
+    url = postgres.database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE featureflag_schema (version integer NOT NULL, "
+            "compatible_with integer NOT NULL)"
+        )
+        conn.execute("INSERT INTO featureflag_schema VALUES (1, 1)")
+        for statement in postgres_store.MIGRATIONS[0]:
+            conn.execute(statement.encode())
+    assert postgres_store.migrate_schema(url) == (1, postgres_store.SCHEMA_VERSION)
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT version, compatible_with FROM featureflag_schema").fetchone()
+        assert row == (2, 1)
+        assert conn.execute("SELECT to_regclass('revoked_sessions')").fetchone() != (None,)

@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import tempfile
 import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -170,9 +171,10 @@ async def test_migrates_the_previous_releases_database_and_keeps_its_forks(
         await store.close()
     conn = sqlite3.connect(path)
     try:
+        # Migration 4 (revoked web sessions) is additive: release 3 still uses the file.
         assert conn.execute("SELECT version, compatible_with FROM schema_version").fetchone() == (
             SCHEMA_VERSION,
-            SCHEMA_VERSION,
+            3,
         )
         # The previous release's INSERT (six named columns) still works on the new schema.
         conn.execute(
@@ -304,3 +306,27 @@ def test_a_read_only_file_stops_start_up_with_a_message() -> None:
         assert "cannot be written" in message or "readonly" in message
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_a_release_3_file_gets_the_sessions_table_and_stays_usable_by_release_3(
+    tmp_path: Path,
+) -> None:
+    # Issue 17 item 13's migration is additive: a rolling deploy keeps the old release up.
+    path = tmp_path / "v3.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, str(path), target=3)
+    conn.close()
+    store = SQLiteStore(path)
+    try:
+        await store.revoke_session("sid", datetime.now(UTC) + timedelta(hours=1))
+        assert await store.is_session_revoked("sid")
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    try:
+        version, compatible_with = conn.execute(
+            "SELECT version, compatible_with FROM schema_version"
+        ).fetchone()
+        assert (version, compatible_with) == (4, 3)  # release 3 knows version 3: usable
+    finally:
+        conn.close()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from featureflag_server.errors import CatalogConflict, ForkExists, ForkNotFound
-from featureflag_server.store import Fork, Store
+from featureflag_server.store import Fork, Store, utcnow
 
 T0 = datetime(2026, 11, 26, 3, 15, 10, 123456, tzinfo=UTC)
 
@@ -316,3 +316,24 @@ async def test_a_watch_starts_with_an_established_event(store: Store) -> None:
         assert await asyncio.wait_for(anext(watch), 30) is None
     finally:
         await watch.aclose()  # type: ignore[attr-defined]
+
+
+# -- web sessions (issue 17 item 13) --------------------------------------------------------
+
+
+async def test_a_revoked_session_stays_revoked_until_its_time(store: Store) -> None:
+    assert await store.is_session_revoked("sid-1") is False
+    await store.revoke_session("sid-1", utcnow() + timedelta(hours=12))
+    assert await store.is_session_revoked("sid-1") is True
+    assert await store.is_session_revoked("sid-2") is False
+    await store.revoke_session("sid-1", utcnow() + timedelta(hours=12))  # twice: fine
+    assert await store.is_session_revoked("sid-1") is True
+
+
+async def test_a_revocation_past_its_time_no_longer_counts(store: Store) -> None:
+    await store.revoke_session("old", utcnow() - timedelta(seconds=1))
+    assert await store.is_session_revoked("old") is False
+    # An earlier "until" never shortens a later one.
+    await store.revoke_session("sid", utcnow() + timedelta(hours=1))
+    await store.revoke_session("sid", utcnow() - timedelta(hours=1))
+    assert await store.is_session_revoked("sid") is True
