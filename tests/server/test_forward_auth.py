@@ -260,3 +260,21 @@ def test_forward_auth_cache_option() -> None:
     assert load_settings(["--forward-auth-cache", "30"], env).forward_auth_cache == 30
     with pytest.raises(ConfigurationError, match="--forward-auth-cache"):
         load_settings(["--forward-auth-cache", "-1"], env)
+
+
+async def test_a_token_without_the_gateway_scope_is_403(store: MemoryStore) -> None:
+    # Issue 17 item 4: any API token could fetch any fork's override token here.
+    tokens = f"alice:{ALICE},ci:ci-token-0123456789ab:read+forks,gw:gw-token-0123456789ab:gateway"
+    settings = Settings(secret=SECRET, environment="test", api_tokens=tokens)
+    async with client_for(ForwardAuth(settings, store, FailedLogins())) as client:
+        host = {"X-Forwarded-Host": "new-lp.localhost"}
+        ci = await client.get(
+            "/", headers={"Authorization": "Bearer ci-token-0123456789ab", **host}
+        )
+        gw = await client.get(
+            "/", headers={"Authorization": "Bearer gw-token-0123456789ab", **host}
+        )
+    assert ci.status_code == 403
+    assert ci.headers["x-featureflag-error"] == "insufficient-scope"
+    assert "gateway" in ci.text and "feature-flag-overrides" not in ci.headers
+    assert gw.status_code == 200 and gw.headers["feature-flag-overrides"]

@@ -201,3 +201,44 @@ def test_the_database_password_stays_out_of_repr_and_messages() -> None:
 def test_migrate_at_start_up_unless_told_not_to() -> None:
     assert load_settings([], ENV).migrate is True
     assert load_settings(["--no-migrate"], ENV).migrate is False
+
+
+# -- API token scopes (issue 17 item 4) -----------------------------------------------------
+
+
+def test_todays_format_gives_every_scope() -> None:
+    settings = load_settings([], ENV)
+    assert settings.scopes("alice") == {"read", "forks", "tokens", "gateway"}
+
+
+def test_a_scoped_entry_names_its_scopes() -> None:
+    tokens = TOKENS + ",ci:ci-token-0123456789ab:read+forks,gw:gw-token-0123456789ab:gateway"
+    settings = load_settings([], ENV | {"FEATUREFLAG_API_TOKENS": tokens})
+    assert settings.scopes("ci") == {"read", "forks"}
+    assert settings.scopes("gw") == {"gateway"}
+    assert settings.scopes("bob") == {"read", "forks", "tokens", "gateway"}
+    assert settings.authenticate("ci-token-0123456789ab") == "ci"  # the scopes are not in it
+    assert settings.authenticate("ci-token-0123456789ab:read+forks") is None
+
+
+def test_a_token_with_a_colon_but_no_scope_list_keeps_it() -> None:
+    tokens = "alice:alice:Token-0123456789"
+    settings = load_settings([], ENV | {"FEATUREFLAG_API_TOKENS": tokens})
+    assert settings.authenticate("alice:Token-0123456789") == "alice"
+    assert settings.scopes("alice") == {"read", "forks", "tokens", "gateway"}
+
+
+@pytest.mark.parametrize("scopes", ["raed", "read+admin", "all"])
+def test_an_unknown_scope_stops_start_up_naming_it(scopes: str) -> None:
+    # A typo must not silently become a token with every scope.
+    tokens = f"ci:ci-token-0123456789ab:{scopes}"
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings([], ENV | {"FEATUREFLAG_API_TOKENS": tokens})
+    message = str(caught.value)
+    assert "FEATUREFLAG_API_TOKENS" in message and "read+forks+tokens+gateway" in message
+    assert "ci-token" not in message
+
+
+def test_scoped_tokens_given_directly_as_one_string() -> None:
+    settings = Settings(secret=SECRET, api_tokens="gw:gw-token-0123456789ab:gateway")
+    assert settings.scopes("gw") == {"gateway"}
