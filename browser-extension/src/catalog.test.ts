@@ -22,16 +22,19 @@ describe("catalog", () => {
     expect(readCatalog({ flags: "x" })).toEqual([]);
   });
 
-  it("fetches GET /api/flags, and gives [] when it cannot", async () => {
-    const urls: string[] = [];
-    const ok = async (url: string) => {
-      urls.push(url);
+  it("fetches GET /api/flags with the API token, and gives [] when it cannot", async () => {
+    const calls: [string, string | null][] = [];
+    const ok = async (url: string, init?: RequestInit) => {
+      calls.push([url, new Headers(init?.headers).get("Authorization")]);
       return new Response(JSON.stringify(body), { status: 200 });
     };
-    expect(await fetchCatalog("http://s:1", ok)).toHaveLength(3);
-    expect(urls).toEqual(["http://s:1/api/flags"]);
-    expect(await fetchCatalog("", ok)).toEqual([]);
-    expect(await fetchCatalog("http://s:1", async () => new Response("no", { status: 500 }))).toEqual([]);
-    expect(await fetchCatalog("http://s:1", async () => Promise.reject(new TypeError("down")))).toEqual([]);
+    expect(await fetchCatalog("http://s:1", "tok", ok)).toHaveLength(3);
+    // Reads need a token with the read scope (issue 17): the popup sends the one it has.
+    expect(calls).toEqual([["http://s:1/api/flags", "Bearer tok"]]);
+    expect(await fetchCatalog("", "tok", ok)).toEqual([]);
+    expect(await fetchCatalog("http://s:1", "", ok)).toEqual([]);
+    expect(calls).toHaveLength(1);
+    expect(await fetchCatalog("http://s:1", "tok", async () => new Response("no", { status: 401 }))).toEqual([]);
+    expect(await fetchCatalog("http://s:1", "tok", async () => Promise.reject(new TypeError("down")))).toEqual([]);
   });
 });

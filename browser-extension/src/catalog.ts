@@ -1,7 +1,8 @@
 /**
- * The override service's flag catalog (`GET {serviceUrl}/api/flags`, an open read): the
- * popup uses it to offer a flag's choices and to suggest names in "add a flag". Optional:
- * without it (no service configured, or the call fails) the popup works the same.
+ * The override service's flag catalog (`GET {serviceUrl}/api/flags`, with the API token:
+ * reads need its `read` scope): the popup uses it to offer a flag's choices and to suggest
+ * names in "add a flag". Optional: without it (no service or token configured, or the
+ * call fails) the popup works the same.
  */
 import type { FlagValue } from "./report";
 
@@ -35,14 +36,24 @@ export function readCatalog(body: unknown): CatalogEntry[] {
   return out;
 }
 
-/** Fetch the catalog; [] when the service is not configured or does not answer. */
+/**
+ * Fetch the catalog with the API token; [] when the service or the token is not
+ * configured, or the service does not answer.
+ *
+ * @example
+ * const entries = await fetchCatalog(config.serviceUrl, config.apiToken);
+ */
 export async function fetchCatalog(
   serviceUrl: string,
+  apiToken: string,
   fetchFn: (input: string, init?: RequestInit) => Promise<Response> = fetch,
 ): Promise<CatalogEntry[]> {
-  if (!serviceUrl) return [];
+  if (!serviceUrl || !apiToken) return [];
   try {
-    const response = await fetchFn(`${serviceUrl}/api/flags`, { method: "GET" });
+    const response = await fetchFn(`${serviceUrl}/api/flags`, {
+      method: "GET",
+      headers: { Authorization: `Bearer ${apiToken}` },
+    });
     return response.ok ? readCatalog(await response.json()) : [];
   } catch {
     return [];

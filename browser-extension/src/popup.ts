@@ -249,7 +249,7 @@ async function main(): Promise<void> {
   }
   view = await load(tab.id, tab.url ?? null);
   render();
-  void fetchCatalog(view.config.serviceUrl).then((entries) => {
+  void fetchCatalog(view.config.serviceUrl, view.config.apiToken).then((entries) => {
     catalog = new Map(entries.map((e) => [e.name, e]));
     render();
   });
