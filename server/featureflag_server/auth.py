@@ -130,6 +130,8 @@ class FailedLogins:
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._sharing: set[asyncio.Task[None]] = set()
         self._full_warned = False
+        # While every bucket refuses: when the first of them may stop (no scan before).
+        self._no_room_until = -math.inf
 
     def buckets(self, client: str, given: str) -> tuple[str, str]:
         """The two buckets an unknown *given* from *client* counts in."""
@@ -201,7 +203,7 @@ class FailedLogins:
         if failures is not None:
             self._failures.move_to_end(bucket)
             return failures
-        if len(self._failures) >= self.max_keys and not self._evict():
+        if len(self._failures) >= self.max_keys and not self._evict(self.clock()):
             if not self._full_warned:
                 self._full_warned = True
                 logger.warning(
@@ -213,10 +215,11 @@ class FailedLogins:
         failures = self._failures[bucket] = deque(maxlen=self.limit_of(bucket))
         return failures
 
-    def _evict(self) -> bool:
+    def _evict(self, now: float) -> bool:
         # Forget the least recently failed bucket that is not refusing. Refusing ones
         # met on the way go to the end, so the next eviction does not walk them again.
-        now = self.clock()
+        if now < self._no_room_until:
+            return False  # all refused a moment ago, and none can have stopped since
         refusing = []
         victim = None
         for bucket, failures in self._failures.items():
@@ -228,6 +231,7 @@ class FailedLogins:
         for bucket in refusing:
             self._failures.move_to_end(bucket)
         if victim is None:
+            self._no_room_until = min(self._failures[b][0] for b in refusing) + self.window
             return False
         del self._failures[victim]
         self._full_warned = False

@@ -134,3 +134,16 @@ def test_the_record_keeps_no_token_characters() -> None:
     other = FailedLogins(key="another-key-" * 3)
     assert logins.buckets("a", "alice-x") != other.buckets("a", "alice-x")
     assert logins.buckets("a", "alice-x") == logins.buckets("a", "alice-y")  # same prefix
+
+
+def test_a_record_full_of_refusing_buckets_makes_room_when_the_first_stops() -> None:
+    clock = Clock(0.0)
+    logins = FailedLogins(limit=1, window=60.0, max_keys=3, clock=clock)
+    for name in ("a", "b", "c"):
+        logins.failed(name)
+        clock.now += 1
+    logins.failed("d")  # no room until "a" stops refusing at 60
+    assert "d" not in logins._failures
+    clock.now = 60.5
+    logins.failed("e")
+    assert "e" in logins._failures and "a" not in logins._failures
