@@ -226,10 +226,13 @@ class WebPage:
         self, request: Request, template: str, status: int = 200, **context: Any
     ) -> HTMLResponse:
         flash = request.session.pop("flash", None)
+        user = await self.user(request)
         html = self.templates.get_template(template).render(
             csrf_field=CSRF_FIELD,
             csrf_token=self.csrf(request),
-            user=await self.user(request),
+            user=user,
+            # (the page offers to change forks only to a token with the forks scope)
+            can_change=user is not None and "forks" in self.settings.scopes(user),
             flash=flash,
             now=utcnow(),
             **context,

@@ -902,3 +902,42 @@ async def test_a_rotating_forwarded_for_from_a_trusted_proxy_cannot_guess_withou
     assert statuses[:100] == [401] * 100
     assert set(statuses[100:]) == {429}
     assert good.status_code == 200  # another prefix than the guesses'
+
+
+SURROGATE_TEXT = st.builds(
+    lambda head, bad, tail: head + bad + tail,
+    st.text(max_size=4),
+    st.characters(categories=["Cs"]),
+    st.text(max_size=4),
+)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    bad=SURROGATE_TEXT,
+    where=st.sampled_from(
+        [
+            ("POST", "/api/tokens", lambda b: {"flags": {"x": b}}),
+            ("POST", "/api/tokens", lambda b: {"flags": {b: True}}),
+            ("POST", "/api/tokens", lambda b: {"flags": {}, "origin": b}),
+            ("POST", "/api/forks", lambda b: FORK | {"name": b}),
+            ("PUT", "/api/forks/a", lambda b: {"upstream": "http://h:1", "labels": {b: "v"}}),
+            ("PUT", "/api/forks/a", lambda b: {"upstream": "http://h:1", "expires_at": b}),
+            ("PUT", "/api/flags", lambda b: {"flags": [{"name": "a.b", "choices": [b]}]}),
+            ("PUT", "/api/flags", lambda b: {"flags": [{"name": "a.b", "module": b}]}),
+        ]
+    ),
+)
+async def test_no_lone_surrogate_makes_a_500_or_is_stored(
+    bad: str, where: tuple[str, str, Any]
+) -> None:
+    settings = Settings(secret=SECRET, environment="test", api_tokens={"alice": ALICE})
+    async with httpx.AsyncClient(
+        transport=make_app(settings), base_url="http://127.0.0.1:8000"
+    ) as client:
+        method, path, body = where
+        content = json.dumps(body(bad))  # ensure_ascii: the surrogate travels as \\udXXX
+        response = await client.request(method, path, content=content, headers=AUTH)
+        assert response.status_code == 422, response.text
+        assert "surrogate" in response.text
+        assert (await client.get("/api/flags", headers=AUTH)).json() == {"flags": []}

@@ -780,6 +780,9 @@ async def test_the_page_needs_read_to_log_in_and_forks_to_change_forks(
         assert refused.status_code == 403
         assert "lacks the &#39;read&#39; scope" in refused.text
         csrf = await login(client, SCOPED_TOKENS["reader"])
+        await memory.create_fork(Fork(name="shown", upstream="http://h:1"))
+        index = (await client.get("/")).text
+        assert "shown" in index and "New fork" not in index and "Delete" not in index
         assert (await client.get("/forks/new")).status_code == 200  # reading is fine
         response = await client.post("/forks/new", data=new_fork_form(csrf))
         assert response.status_code == 403
