@@ -137,3 +137,22 @@ def test_logging_out_returns_to_the_login_form(live_demo: LiveDemo, page: Page) 
     expect(page.get_by_role("status")).to_have_text("Logged out.")
     page.goto(live_demo.service_url + "/")
     expect(page).to_have_url(re.compile(r"/login$"))
+
+
+def test_a_copied_session_cookie_is_signed_out_by_logging_out(
+    live_demo: LiveDemo, page: Page
+) -> None:
+    # Issue 17 item 13: the cookie copied before logging out used to stay signed in.
+    log_in(page, live_demo)
+    [cookie] = [c for c in page.context.cookies() if c["name"].endswith("featureflag_session")]
+    assert (
+        httpx.get(
+            live_demo.service_url + "/", cookies={cookie["name"]: cookie["value"]}
+        ).status_code
+        == 200
+    )
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("status")).to_have_text("Logged out.")
+    replayed = httpx.get(live_demo.service_url + "/", cookies={cookie["name"]: cookie["value"]})
+    assert replayed.status_code == 303
+    assert replayed.headers["location"] == "/login"
