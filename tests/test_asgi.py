@@ -4,12 +4,14 @@ once through a real uvicorn process."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import itsdangerous
 import pytest
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -654,3 +656,76 @@ async def test_mounted_ofrep_answers_at_the_mounted_path(signer: OverrideSigner)
     assert [f["key"] for f in bulk.json()["flags"]] == ["AsgiDemo.is_released", "asgi-lp"]
     assert one.json()["value"] == "b"
     assert page.text.startswith("released=True lp=b")
+
+
+# Issue 17, item 2: a lone surrogate must never turn a response into a 500.
+
+
+async def lone_surrogate(request: Request) -> Response:
+    # App code may compute a value from bad input: "\ud800" cannot be encoded.
+    value = featureflag.intercept("asgi-lone", lambda: "bad \ud800 value")
+    return PlainTextResponse(f"lp={landing()} lone={value.encode('utf-8', 'replace')!r}")
+
+
+@pytest.mark.parametrize("report", ["always", "with-token"])
+async def test_a_lone_surrogate_from_app_code_is_left_out_of_the_report(
+    signer: OverrideSigner, report: str
+) -> None:
+    app = FeatureFlagMiddleware(
+        Starlette(routes=[Route("/", lone_surrogate)]), signer=signer, report=report
+    )
+    token = signer.dumps({"asgi-lp": "b"}, sub="ana")
+    async with client(app) as c:
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.status_code == 200
+    assert r.text.startswith("lp=b lone=")
+    report_value = r.headers["feature-flags"]
+    assert report_value.isascii()
+    reported = parse_report(report_value)
+    # The flag that cannot be written is counted as omitted, never half-written.
+    assert reported == [Evaluation("asgi-lp", "b", "override")]
+    assert reported.dropped == 1  # type: ignore[attr-defined]
+
+
+async def test_a_signed_token_with_a_lone_surrogate_is_refused_not_a_500(
+    signer: OverrideSigner,
+) -> None:
+    serializer = itsdangerous.URLSafeTimedSerializer(
+        SECRET, salt="featureflag.overrides/test", serializer=json
+    )
+    base = {"v": 1, "env": "test", "sub": "ana", "origin": "extension", "exp": 4e9}
+    token = serializer.dumps({**base, "flags": {"asgi-lp": "\ud800"}})
+    async with client(create_app(signer=signer, report="always")) as c:
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+        ofrep = await c.post("/ofrep/v1/evaluate/flags", headers={"Feature-Flag-Overrides": token})
+    assert r.status_code == 200
+    assert r.text == "released=False lp=a token=False"
+    assert r.headers["feature-flag-override-error"] == "invalid-override"
+    assert ofrep.status_code == 200 and ofrep.json() == {"flags": []}
+
+
+async def test_an_ofrep_key_with_a_lone_surrogate_is_answered(signer: OverrideSigner) -> None:
+    # Servers decode the path; a lenient one (or an app mounting us) can hand a lone
+    # surrogate to the single-flag endpoint, which echoes the key in its JSON.
+    app = create_app(signer=signer)
+    path = "/ofrep/v1/evaluate/flags/x\ud800"
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode("utf-8", "surrogatepass"),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 404
+    assert json.loads(sent[1]["body"])["key"] == "x\ud800"
