@@ -12,6 +12,7 @@ older SDKs ignore. See docs/tokens.md.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -159,6 +160,21 @@ class OverrideSigner:
         self._cache: OrderedDict[str, VerifiedOverrides | TokenError] = OrderedDict()
         self._lock = threading.Lock()
         self._sig_length: int | None = None
+
+    def capped(self, max_age: float) -> OverrideSigner:
+        """This signer with ``max_age_cap`` lowered to *max_age* (seconds), if higher.
+
+        Same secrets, environment and clock; a cache of its own (cached tokens carry
+        the capped expiry). Returns ``self`` when its cap is already at most *max_age*.
+        The middleware uses it for ``max_token_age``.
+        """
+        if math.isinf(max_age) or (self.max_age_cap is not None and self.max_age_cap <= max_age):
+            return self
+        clone = copy.copy(self)
+        clone.max_age_cap = max_age
+        clone._cache = OrderedDict()
+        clone._lock = threading.Lock()
+        return clone
 
     @classmethod
     def from_env(
@@ -329,8 +345,14 @@ class OverrideSigner:
             raise type(cached)(str(cached))
         now = self._clock()
         if now >= cached.expires_at:
+            cap = ""
+            if self.max_age_cap is not None:
+                cap = (
+                    f" (tokens live at most {self.max_age_cap:g} s after signing here, "
+                    "whatever their own expiry)"
+                )
             raise TokenExpired(
-                f"The token expired {now - cached.expires_at:.0f} s ago; get a new one."
+                f"The token expired {now - cached.expires_at:.0f} s ago{cap}; get a new one."
             )
         return cached
 

@@ -729,3 +729,89 @@ async def test_an_ofrep_key_with_a_lone_surrogate_is_answered(signer: OverrideSi
     await app(scope, receive, send)
     assert sent[0]["status"] == 404
     assert json.loads(sent[1]["body"])["key"] == "x\ud800"
+
+
+# Issue 17, item 15: the middleware used to accept a token of any lifetime until the
+# secret rotated. Now a token lives at most max_token_age (12 h) after it was signed.
+DAY = 86400.0
+TWELVE_HOURS = 12 * 3600.0
+
+
+async def test_a_long_lived_token_stops_working_12_hours_after_signing(
+    clock: Clock, signer: OverrideSigner
+) -> None:
+    token = signer.dumps(OVERRIDES, sub="ana", ttl=30 * DAY)  # a leaked month-long token
+    app = create_app(signer=signer)
+    async with client(app) as c:
+        clock.now += TWELVE_HOURS - 1
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+        assert r.text == "released=True lp=b token=True"
+        clock.now += 1
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.text == "released=False lp=a token=False"
+    assert r.headers["feature-flag-override-error"] == "expired"
+    assert app.config is not None and app.config.max_token_age == TWELVE_HOURS
+    # The signer the app was given keeps its own rules (and its own cache).
+    assert signer.loads(token).flags == OVERRIDES
+
+
+async def test_a_short_token_keeps_its_own_expiry(clock: Clock, signer: OverrideSigner) -> None:
+    token = signer.dumps(OVERRIDES, sub="ana", ttl=60)
+    async with client(create_app(signer=signer)) as c:
+        clock.now += 60
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.headers["feature-flag-override-error"] == "expired"
+
+
+@pytest.mark.parametrize(
+    ("option", "env", "lives"),
+    [
+        (60, None, 60.0),
+        (None, "90", 90.0),
+        (60, "90", 60.0),  # the argument wins over the environment
+        (float("inf"), None, 30 * DAY),  # off: the token's own expiry only
+    ],
+)
+async def test_max_token_age_from_the_argument_or_the_environment(
+    clock: Clock,
+    signer: OverrideSigner,
+    monkeypatch: pytest.MonkeyPatch,
+    option: float | None,
+    env: str | None,
+    lives: float,
+) -> None:
+    if env is not None:
+        monkeypatch.setenv("FEATUREFLAG_MAX_TOKEN_AGE", env)
+    token = signer.dumps(OVERRIDES, sub="ana", ttl=30 * DAY)
+    async with client(create_app(signer=signer, max_token_age=option)) as c:
+        clock.now += lives - 1
+        alive = await c.get("/", headers={"Feature-Flag-Overrides": token})
+        clock.now += 1
+        dead = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert "feature-flag-override-error" not in alive.headers
+    assert dead.headers["feature-flag-override-error"] == "expired"
+
+
+async def test_a_signer_with_a_shorter_cap_keeps_it(clock: Clock) -> None:
+    strict = OverrideSigner(SECRET, environment="test", clock=clock, max_age_cap=30)
+    token = strict.dumps(OVERRIDES, sub="ana", ttl=3600)
+    app = create_app(signer=strict)
+    assert app.config is not None and app.config.signer is strict
+    async with client(app) as c:
+        clock.now += 30
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.headers["feature-flag-override-error"] == "expired"
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), "60", True])
+def test_a_bad_max_token_age_fails_at_start_up(signer: OverrideSigner, value: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_token_age"):
+        create_app(signer=signer, max_token_age=value)
+
+
+def test_a_bad_max_token_age_in_the_environment_fails_at_start_up(
+    signer: OverrideSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEATUREFLAG_MAX_TOKEN_AGE", "12h")
+    with pytest.raises(ConfigurationError, match="FEATUREFLAG_MAX_TOKEN_AGE='12h'"):
+        create_app(signer=signer)

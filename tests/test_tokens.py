@@ -620,3 +620,21 @@ def test_a_secret_or_environment_with_a_lone_surrogate_is_a_configuration_error(
         OverrideSigner("s" * 40 + "\ud800", environment="test")
     with pytest.raises(ConfigurationError, match="lone surrogate"):
         OverrideSigner(SECRET, environment="qa\ud800")
+
+
+def test_capped_lowers_the_cap_on_a_copy_with_its_own_cache() -> None:
+    # Issue 17, item 15: what the middleware's max_token_age uses.
+    clock = Clock()
+    signer = OverrideSigner(SECRET, environment="test", clock=clock)
+    token = signer.dumps({"a": True}, sub="x", ttl=30 * 86400)
+    assert signer.loads(token).expires_at == clock.now + 30 * 86400  # cached uncapped
+    capped = signer.capped(100)
+    assert capped is not signer and capped.max_age_cap == 100 and signer.max_age_cap is None
+    assert capped.loads(token).expires_at == clock.now + 100
+    assert capped.capped(500) is capped  # already stricter
+    assert capped.capped(50).max_age_cap == 50
+    assert signer.capped(float("inf")) is signer
+    clock.now += 100
+    with pytest.raises(TokenExpired, match="at most 100 s after signing"):
+        capped.loads(token)
+    assert signer.loads(token).flags == {"a": True}
