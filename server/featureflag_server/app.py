@@ -23,7 +23,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from featureflag import __version__
 
-from . import logs
 from .api import create_api
 from .auth import FailedLogins
 from .fork_cache import CachedForks
@@ -165,7 +164,6 @@ class ServiceApp:
             await self.proxy.aclose()
         if self._owns_store and self.store is not None:
             await self.store.close()
-        logs.flush()
 
 
 def create_app(

@@ -4,7 +4,9 @@ A request whose ``Host`` names a fork goes to that fork's upstream with a fresh
 ``Feature-Flag-Overrides`` token minted here (origin ``fork:<name>``). The fork's flags
 *replace* whatever the client sent: its own override header and ``featureflag_overrides``
 cookie are removed, so a fork URL shows the same thing in every browser. Bodies stream
-both ways; a client that goes away cancels the upstream request. See ``docs/forks.md``.
+both ways; a client that goes away cancels the upstream request. WebSockets are relayed
+too (:mod:`featureflag_server.proxy_websocket`), their handshake carrying the same token.
+See ``docs/forks.md``.
 """
 
 from __future__ import annotations
@@ -27,9 +29,18 @@ from featureflag.exceptions import TokenError
 from . import proxy_errors
 from .fork_tokens import DEFAULT_TOKEN_TTL, Signer, TokenCache
 from .forwarding import ResponseRewriter, request_headers
+from .proxy_websocket import relay_websocket
 from .store import Fork, Store, fork_name_problem
-from .upstream import Headers, HttpxUpstream, Key, Timeouts, Upstream
-from .upstream_pool import KeepAlivePool
+from .upstream import (
+    Headers,
+    HeadersTooLarge,
+    HttpxUpstream,
+    Key,
+    Timeouts,
+    Upstream,
+    WebSocketRefused,
+)
+from .upstream_aiohttp import DEFAULT_CONNECTIONS, AiohttpUpstream
 
 __all__ = ["ForkProxy", "fork_from_host", "upstream_target"]
 
@@ -70,13 +81,14 @@ def fork_from_host(host: str, fork_domain: str) -> str | None:
 class ForkProxy:
     """A pure ASGI app serving every fork host; mount it behind a Host dispatcher.
 
-    *store* is looked up on every request, so a fork's edits apply at once. *transport*
-    replaces the default :class:`~featureflag_server.upstream_pool.KeepAlivePool`, the one pool of
-    upstream connections: any ``httpx.AsyncBaseTransport`` works (tests inject one that
-    plays the upstream). *timeout* (seconds) bounds connecting to the upstream and each
-    read and write; past it the client gets a 504 page. *service_url* is linked from the
-    error pages (default: the bare fork domain on the request's port, which is the
-    service itself).
+    *store* is looked up on every request, so a fork's edits apply at once. Requests go
+    upstream through :class:`~featureflag_server.upstream_aiohttp.AiohttpUpstream`, one
+    pool of at most *connections* upstream connections; *transport* replaces it with any
+    ``httpx.AsyncBaseTransport`` (tests inject one that plays the upstream; it carries no
+    WebSockets). *timeout* (seconds) bounds connecting to the upstream (and waiting for
+    a free connection) and each read; past it the client gets a 504 page.
+    *service_url* is linked from the error pages (default: the bare fork domain on the
+    request's port, which is the service itself).
     """
 
     def __init__(
@@ -86,6 +98,7 @@ class ForkProxy:
         signer: Signer,
         fork_domain: str,
         transport: httpx.AsyncBaseTransport | None = None,
+        connections: int = DEFAULT_CONNECTIONS,
         timeout: float = 30.0,
         token_ttl: float = DEFAULT_TOKEN_TTL,
         clock: Callable[[], float] = time.time,
@@ -94,57 +107,55 @@ class ForkProxy:
         self.store = store
         self.fork_domain = fork_domain.strip().strip(".").lower()
         self.timeout = timeout
-        self.timeouts = Timeouts(connect=timeout, read=timeout, write=timeout)
+        self.timeouts = Timeouts(connect=timeout, read=timeout)
         self.service_url = service_url
         self.tokens = TokenCache(signer, ttl=token_ttl, clock=clock)
         self.watchlist = _Watchlist()
-        if transport is None:
-            # Below uvicorn's 5 s keep-alive, so the upstream rarely closes one under us.
-            transport = KeepAlivePool(max_idle=64, keepalive_expiry=4.0)
-        # The pool is called with the bytes the proxy has, not through httpx's Request and
-        # Response models (~0.1 ms of CPU per request here); other transports are wrapped.
         self.upstream: Upstream = (
-            transport if isinstance(transport, KeepAlivePool) else HttpxUpstream(transport)
+            AiohttpUpstream(connections=connections)
+            if transport is None
+            else HttpxUpstream(transport)
         )
 
     async def aclose(self) -> None:
-        """Close the pooled upstream connections."""
+        """Close the upstream connections."""
         await self.upstream.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if scope["type"] != "http":
-            # WebSockets are not proxied; closing before accept makes the server answer 403.
-            await send({"type": "websocket.close", "code": 1008})
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
             return
         head = scope["method"] == "HEAD"
+        route = await self._route(scope)
+        if isinstance(route, proxy_errors.ErrorPage):
+            await route.send(send, head=head)
+            return
+        exchange = _Exchange(self, route.fork, receive, send, head)
+        await exchange.run(scope, route)
+
+    async def _route(self, scope: Scope) -> _Route | proxy_errors.ErrorPage:
+        """Where the request goes and with which headers, or the page that says why not."""
         host = _header(scope, b"host")
         name = fork_from_host(host, self.fork_domain)
         if name is None:
-            page = proxy_errors.not_a_fork(host, service_url=self._service_url(scope, host))
-            await page.send(send, head=head)
-            return
+            return proxy_errors.not_a_fork(host, service_url=self._service_url(scope, host))
         fork = await self.store.get_fork(name)
         if fork is None:
             self.tokens.forget(name)
-            page = proxy_errors.unknown_fork(name, service_url=self._service_url(scope, host))
-            await page.send(send, head=head)
-            return
+            return proxy_errors.unknown_fork(name, service_url=self._service_url(scope, host))
         try:
             token = self.tokens.token_for(fork)
             base, target = upstream_target(fork.upstream, scope)
         except OutsideUpstream:
-            page = proxy_errors.outside_upstream(name, service_url=self._service_url(scope, host))
-            await page.send(send, head=head)
-            return
+            return proxy_errors.outside_upstream(name, service_url=self._service_url(scope, host))
         except (TokenError, ValueError, httpx.InvalidURL) as exc:
             detail = f"its flags or upstream cannot be used ({proxy_errors.redact(str(exc))})"
-            page = proxy_errors.bad_fork(name, detail, service_url=self._service_url(scope, host))
-            await page.send(send, head=head)
-            return
-        scheme = scope.get("scheme", "http")
+            return proxy_errors.bad_fork(name, detail, service_url=self._service_url(scope, host))
+        # A WebSocket's scheme is ws/wss; the fork's origin and X-Forwarded-Proto say http(s).
+        scheme = _HTTP_SCHEME.get(scope.get("scheme", "http"), "http")
         headers = request_headers(
             scope["headers"],
             token=token,
@@ -158,15 +169,49 @@ class ForkProxy:
             headers = [(k, v) for k, v in headers if k != b"authorization"]
             headers.append((b"authorization", base.authorization))
         rewriter = ResponseRewriter(fork.upstream, f"{scheme}://{host}")
-        exchange = _Exchange(self, fork, receive, send, head)
-        await exchange.run(scope, base.origin, target, headers, rewriter)
+        return _Route(fork, base.origin, target, headers, rewriter, host)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Relay a WebSocket (a dev server's hot reload) to the fork's upstream, with the
+        fork's token on the handshake; frames and close codes pass both ways."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        route = await self._route(scope)
+        if isinstance(route, proxy_errors.ErrorPage):
+            await route.deny(send, scope)
+            return
+        headers = [(k, v) for k, v in route.headers if not k.startswith(b"sec-websocket-")]
+        try:
+            upstream = await self.upstream.websocket(
+                route.origin, route.target, headers, scope.get("subprotocols", []), self.timeouts
+            )
+        except httpx.TimeoutException:
+            page = proxy_errors.upstream_timeout(
+                route.fork.name,
+                route.fork.upstream,
+                self.timeout,
+                service_url=self._service_url(scope, route.host),
+            )
+            await page.deny(send, scope)
+            return
+        except httpx.TransportError as exc:
+            page = proxy_errors.upstream_unreachable(
+                route.fork.name,
+                route.fork.upstream,
+                _describe(exc),
+                service_url=self._service_url(scope, route.host),
+            )
+            await page.deny(send, scope)
+            return
+        await relay_websocket(upstream, receive, send, logger=logger, fork=route.fork.name)
 
     def _service_url(self, scope: Scope, host: str) -> str:
         if self.service_url:
             return self.service_url
         _, sep, port = host.rpartition(":")
         port_part = f":{port}" if sep and port.isdigit() else ""
-        return f"{scope.get('scheme', 'http')}://{self.fork_domain}{port_part}/"
+        scheme = _HTTP_SCHEME.get(scope.get("scheme", "http"), "http")
+        return f"{scheme}://{self.fork_domain}{port_part}/"
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -177,6 +222,21 @@ class ForkProxy:
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+_HTTP_SCHEME = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """A request's way to its fork's upstream."""
+
+    fork: Fork
+    origin: Key
+    target: bytes
+    headers: Headers
+    rewriter: ResponseRewriter
+    host: str  # the fork host the client asked for
 
 
 # Characters a path (and a query) may carry as they are; anything else a lenient HTTP
@@ -346,19 +406,18 @@ class _Exchange:
         self.watching = False  # on the watchlist, or watched
         self.watcher: asyncio.Task[None] | None = None
         task = asyncio.current_task()
-        assert task is not None
+        if task is None:  # pragma: no cover - ASGI servers always call apps from a task
+            raise RuntimeError("the fork proxy must run inside an asyncio task")
         self.task = task
 
-    async def run(
-        self, scope: Scope, origin: Key, target: bytes, headers: Headers, rewriter: ResponseRewriter
-    ) -> None:
+    async def run(self, scope: Scope, route: _Route) -> None:
         task = self.task
         has_body = any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
         body = self._client_body() if has_body else None
         if body is None:
             self._watch()
         try:
-            await self._forward(scope, origin, target, headers, body, rewriter)
+            await self._forward(scope, route, body)
         except _ClientGone:
             return
         except asyncio.CancelledError:
@@ -371,19 +430,13 @@ class _Exchange:
                 self.watcher.cancel()
 
     async def _forward(
-        self,
-        scope: Scope,
-        origin: Key,
-        target: bytes,
-        headers: Headers,
-        body: AsyncIterator[bytes] | None,
-        rewriter: ResponseRewriter,
+        self, scope: Scope, route: _Route, body: AsyncIterator[bytes] | None
     ) -> None:
         proxy, send = self.proxy, self.send
         name, upstream = self.fork.name, self.fork.upstream
         try:
             response = await proxy.upstream.send(
-                scope["method"], origin, target, headers, body, proxy.timeouts
+                scope["method"], route.origin, route.target, route.headers, body, proxy.timeouts
             )
         except httpx.TimeoutException:
             page = proxy_errors.upstream_timeout(
@@ -400,7 +453,7 @@ class _Exchange:
         if not self.watching:
             self._watch()  # the body was not read to its end: watch from here
         try:
-            out = rewriter.headers(response.headers)
+            out = route.rewriter.headers(response.headers)
             out.append((b"x-robots-tag", b"noindex"))
             await send({"type": "http.response.start", "status": response.status, "headers": out})
             try:
@@ -455,6 +508,8 @@ class _Exchange:
 
 
 def _describe(exc: httpx.TransportError) -> str:
+    if isinstance(exc, HeadersTooLarge | WebSocketRefused):
+        return str(exc)
     if isinstance(exc, httpx.ConnectError):
         return "the connection was refused or the host could not be reached"
     if isinstance(exc, httpx.UnsupportedProtocol):

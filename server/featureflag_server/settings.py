@@ -44,6 +44,7 @@ SOURCES = {
     "secure_cookies": "--secure-cookies",
     "access_log": "--no-access-log",
     "loop": "--loop",
+    "upstream_connections": "--upstream-connections",
 }
 
 Loop = Literal["auto", "asyncio", "uvloop"]
@@ -67,6 +68,7 @@ class Settings(BaseModel):
     secure_cookies: bool = False
     access_log: bool = True
     loop: Loop = "auto"
+    upstream_connections: int = Field(default=100, ge=1, le=100_000)
 
     @field_validator("secret", mode="before")
     @classmethod
@@ -232,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="event loop: uvloop when it is installed, else asyncio (auto)",
     )
+    parser.add_argument(
+        "--upstream-connections",
+        type=int,
+        default=100,
+        help="most connections the fork proxy keeps open to upstreams, all together (100)",
+    )
     return parser
 
 
@@ -255,6 +263,7 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         "secure_cookies": args.secure_cookies,
         "access_log": args.access_log,
         "loop": args.loop,
+        "upstream_connections": args.upstream_connections,
         "secret": environ["FEATUREFLAG_SECRET"],
         "environment": environ.get("FEATUREFLAG_ENVIRONMENT") or "development",
     }

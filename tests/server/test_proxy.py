@@ -10,14 +10,20 @@ from datetime import timedelta
 import anyio
 import httpx
 import pytest
+from featureflag_server.memory_store import MemoryStore
+from featureflag_server.proxy import (
+    WATCH_AFTER,
+    ForkProxy,
+    _Watchlist,
+    fork_from_host,
+    upstream_target,
+)
+from featureflag_server.store import Fork
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.types import Message
 
 from featureflag.tokens import OverrideSigner
-from featureflag_server.memory_store import MemoryStore
-from featureflag_server.proxy import WATCH_AFTER, ForkProxy, _Watchlist, fork_from_host, upstream_target
-from featureflag_server.store import Fork
 from tests.support.clock import Clock
 
 SECRET = "s" * 40

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from featureflag.tokens import OverrideSigner
 from featureflag_server.memory_store import MemoryStore
 from featureflag_server.proxy import ForkProxy
 from featureflag_server.store import Fork
+
+from featureflag.tokens import OverrideSigner
 from tests.support.servers import Server, free_port, run_server, run_uvicorn
 
 pytestmark = pytest.mark.integration
