@@ -14,6 +14,7 @@ aiohttp's errors become httpx's, the interface's vocabulary.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
@@ -94,7 +95,7 @@ class AiohttpUpstream:
                 # The proxy passes bodies, cookies and redirects through untouched.
                 auto_decompress=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
                 timeout=aiohttp.ClientTimeout(total=None),
                 max_line_size=MAX_FIELD_SIZE,
                 max_field_size=MAX_FIELD_SIZE,
@@ -126,9 +127,7 @@ class AiohttpUpstream:
                 headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
                 data=body,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=timeouts.connect, sock_read=timeouts.read
-                ),
+                timeout=_client_timeout(timeouts),
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _translate(exc) from exc
@@ -174,6 +173,12 @@ class AiohttpUpstream:
         session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()
+
+
+@functools.lru_cache(maxsize=16)
+def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+    # One per Timeouts (the proxy has one): building it for each request is wasted work.
+    return aiohttp.ClientTimeout(total=None, connect=timeouts.connect, sock_read=timeouts.read)
 
 
 def _url(origin: Key, target: bytes) -> URL:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from featureflag_server.forwarding import (
     ResponseRewriter,
     request_headers,

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import itsdangerous
 import pytest
-
 from featureflag_server.memory_store import MemoryStore
 from featureflag_server.schemas import FlagEntry
 from featureflag_server.settings import Settings
