@@ -204,8 +204,7 @@ def test_a_50_mb_upload_streams_with_flat_memory(fork: httpx.Client, service: Se
 def test_an_upload_the_upstream_refuses_at_once_gets_its_answer(fork: httpx.Client) -> None:
     # The upstream answers 413 before reading the body; the client gets that answer.
     # (uvicorn goes on reading and dropping the body, so the proxy's upload never stalls
-    # here; an upstream that stops reading is tested against the pool, in
-    # test_upstream_pool.py's test_an_early_error_stops_the_body_and_is_the_answer.)
+    # here; an upstream that stops reading is tested in test_upstream_aiohttp.py.)
     chunk = b"z" * 65536
 
     def body() -> Iterator[bytes]:

@@ -109,6 +109,31 @@ async def test_a_body_goes_with_its_length_and_no_invented_content_type(
     assert b"transfer-encoding" not in seen[0].lower()
 
 
+async def test_an_early_error_stops_the_upload_and_is_the_answer(
+    upstream: AiohttpUpstream,
+) -> None:
+    # The upstream answers 413 without reading the body: the answer comes back although
+    # the body is far larger than the socket buffers, and the rest is never sent.
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(1024):
+            sent += 65536
+            yield b"z" * 65536
+
+    head = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 7\r\n\r\n"
+    async with serve(answering(head, b"too big")) as origin:
+        headers = [(b"host", b"up"), (b"content-length", str(64 * 1024 * 1024).encode())]
+        response = await upstream.send("POST", origin, b"/", headers, body(), SHORT)
+        answer = b""
+        async for chunk in response:
+            answer += chunk
+        await response.aclose()
+    assert (response.status, answer) == (413, b"too big")
+    assert sent < 64 * 1024 * 1024
+
+
 async def test_response_heads_past_the_byte_limit_are_refused(upstream: AiohttpUpstream) -> None:
     fields = b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 4000) for i in range(20))
     head = b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 0\r\n\r\n"
