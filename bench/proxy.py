@@ -450,7 +450,7 @@ def main() -> None:
                     print(f"== upstream {kind!r} ==")
                     headers = forks_headers(kind, fork_host, upstream.url)
                     report(args, upstream, service, direct_host, fork_host, headers)
-                    if kind == kinds[-1]:
+                    if kind == "hello":
                         print()
                         memory = stream_memory(service, fork_host)
                         clients = client_cost(upstream.url + "/")

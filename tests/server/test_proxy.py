@@ -908,7 +908,13 @@ async def test_client_going_away_mid_download_closes_the_upstream_body(
     assert stream.closed
 
 
-async def test_websocket_is_refused(proxy: ForkProxy) -> None:
+@pytest.mark.parametrize(
+    ("host", "status"), [(FORK_HOST, 502), ("gone.localhost:8000", 404), ("localhost", 404)]
+)
+async def test_a_websocket_that_cannot_be_relayed_is_refused_with_a_page(
+    proxy: ForkProxy, upstream: Upstream, host: str, status: int
+) -> None:
+    # An injected httpx transport carries no WebSockets (502); no such fork (404).
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -917,8 +923,19 @@ async def test_websocket_is_refused(proxy: ForkProxy) -> None:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await proxy({"type": "websocket", "headers": [], "path": "/"}, receive, send)
-    assert sent == [{"type": "websocket.close", "code": 1008}]
+    scope = {
+        "type": "websocket",
+        "scheme": "ws",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "headers": [(b"host", host.encode())],
+        "extensions": {"websocket.http.response": {}},
+    }
+    await proxy(scope, receive, send)
+    assert sent[0]["type"] == "websocket.http.response.start"
+    assert sent[0]["status"] == status
+    assert upstream.requests == []
 
 
 async def test_lifespan_closes_the_upstream_pool(proxy: ForkProxy, upstream: Upstream) -> None:
