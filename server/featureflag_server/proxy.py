@@ -11,38 +11,35 @@ See ``docs/forks.md``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
 import httpx
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from featureflag.exceptions import TokenError
 
 from . import proxy_errors
 from .fork_tokens import DEFAULT_TOKEN_TTL, Signer, TokenCache
 from .forwarding import ResponseRewriter, request_headers
+from .proxy_exchange import WATCH_AFTER, Exchange, Route, Watchlist, describe
 from .proxy_websocket import relay_websocket
-from .store import Fork, Store, fork_name_problem
+from .store import Store, fork_name_problem
 from .upstream import (
-    Headers,
-    HeadersTooLarge,
     HttpxUpstream,
     Key,
     Timeouts,
     Upstream,
-    WebSocketRefused,
 )
 from .upstream_aiohttp import DEFAULT_CONNECTIONS, AiohttpUpstream
 
-__all__ = ["ForkProxy", "fork_from_host", "upstream_target"]
+__all__ = ["WATCH_AFTER", "ForkProxy", "fork_from_host", "upstream_target"]
 
 logger = logging.getLogger("featureflag.server.proxy")
 
@@ -110,7 +107,7 @@ class ForkProxy:
         self.timeouts = Timeouts(connect=timeout, read=timeout)
         self.service_url = service_url
         self.tokens = TokenCache(signer, ttl=token_ttl, clock=clock)
-        self.watchlist = _Watchlist()
+        self.watchlist = Watchlist()
         self.upstream: Upstream = (
             AiohttpUpstream(connections=connections)
             if transport is None
@@ -133,27 +130,28 @@ class ForkProxy:
         if isinstance(route, proxy_errors.ErrorPage):
             await route.send(send, head=head)
             return
-        exchange = _Exchange(self, route.fork, receive, send, head)
-        await exchange.run(scope, route)
+        await Exchange(self, route.fork, receive, send, head).run(scope, route)
 
-    async def _route(self, scope: Scope) -> _Route | proxy_errors.ErrorPage:
+    async def _route(self, scope: Scope) -> Route | proxy_errors.ErrorPage:
         """Where the request goes and with which headers, or the page that says why not."""
         host = _header(scope, b"host")
         name = fork_from_host(host, self.fork_domain)
         if name is None:
-            return proxy_errors.not_a_fork(host, service_url=self._service_url(scope, host))
+            return proxy_errors.not_a_fork(host, service_url=self.page_service_url(scope, host))
         fork = await self.store.get_fork(name)
         if fork is None:
             self.tokens.forget(name)
-            return proxy_errors.unknown_fork(name, service_url=self._service_url(scope, host))
+            return proxy_errors.unknown_fork(name, service_url=self.page_service_url(scope, host))
         try:
             token = self.tokens.token_for(fork)
             base, target = upstream_target(fork.upstream, scope)
         except OutsideUpstream:
-            return proxy_errors.outside_upstream(name, service_url=self._service_url(scope, host))
+            link = self.page_service_url(scope, host)
+            return proxy_errors.outside_upstream(name, service_url=link)
         except (TokenError, ValueError, httpx.InvalidURL) as exc:
             detail = f"its flags or upstream cannot be used ({proxy_errors.redact(str(exc))})"
-            return proxy_errors.bad_fork(name, detail, service_url=self._service_url(scope, host))
+            link = self.page_service_url(scope, host)
+            return proxy_errors.bad_fork(name, detail, service_url=link)
         # A WebSocket's scheme is ws/wss; the fork's origin and X-Forwarded-Proto say http(s).
         scheme = _HTTP_SCHEME.get(scope.get("scheme", "http"), "http")
         headers = request_headers(
@@ -169,7 +167,7 @@ class ForkProxy:
             headers = [(k, v) for k, v in headers if k != b"authorization"]
             headers.append((b"authorization", base.authorization))
         rewriter = ResponseRewriter(fork.upstream, f"{scheme}://{host}")
-        return _Route(fork, base.origin, target, headers, rewriter, host)
+        return Route(fork, base.origin, target, headers, rewriter, host)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Relay a WebSocket (a dev server's hot reload) to the fork's upstream, with the
@@ -190,7 +188,7 @@ class ForkProxy:
                 route.fork.name,
                 route.fork.upstream,
                 self.timeout,
-                service_url=self._service_url(scope, route.host),
+                service_url=self.page_service_url(scope, route.host),
             )
             await page.deny(send, scope)
             return
@@ -198,14 +196,15 @@ class ForkProxy:
             page = proxy_errors.upstream_unreachable(
                 route.fork.name,
                 route.fork.upstream,
-                _describe(exc),
-                service_url=self._service_url(scope, route.host),
+                describe(exc),
+                service_url=self.page_service_url(scope, route.host),
             )
             await page.deny(send, scope)
             return
         await relay_websocket(upstream, receive, send, logger=logger, fork=route.fork.name)
 
-    def _service_url(self, scope: Scope, host: str) -> str:
+    def page_service_url(self, scope: Scope, host: str) -> str:
+        """Where the error pages link to: *service_url*, else the bare fork domain."""
         if self.service_url:
             return self.service_url
         _, sep, port = host.rpartition(":")
@@ -225,18 +224,6 @@ class ForkProxy:
 
 
 _HTTP_SCHEME = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """A request's way to its fork's upstream."""
-
-    fork: Fork
-    origin: Key
-    target: bytes
-    headers: Headers
-    rewriter: ResponseRewriter
-    host: str  # the fork host the client asked for
 
 
 # Characters a path (and a query) may carry as they are; anything else a lenient HTTP
@@ -318,202 +305,3 @@ def _header(scope: Scope, name: bytes) -> str:
         if key == name:
             return bytes(value).decode("latin-1")
     return ""
-
-
-WATCH_AFTER = 0.05
-"""Seconds into a request before the proxy starts watching for the client going away."""
-
-
-class _ClientGone(Exception):
-    """The client disconnected while its request body was being read."""
-
-
-class _Watchlist:
-    """Exchanges not yet watched for a disconnect, oldest first, and one timer.
-
-    The timer fires when the oldest is :data:`WATCH_AFTER` old and starts the watchers
-    of all that are; an exchange that ends sooner only leaves the list. One timer for
-    all requests instead of one each: a timer per request was ~4% of the proxy's CPU.
-    """
-
-    __slots__ = ("loop", "timer", "waiting")
-
-    def __init__(self) -> None:
-        self.waiting: dict[_Exchange, float] = {}
-        self.timer: asyncio.TimerHandle | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    def add(self, exchange: _Exchange) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self.loop:
-            # A new event loop (tests run one each): what waited belongs to the old one.
-            self.loop, self.timer = loop, None
-            self.waiting.clear()
-        self.waiting[exchange] = loop.time()
-        if self.timer is None:
-            self.timer = loop.call_later(WATCH_AFTER, self._tick)
-
-    def discard(self, exchange: _Exchange) -> None:
-        self.waiting.pop(exchange, None)
-
-    def _tick(self) -> None:
-        self.timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        waiting = self.waiting
-        while waiting:
-            exchange, since = next(iter(waiting.items()))
-            if now - since < WATCH_AFTER:
-                self.timer = loop.call_at(since + WATCH_AFTER, self._tick)
-                return
-            del waiting[exchange]
-            exchange.start_watching()
-
-
-class _Exchange:
-    """One proxied request: the client's body up, the upstream's response down.
-
-    While the upstream works, a watcher task waits on ``receive()`` for the client to
-    go away, and cancels the request (and with it the upstream exchange) when it does.
-    The watcher starts only once a request has taken :data:`WATCH_AFTER` seconds (see
-    :class:`_Watchlist`): most are answered sooner, and a task per request was half the
-    proxy's own CPU.
-    """
-
-    __slots__ = (
-        "client_gone",
-        "finished",
-        "fork",
-        "head",
-        "proxy",
-        "receive",
-        "send",
-        "task",
-        "watcher",
-        "watching",
-    )
-
-    def __init__(
-        self, proxy: ForkProxy, fork: Fork, receive: Receive, send: Send, head: bool
-    ) -> None:
-        self.proxy = proxy
-        self.fork = fork
-        self.receive = receive
-        self.send = send
-        self.head = head
-        self.finished = False
-        self.client_gone = False
-        self.watching = False  # on the watchlist, or watched
-        self.watcher: asyncio.Task[None] | None = None
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - ASGI servers always call apps from a task
-            raise RuntimeError("the fork proxy must run inside an asyncio task")
-        self.task = task
-
-    async def run(self, scope: Scope, route: _Route) -> None:
-        task = self.task
-        has_body = any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
-        body = self._client_body() if has_body else None
-        if body is None:
-            self._watch()
-        try:
-            await self._forward(scope, route, body)
-        except _ClientGone:
-            return
-        except asyncio.CancelledError:
-            if self.client_gone and task.uncancel() == 0:
-                return  # nobody is left to answer; the upstream request is cancelled
-            raise
-        finally:
-            self.proxy.watchlist.discard(self)
-            if self.watcher is not None:
-                self.watcher.cancel()
-
-    async def _forward(
-        self, scope: Scope, route: _Route, body: AsyncIterator[bytes] | None
-    ) -> None:
-        proxy, send = self.proxy, self.send
-        name, upstream = self.fork.name, self.fork.upstream
-        try:
-            response = await proxy.upstream.send(
-                scope["method"], route.origin, route.target, route.headers, body, proxy.timeouts
-            )
-        except httpx.TimeoutException:
-            page = proxy_errors.upstream_timeout(
-                name, upstream, proxy.timeout, service_url=self._service_url(scope)
-            )
-            await page.send(send, head=self.head)
-            return
-        except httpx.TransportError as exc:
-            page = proxy_errors.upstream_unreachable(
-                name, upstream, _describe(exc), service_url=self._service_url(scope)
-            )
-            await page.send(send, head=self.head)
-            return
-        if not self.watching:
-            self._watch()  # the body was not read to its end: watch from here
-        try:
-            out = route.rewriter.headers(response.headers)
-            out.append((b"x-robots-tag", b"noindex"))
-            await send({"type": "http.response.start", "status": response.status, "headers": out})
-            try:
-                async for chunk in response:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except httpx.TransportError as exc:
-                # Too late for an error page: leave the response incomplete, so the server
-                # closes the connection and the client sees a truncated body, not a whole one.
-                logger.warning("fork %s: upstream broke off the response: %r", name, exc)
-                return
-        finally:
-            await response.aclose()
-        # From here on a disconnect is the end of a complete response, not a reason to cancel.
-        self.finished = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    def _service_url(self, scope: Scope) -> str:
-        return self.proxy._service_url(scope, _header(scope, b"host"))
-
-    async def _client_body(self) -> AsyncIterator[bytes]:
-        """The client's request body, as the upstream takes it; then watch for a disconnect."""
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                self.client_gone = True
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                break
-        self._watch()
-
-    def _watch(self) -> None:
-        self.watching = True
-        self.proxy.watchlist.add(self)
-
-    def start_watching(self) -> None:
-        """Called by the watchlist once this request is :data:`WATCH_AFTER` old."""
-        if not self.finished:
-            self.watcher = asyncio.ensure_future(self._wait_for_disconnect())
-
-    async def _wait_for_disconnect(self) -> None:
-        message: Message
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                if not self.finished:
-                    self.client_gone = True
-                    self.task.cancel()
-                return
-
-
-def _describe(exc: httpx.TransportError) -> str:
-    if isinstance(exc, HeadersTooLarge | WebSocketRefused):
-        return str(exc)
-    if isinstance(exc, httpx.ConnectError):
-        return "the connection was refused or the host could not be reached"
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return "its URL scheme is not supported"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "it closed the connection or sent a malformed response"
-    return f"the connection failed ({type(exc).__name__})"

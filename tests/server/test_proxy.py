@@ -14,10 +14,10 @@ from featureflag_server.memory_store import MemoryStore
 from featureflag_server.proxy import (
     WATCH_AFTER,
     ForkProxy,
-    _Watchlist,
     fork_from_host,
     upstream_target,
 )
+from featureflag_server.proxy_exchange import Watchlist
 from featureflag_server.store import Fork
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -849,7 +849,7 @@ async def test_requests_started_apart_are_each_watched(
 
 
 def test_the_watchlist_on_a_new_event_loop_drops_what_waited_on_the_old_one() -> None:
-    watchlist = _Watchlist()
+    watchlist = Watchlist()
     started: list[str] = []
 
     class Exchange:
