@@ -151,14 +151,16 @@ class AiohttpUpstream:
         scheme, host, port = origin
         url = _url(("wss" if scheme == "https" else "ws", host, port), target)
         try:
-            socket = await self.session.ws_connect(
-                url,
-                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
-                protocols=subprotocols,
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=timeouts.read or 10.0),
-                max_msg_size=MAX_MESSAGE,
-                autoping=True,
-            )
+            # The handshake is one request: bounded like a request's answer.
+            async with asyncio.timeout(timeouts.read):
+                socket = await self.session.ws_connect(
+                    url,
+                    headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+                    protocols=subprotocols,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
+                    max_msg_size=MAX_MESSAGE,
+                    autoping=True,
+                )
         except aiohttp.WSServerHandshakeError as exc:
             raise WebSocketRefused(
                 f"the upstream answered the WebSocket handshake with {exc.status}",

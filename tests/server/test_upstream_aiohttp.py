@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from featureflag_server.upstream import HeadersTooLarge, Timeouts
+from featureflag_server.upstream import HeadersTooLarge, Timeouts, WebSocketRefused
 from featureflag_server.upstream_aiohttp import AiohttpUpstream
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -193,3 +193,24 @@ async def test_a_body_cut_short_is_a_read_error(upstream: AiohttpUpstream) -> No
 def test_at_least_one_connection() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         AiohttpUpstream(connections=0)
+
+
+async def test_a_websocket_handshake_answered_otherwise_is_refused(
+    upstream: AiohttpUpstream,
+) -> None:
+    head = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+    async with serve(answering(head)) as origin:
+        with pytest.raises(WebSocketRefused) as info:
+            await upstream.websocket(origin, b"/ws", [(b"host", b"up")], [], SHORT)
+    assert info.value.status == 404
+
+
+async def test_a_websocket_handshake_nobody_answers_times_out(upstream: AiohttpUpstream) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    async with serve(silent) as origin:
+        with pytest.raises(httpx.ReadTimeout):
+            await upstream.websocket(
+                origin, b"/ws", [(b"host", b"up")], [], Timeouts(connect=5, read=0.2)
+            )
