@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from featureflag_server.memory_store import MemoryStore
 from featureflag_server.settings import Settings
 from featureflag_server.sqlite_store import SQLiteStore

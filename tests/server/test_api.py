@@ -9,15 +9,15 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-from featureflag_server.app import create_app
-from featureflag_server.memory_store import MemoryStore
-from featureflag_server.settings import Settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 import featureflag
 from featureflag.tokens import OverrideSigner
+from featureflag_server.app import create_app
+from featureflag_server.memory_store import MemoryStore
+from featureflag_server.settings import Settings
 
 from .conftest import ALICE, BOB, SECRET
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from featureflag_server import app as app_module
 from featureflag_server.app import create_app
 from featureflag_server.errors import StoreError

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from featureflag_server.auth import FailedLogins, authenticate, bearer_token, challenge
 from pydantic import SecretStr
 
+from featureflag_server.auth import FailedLogins, authenticate, bearer_token, challenge
 from tests.support.clock import Clock
 
 TOKENS = {"alice": SecretStr("alice-token-0123456789"), "bob": SecretStr("bob-token-012345678")}

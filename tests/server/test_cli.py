@@ -30,6 +30,7 @@ COMMAND = str(Path(sys.executable).with_name("featureflag-server"))
         (ENV | {"FEATUREFLAG_API_TOKENS": "alice"}, [], "FEATUREFLAG_API_TOKENS"),
         (ENV, ["--port", "99999"], "--port"),
         (ENV, ["--db", "/nonexistent-dir/x/ff.sqlite3"], "--db"),
+        (ENV, ["--upstream-connections", "0"], "--upstream-connections"),
     ],
 )
 def test_startup_errors_exit_2_with_a_message(

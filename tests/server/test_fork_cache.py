@@ -8,11 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from featureflag_server.fork_cache import CachedForks
 from featureflag_server.memory_store import MemoryStore
 from featureflag_server.sqlite_store import SQLiteStore
 from featureflag_server.store import Fork
-
 from tests.support.clock import Clock
 
 TTL = 1.0

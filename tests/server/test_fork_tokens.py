@@ -6,11 +6,11 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from featureflag_server.fork_tokens import TokenCache
-from featureflag_server.store import Fork
 
 from featureflag.exceptions import InvalidOverride
 from featureflag.tokens import OverrideSigner
+from featureflag_server.fork_tokens import TokenCache
+from featureflag_server.store import Fork
 from tests.support.clock import Clock
 
 

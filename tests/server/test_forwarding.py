@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from featureflag_server.forwarding import (
     ResponseRewriter,
     request_headers,

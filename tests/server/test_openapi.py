@@ -8,10 +8,11 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from starlette.routing import Mount, Route
+
 from featureflag_server.app import ServiceApp, create_app
 from featureflag_server.memory_store import MemoryStore
 from featureflag_server.settings import Settings
-from starlette.routing import Mount, Route
 
 from .conftest import ALICE
 

@@ -6,9 +6,9 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from featureflag_server.settings import DEFAULT_MAX_TOKEN_TTL, Settings, load_settings
 
 from featureflag.exceptions import ConfigurationError
+from featureflag_server.settings import DEFAULT_MAX_TOKEN_TTL, Settings, load_settings
 
 SECRET = "k" * 40
 OLD = "o" * 40

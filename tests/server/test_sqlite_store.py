@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from featureflag_server.errors import SchemaTooNew, StoreError
 from featureflag_server.sqlite_store import SCHEMA_VERSION, SQLiteStore, migrate
 

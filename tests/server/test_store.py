@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from featureflag_server.errors import CatalogConflict, ForkExists, ForkNotFound
 from featureflag_server.store import Fork, Store
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import itsdangerous
 import pytest
+
 from featureflag_server.memory_store import MemoryStore
 from featureflag_server.schemas import FlagEntry
 from featureflag_server.settings import Settings

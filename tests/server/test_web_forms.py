@@ -5,15 +5,15 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from featureflag._names import is_valid_name
 from featureflag_server.memory_store import MemoryStore
 from featureflag_server.settings import Settings
 from featureflag_server.store import Fork
 from featureflag_server.web import WebPage
 from featureflag_server.web_forms import ForkForm, parse_fork_form
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from featureflag._names import is_valid_name
 
 from .conftest import ALICE, SECRET
 
