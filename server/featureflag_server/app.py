@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from featureflag import __version__
 
-from . import logs
 from .api import create_api
 from .auth import FailedLogins
 from .errors import StoreUnavailable
@@ -104,6 +103,7 @@ class ServiceApp:
             signer=signer,
             fork_domain=self.settings.fork_domain,
             transport=self._proxy_transport,
+            connections=self.settings.upstream_connections,
         )
         self._proxy_app = StoreOutage(self.proxy)
 
@@ -154,7 +154,6 @@ class ServiceApp:
             await self.proxy.aclose()
         if self._owns_store and self.store is not None:
             await self.store.close()
-        logs.flush()
 
 
 def create_app(

@@ -49,6 +49,7 @@ SOURCES = {
     "loop": "--loop",
     "forward_auth_cache": "--forward-auth-cache",
     "expired_fork_grace": "--expired-fork-grace",
+    "upstream_connections": "--upstream-connections",
 }
 
 DEFAULT_EXPIRED_FORK_GRACE = 7 * 86400.0
@@ -82,6 +83,8 @@ class Settings(BaseModel):
     # How long an expired fork's URL keeps answering 410 (with how to renew it) before
     # the fork is deleted.
     expired_fork_grace: float = Field(default=DEFAULT_EXPIRED_FORK_GRACE, ge=0, le=366 * 86400)
+    # Most connections the fork proxy keeps open to upstreams, all together.
+    upstream_connections: int = Field(default=100, ge=1, le=100_000)
 
     @field_validator("db", mode="before")
     @classmethod
@@ -294,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds an expired fork stays (its URL answers 410) before it is deleted "
         "(604800 = 7 days)",
     )
+    parser.add_argument(
+        "--upstream-connections",
+        type=int,
+        default=100,
+        help="most connections the fork proxy keeps open to upstreams, all together (100)",
+    )
     return parser
 
 
@@ -320,6 +329,7 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         "loop": args.loop,
         "forward_auth_cache": args.forward_auth_cache,
         "expired_fork_grace": args.expired_fork_grace,
+        "upstream_connections": args.upstream_connections,
         "secret": environ["FEATUREFLAG_SECRET"],
         "environment": environ.get("FEATUREFLAG_ENVIRONMENT") or "development",
     }
