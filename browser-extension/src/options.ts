@@ -3,7 +3,7 @@
  * "test connection" button (`GET /healthz`, then an authenticated call).
  *
  * Before the API token goes to a plain `http://` service that is not on this machine,
- * the page warns and waits for a second, explicit click ("Send it anyway").
+ * the page warns and waits for a second, explicit click ("Save anyway", "Send anyway").
  */
 import { loadConfig, saveConfig } from "./apitoken";
 import { type Config, normalizeServiceUrl, plainHttpWarning, serviceOriginPattern } from "./config";
