@@ -16,7 +16,7 @@ HOME = Path(headers.__file__).resolve()
 
 # Packages whose code must take the names from featureflag.headers. The service
 # (server/featureflag_server) belongs here too once it imports them.
-PACKAGES = ["featureflag"]
+PACKAGES = ["featureflag", "server/featureflag_server"]
 
 # Every form a name can take in code: as written, as ASGI bytes, as a WSGI key.
 SPELLINGS = sorted(

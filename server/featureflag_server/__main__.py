@@ -44,7 +44,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     import uvicorn
 
     from .app import create_app
-    from .http_protocol import CoalescingHttpToolsProtocol
 
     app = create_app(settings, store=store)
     try:
@@ -73,8 +72,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             log_config=LOG_CONFIG,
             access_log=settings.access_log,
             loop=settings.loop,
-            # A short response's head and body in one send() (http_protocol.py).
-            http=CoalescingHttpToolsProtocol,
         )
     finally:
         asyncio.run(store.close())

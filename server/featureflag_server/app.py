@@ -19,10 +19,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from featureflag import __version__
 
-from . import logs
 from .api import create_api
 from .auth import FailedLogins
 from .errors import StoreUnavailable
+from .expiry import ExpirySweeper
 from .fork_cache import CachedForks
 from .forward_auth import ForwardAuth
 from .openapi import openapi_document
@@ -68,6 +68,7 @@ class ServiceApp:
         self._proxy_transport = proxy_transport
         self.service: ASGIApp | None = None
         self.proxy: ForkProxy | None = None
+        self.sweeper: ExpirySweeper | None = None
         if store is not None:
             self._build(store)
 
@@ -75,6 +76,7 @@ class ServiceApp:
         # Every part shares one cache, so a write through the API or the page is seen by
         # the proxy's next lookup.
         store = CachedForks(store)
+        self.sweeper = ExpirySweeper(store, grace=self.settings.expired_fork_grace)
         signer = self.settings.signer()
         # One record of unknown tokens for the API and the page, shared through the store
         # with the other replicas.
@@ -101,6 +103,7 @@ class ServiceApp:
             signer=signer,
             fork_domain=self.settings.fork_domain,
             transport=self._proxy_transport,
+            connections=self.settings.upstream_connections,
         )
         self._proxy_app = StoreOutage(self.proxy)
 
@@ -139,15 +142,18 @@ class ServiceApp:
         if self.store is None:
             self.store = open_store(str(self.settings.db), migrate=self.settings.migrate)
             self._build(self.store)
+        if self.sweeper is not None:
+            self.sweeper.start()
 
     async def shutdown(self) -> None:
         """Close the proxy's client, and the store when this app opened it; write the
         access lines still waiting (every request has been answered by now)."""
+        if self.sweeper is not None:
+            await self.sweeper.stop()
         if self.proxy is not None:
             await self.proxy.aclose()
         if self._owns_store and self.store is not None:
             await self.store.close()
-        logs.flush()
 
 
 def create_app(

@@ -9,8 +9,9 @@ must fit in the override token the proxy will sign for it (checked without signi
 
 Every refusal is an :class:`~featureflag_server.errors.InvalidFork` listing each field
 at fault; the callers turn it into a 422 or a re-rendered form. Every write (create,
-replace, update, delete, the expiry sweep) is logged, one line naming the fork and who
-wrote it, on the logger ``featureflag.server.forks``.
+replace, update, delete) is logged, one line naming the fork and who wrote it, on the
+logger ``featureflag.server.forks``, where :mod:`featureflag_server.expiry` logs the forks
+its sweep deletes.
 """
 
 from __future__ import annotations
@@ -66,9 +67,6 @@ TTL_RULE = "ttl must be a positive number of seconds"
 EXPIRES_RULE = "expires_at is an ISO 8601 time with a timezone, e.g. 2026-12-31T18:00:00Z"
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-# Who removes an expired fork in the audit log.
-EXPIRY_ACTOR = "expiry"
-
 logger = logging.getLogger("featureflag.server.forks")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -353,13 +351,6 @@ class Forks:
         if not await self.store.delete_fork(name):
             raise ForkNotFound(name)
         logger.info("fork deleted: %s by %s", name, user)
-
-    async def delete_expired(self, now: datetime | None = None) -> list[str]:
-        """The expiry sweep: delete every fork whose expiry has passed; their names."""
-        names = await self.store.delete_expired_forks(now or self.clock())
-        for name in names:
-            logger.info("fork deleted: %s by %s (expired)", name, EXPIRY_ACTOR)
-        return names
 
 
 def _audit(verb: str, fork: Fork, user: str) -> None:

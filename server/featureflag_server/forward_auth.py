@@ -131,7 +131,9 @@ class ForwardAuth:
             page = proxy_errors.unknown_fork(name, service_url=service_url)
             return self._refuse(page, "unknown-fork", deny_403)
         if is_expired(fork):
-            return self._refuse(_expired(name, service_url), "expired-fork", deny_403)
+            return self._refuse(
+                proxy_errors.fork_expired(name, service_url=service_url), "expired-fork", deny_403
+            )
         try:
             token = self.tokens.token_for(fork)
             upstream = httpx.URL(fork.upstream)
@@ -250,14 +252,4 @@ def _unauthorized(www_authenticate: str, message: str) -> Response:
         "The gateway is not authorized to ask the featureflag service",
         f"<p>{message}</p>",
         {"WWW-Authenticate": www_authenticate, ERROR_HEADER: "unauthorized"},
-    )
-
-
-def _expired(name: str, service_url: str) -> proxy_errors.ErrorPage:
-    return proxy_errors.ErrorPage(
-        410,
-        "Fork expired",
-        f"The fork <code>{escape(name)}</code> has expired",
-        f'<p>Extend it or create a new one on the <a href="{escape(service_url, quote=True)}">'
-        "featureflag service page</a>.</p>",
     )

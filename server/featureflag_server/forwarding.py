@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import urlsplit
 
-OVERRIDE_HEADER = b"feature-flag-overrides"
-OVERRIDE_COOKIE = "featureflag_overrides"
+from featureflag.headers import TOKEN_COOKIE, TOKEN_HEADER, asgi_name
+
+OVERRIDE_HEADER = asgi_name(TOKEN_HEADER)
+OVERRIDE_COOKIE = TOKEN_COOKIE
 OVERRIDE_COOKIE_BYTES = OVERRIDE_COOKIE.encode()
 
 # RFC 9110 §7.6.1, plus the non-standard Proxy-Connection and the headers only a proxy

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from featureflag.headers import TOKEN_HEADER
+
 from .forward_auth import (
     UPSTREAM_AUTHORIZATION_HEADER,
     UPSTREAM_DIAL_HEADER,
@@ -29,12 +31,12 @@ from .forward_auth import (
     UPSTREAM_PATH_HEADER,
     UPSTREAM_SCHEME_HEADER,
 )
-from .forwarding import OVERRIDE_COOKIE, OVERRIDE_HEADER
+from .forwarding import OVERRIDE_COOKIE
 
 __all__ = ["GATEWAYS", "GatewayOptions", "main", "render"]
 
 GATEWAYS = ("nginx", "caddy", "traefik", "ingress-nginx")
-OVERRIDES = OVERRIDE_HEADER.decode().title()  # Feature-Flag-Overrides
+OVERRIDES = TOKEN_HEADER
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _ANSWER = (
     UPSTREAM_HEADER,

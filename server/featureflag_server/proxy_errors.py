@@ -1,4 +1,5 @@
-"""The fork proxy's own HTML error pages: unknown fork (404), upstream down (502), slow (504).
+"""The fork proxy's own HTML error pages: unknown fork (404), upstream down (502), slow (504),
+expired fork (410).
 
 Also 400 for a path that ``..`` segments lead out of the upstream's path.
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from starlette.types import Send
+from starlette.types import Scope, Send
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -72,6 +73,28 @@ class ErrorPage:
             }
         )
         await send({"type": "http.response.body", "body": b"" if head else body})
+
+    async def deny(self, send: Send, scope: Scope) -> None:
+        """Refuse a WebSocket handshake with this page, where the server lets an app
+        answer one with a response (the ASGI ``websocket.http.response`` extension);
+        elsewhere by closing before accepting (the server answers 403)."""
+        if "websocket.http.response" not in (scope.get("extensions") or {}):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = self.html()
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": self.status,
+                "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                    (b"x-robots-tag", b"noindex"),
+                ],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
 
 
 def redact(url: str) -> str:
@@ -165,4 +188,17 @@ def outside_upstream(name: str, *, service_url: str | None) -> ErrorPage:
         "<p>Its <code>..</code> segments lead outside the part of the app the fork "
         f"serves. Follow links from the fork's own pages instead; forks are listed "
         f"{_manage(service_url)}.</p>",
+    )
+
+
+def fork_expired(name: str, *, service_url: str | None) -> ErrorPage:
+    """410: the fork's ``expires_at`` has passed; renewing it brings the URL back."""
+    return ErrorPage(
+        410,
+        "Fork expired",
+        f"The fork {_code(name)} has expired",
+        f"<p>Forks can be given an expiry, and this one's has passed. Renew it to bring "
+        f"this address back, from the command line with "
+        f"{_code(f'featureflag fork apply {name} --upstream URL --ttl 7d')} "
+        f"or {_manage(service_url)}; delete it there if it is no longer needed.</p>",
     )

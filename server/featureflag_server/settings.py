@@ -67,7 +67,11 @@ SOURCES = {
     "access_log": "--no-access-log",
     "loop": "--loop",
     "forward_auth_cache": "--forward-auth-cache",
+    "expired_fork_grace": "--expired-fork-grace",
+    "upstream_connections": "--upstream-connections",
 }
+
+DEFAULT_EXPIRED_FORK_GRACE = 7 * 86400.0
 
 Loop = Literal["auto", "asyncio", "uvloop"]
 LOOPS: tuple[Loop, ...] = get_args(Loop)
@@ -97,6 +101,11 @@ class Settings(BaseModel):
     loop: Loop = "auto"
     # How long a gateway may reuse a /api/forward-auth answer (Cache-Control: max-age).
     forward_auth_cache: int = Field(default=5, ge=0, le=3600)
+    # How long an expired fork's URL keeps answering 410 (with how to renew it) before
+    # the fork is deleted.
+    expired_fork_grace: float = Field(default=DEFAULT_EXPIRED_FORK_GRACE, ge=0, le=366 * 86400)
+    # Most connections the fork proxy keeps open to upstreams, all together.
+    upstream_connections: int = Field(default=100, ge=1, le=100_000)
 
     @field_validator("db", mode="before")
     @classmethod
@@ -343,6 +352,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=5,
         help="seconds a gateway may cache a /api/forward-auth answer (5)",
     )
+    parser.add_argument(
+        "--expired-fork-grace",
+        type=float,
+        default=DEFAULT_EXPIRED_FORK_GRACE,
+        help="seconds an expired fork stays (its URL answers 410) before it is deleted "
+        "(604800 = 7 days)",
+    )
+    parser.add_argument(
+        "--upstream-connections",
+        type=int,
+        default=100,
+        help="most connections the fork proxy keeps open to upstreams, all together (100)",
+    )
     return parser
 
 
@@ -368,6 +390,8 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         "access_log": args.access_log,
         "loop": args.loop,
         "forward_auth_cache": args.forward_auth_cache,
+        "expired_fork_grace": args.expired_fork_grace,
+        "upstream_connections": args.upstream_connections,
         "secret": environ["FEATUREFLAG_SECRET"],
         "environment": environ.get("FEATUREFLAG_ENVIRONMENT") or "development",
     }

@@ -1,21 +1,33 @@
 """What the fork proxy sends requests through: the :class:`Upstream` interface.
 
 The proxy hands over the bytes it already has (method, origin, target, header pairs)
-and gets back a status, header pairs and a body to iterate: no URL to parse, no request
-or response model to build. :class:`featureflag_server.upstream_pool.KeepAlivePool` is the real
-one; :class:`HttpxUpstream` puts any ``httpx.AsyncBaseTransport`` behind the same
-interface (the tests inject one that plays the upstream).
+and gets back a status, header pairs and a body to iterate; a WebSocket handshake gets
+back a socket to relay frames through. The real one is
+:class:`featureflag_server.upstream_aiohttp.AiohttpUpstream` (aiohttp's client: a capped
+connection pool, llhttp parsing, a WebSocket client); :class:`HttpxUpstream` puts any
+``httpx.AsyncBaseTransport`` behind the same interface, so unit tests inject one that
+plays the upstream. Errors are httpx's, whatever the client underneath.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
 
-__all__ = ["Headers", "HttpxUpstream", "Key", "Timeouts", "Upstream", "UpstreamResponse"]
+__all__ = [
+    "Headers",
+    "HeadersTooLarge",
+    "HttpxUpstream",
+    "Key",
+    "Timeouts",
+    "Upstream",
+    "UpstreamResponse",
+    "UpstreamWebSocket",
+    "WebSocketRefused",
+]
 
 Key = tuple[str, str, int]
 """An origin: scheme, host (ASCII, IDNA-encoded), port."""
@@ -24,12 +36,24 @@ Headers = list[tuple[bytes, bytes]]
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds (None: no limit) to connect, between two pieces of the response, and for
-    the upstream to take a piece of the request body."""
+    """Seconds (None: no limit) to connect (including the wait for a free connection
+    when all are busy) and between two pieces of the response."""
 
     connect: float | None = 30.0
     read: float | None = 30.0
-    write: float | None = 30.0
+
+
+class HeadersTooLarge(httpx.RemoteProtocolError):
+    """The upstream's response head is past the client's limits (too long a field or
+    too many of them); nothing of it reaches the browser."""
+
+
+class WebSocketRefused(httpx.TransportError):
+    """The upstream answered a WebSocket handshake with something else than 101."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class UpstreamResponse(Protocol):
@@ -43,11 +67,27 @@ class UpstreamResponse(Protocol):
     async def aclose(self) -> None: ...
 
 
-class Upstream(Protocol):
-    """Where the proxy sends requests: :class:`KeepAlivePool` or :class:`HttpxUpstream`.
+class UpstreamWebSocket(Protocol):
+    """An accepted WebSocket to the upstream: iterate it for its messages (``str`` for
+    text, ``bytes`` for binary) until it closes, then read :attr:`close_code`."""
 
-    Errors are httpx's (``httpx.ConnectError``, ``httpx.ReadTimeout``...).
-    """
+    subprotocol: str | None
+
+    @property
+    def close_code(self) -> int | None:
+        """How the upstream closed the socket (None while it is open)."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+
+    async def send(self, data: str | bytes) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class Upstream(Protocol):
+    """Where the proxy sends requests; errors are httpx's (``httpx.ConnectError``,
+    ``httpx.ReadTimeout``, :class:`HeadersTooLarge`...)."""
 
     async def send(
         self,
@@ -61,13 +101,29 @@ class Upstream(Protocol):
         """Send a request to *origin* (scheme, host, port); *headers* include ``Host``."""
         ...
 
+    async def websocket(
+        self,
+        origin: Key,
+        target: bytes,
+        headers: Headers,
+        subprotocols: Sequence[str],
+        timeouts: Timeouts,
+    ) -> UpstreamWebSocket:
+        """Open a WebSocket to *origin* (``http``/``https``: the socket is ws/wss).
+
+        *headers* hold no ``Sec-WebSocket-*`` field: the client writes its own. Raises
+        :class:`WebSocketRefused` when the upstream does not switch protocols.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Close every connection."""
         ...
 
 
 class HttpxUpstream:
-    """Any ``httpx.AsyncBaseTransport`` as the proxy's :class:`Upstream`."""
+    """Any ``httpx.AsyncBaseTransport`` as the proxy's :class:`Upstream` (HTTP only:
+    httpx has no WebSocket client, so :meth:`websocket` is refused)."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
         self.transport = transport
@@ -85,7 +141,7 @@ class HttpxUpstream:
         scheme, host, port = origin
         url = httpx.URL(scheme=scheme, host=host, port=port, raw_path=target)
         timeout = {"connect": timeouts.connect, "read": timeouts.read}
-        timeout |= {"write": timeouts.write, "pool": timeouts.connect}
+        timeout |= {"write": timeouts.read, "pool": timeouts.connect}
         request = httpx.Request(
             method,
             url,
@@ -95,6 +151,17 @@ class HttpxUpstream:
         )
         response = await self.transport.handle_async_request(request)
         return _HttpxResponse(response)
+
+    async def websocket(
+        self,
+        origin: Key,
+        target: bytes,
+        headers: Headers,
+        subprotocols: Sequence[str],
+        timeouts: Timeouts,
+    ) -> UpstreamWebSocket:
+        """Refused: an httpx transport carries no WebSockets."""
+        raise WebSocketRefused("an httpx transport cannot open WebSockets")
 
     async def aclose(self) -> None:
         """Close the transport."""
@@ -115,7 +182,8 @@ class _HttpxResponse:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         # The raw stream, not aiter_raw(): a transport may hand back an already-read body.
         stream = self._response.stream
-        assert isinstance(stream, httpx.AsyncByteStream)
+        if not isinstance(stream, httpx.AsyncByteStream):
+            raise TypeError("the upstream transport returned a synchronous body stream")
         async for chunk in stream:
             yield chunk
 

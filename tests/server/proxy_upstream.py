@@ -11,16 +11,25 @@ Run it with ``uvicorn tests.server.proxy_upstream:app``. Endpoints:
 - ``/redirect`` 302 to this app's own absolute ``/echo`` URL, with a cookie for its host;
 - ``/slow`` never answers; when the client goes away it records
   ``slow-disconnected:<query>``;
-- ``/events`` the records so far, as JSON.
+- ``/hold?seconds=S`` answers the client's port after S seconds;
+- ``/headers?count=N&size=M`` answers with N headers of M bytes each;
+- ``/events`` the records so far, as JSON;
+- the WebSocket ``/ws`` (a Starlette endpoint): sends the handshake's headers as JSON,
+  then echoes text (``echo:`` + it) and binary (reversed); the text ``close:CODE`` makes
+  it close with CODE; it records ``ws-closed:<code>`` when the client closes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 CHUNK = b"x" * 65536
 events: list[str] = []
@@ -50,8 +59,39 @@ async def _read_body(receive: Receive) -> int:
             return size
 
 
+async def _websocket(websocket: WebSocket) -> None:
+    offered = websocket.scope.get("subprotocols") or []
+    await websocket.accept(subprotocol=offered[0] if offered else None)
+    grouped: dict[str, list[str]] = {}
+    for key, value in websocket.headers.items():
+        grouped.setdefault(key, []).append(value)
+    await websocket.send_json({"headers": grouped, "subprotocols": offered})
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                events.append(f"ws-closed:{message.get('code')}")
+                return
+            text = message.get("text")
+            if text is not None and text.startswith("close:"):
+                await websocket.close(int(text.removeprefix("close:")))
+                return
+            if text is not None:
+                await websocket.send_text("echo:" + text)
+            else:
+                await websocket.send_bytes(bytes(reversed(message.get("bytes") or b"")))
+    except WebSocketDisconnect as exc:
+        events.append(f"ws-closed:{exc.code}")
+
+
+websockets = Starlette(routes=[WebSocketRoute("/ws", _websocket)])
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """The ASGI entry point."""
+    if scope["type"] == "websocket":
+        await websockets(scope, receive, send)
+        return
     if scope["type"] != "http":
         return
     path = scope["path"]
@@ -112,6 +152,16 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
         events.append("slow-disconnected:" + scope["query_string"].decode("latin-1"))
+    elif path == "/hold":
+        query = parse_qs(scope["query_string"].decode())
+        await asyncio.sleep(float(query.get("seconds", ["0.2"])[0]))
+        port = (scope.get("client") or ("", 0))[1]
+        await _reply(send, 200, json.dumps({"client_port": port}).encode())
+    elif path == "/headers":
+        query = parse_qs(scope["query_string"].decode())
+        count, size = int(query["count"][0]), int(query["size"][0])
+        many = [(f"x-big-{i}".encode(), b"v" * size) for i in range(count)]
+        await _reply(send, 200, b"big head", many)
     elif path == "/events":
         await _reply(send, 200, json.dumps(events).encode())
     else:

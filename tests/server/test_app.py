@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,6 @@ import pytest
 
 from featureflag_server.app import create_app
 from featureflag_server.errors import StoreError
-from featureflag_server.logs import BatchingHandler
 from featureflag_server.memory_store import MemoryStore
 from featureflag_server.settings import Settings
 from featureflag_server.sqlite_store import SQLiteStore
@@ -145,21 +142,6 @@ async def test_lifespan_leaves_a_given_store_open(settings: Settings) -> None:
     await lifespan.send("lifespan.startup")
     assert (await lifespan.send("lifespan.shutdown"))["type"] == "lifespan.shutdown.complete"
     assert closed == []
-
-
-async def test_shutdown_writes_the_access_lines_still_waiting(settings: Settings) -> None:
-    stream = io.StringIO()
-    handler = BatchingHandler(stream, flush_after=3600)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    try:
-        handler.handle(logging.makeLogRecord({"msg": "GET / 200", "levelno": logging.INFO}))
-        lifespan = Lifespan(create_app(settings, store=MemoryStore()))
-        await lifespan.send("lifespan.startup")
-        assert stream.getvalue() == ""
-        await lifespan.send("lifespan.shutdown")
-        assert stream.getvalue() == "GET / 200\n"
-    finally:
-        handler.close()
 
 
 async def test_a_store_that_cannot_open_fails_startup_with_the_reason(

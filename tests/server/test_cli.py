@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from featureflag_server.__main__ import main
-from featureflag_server.http_protocol import CoalescingHttpToolsProtocol
 from tests.support.servers import free_port, run_server
 
 SECRET = "k" * 40
@@ -32,6 +31,7 @@ COMMAND = str(Path(sys.executable).with_name("featureflag-server"))
         (ENV | {"FEATUREFLAG_API_TOKENS": "alice"}, [], "FEATUREFLAG_API_TOKENS"),
         (ENV, ["--port", "99999"], "--port"),
         (ENV, ["--db", "/nonexistent-dir/x/ff.sqlite3"], "--db"),
+        (ENV, ["--upstream-connections", "0"], "--upstream-connections"),
     ],
 )
 def test_startup_errors_exit_2_with_a_message(
@@ -45,7 +45,7 @@ def test_startup_errors_exit_2_with_a_message(
 
 
 @pytest.mark.parametrize(("argv", "loop"), [([], "auto"), (["--loop", "asyncio"], "asyncio")])
-def test_the_service_runs_on_the_coalescing_protocol_and_the_chosen_loop(
+def test_the_service_runs_on_uvicorns_own_protocol_and_the_chosen_loop(
     argv: list[str], loop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: dict[str, object] = {}
@@ -54,7 +54,7 @@ def test_the_service_runs_on_the_coalescing_protocol_and_the_chosen_loop(
     for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
         monkeypatch.setattr(logging, name, getattr(logging, name))  # main() switches them
     assert main(["--db", str(tmp_path / "ff.sqlite3"), *argv], ENV) == 0
-    assert seen["http"] is CoalescingHttpToolsProtocol
+    assert "http" not in seen  # uvicorn's own protocol: no subclass of its internals
     assert seen["access_log"] is True
     assert seen["loop"] == loop
 
@@ -175,9 +175,9 @@ def test_catalog_push_round_trips_through_a_real_server(tmp_path: Path) -> None:
             cwd=tmp_path, env=_env(FEATUREFLAG_API_TOKEN="wrong-token-0123456789"),
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
-    log = server.output()  # once stopped: lines are written in batches (featureflag_server/logs.py)
+    log = server.output()
     assert stored == json.loads(printed.stdout)
-    # One access line per request, with a timestamp (featureflag_server/__main__.py: LOG_CONFIG).
+    # One access line per request, with a timestamp (featureflag_server.logs.LOG_CONFIG).
     access = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO uvicorn\.access: 127\.0\.0\.1:\d+ - "
     assert re.search(access + r'"PUT /api/flags HTTP/1\.1" 200$', log, re.MULTILINE), log
     assert re.search(access + r'"PUT /api/flags HTTP/1\.1" 401$', log, re.MULTILINE), log

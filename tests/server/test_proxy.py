@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import httpx
@@ -19,10 +19,10 @@ from featureflag_server.memory_store import MemoryStore
 from featureflag_server.proxy import (
     WATCH_AFTER,
     ForkProxy,
-    _Watchlist,
     fork_from_host,
     upstream_target,
 )
+from featureflag_server.proxy_exchange import Watchlist
 from featureflag_server.store import Fork
 from tests.support.clock import Clock
 
@@ -429,6 +429,22 @@ async def test_unknown_fork_is_a_404_page(client: httpx.AsyncClient, upstream: U
     assert "<code>old-lp</code>" in response.text
     assert 'href="http://localhost:8000/"' in response.text
     assert upstream.requests == []
+
+
+async def test_an_expired_fork_is_a_410_page_saying_how_to_renew_it(
+    client: httpx.AsyncClient, store: MemoryStore, upstream: Upstream
+) -> None:
+    fork = await store.get_fork("new-lp")
+    assert fork is not None
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    await store.update_fork(replace(fork, expires_at=yesterday))
+    response = await client.get("/")
+    assert response.status_code == 410
+    assert "has expired" in response.text
+    assert "featureflag fork apply new-lp --upstream URL --ttl 7d" in response.text
+    assert upstream.requests == []
+    await store.update_fork(replace(fork, expires_at=datetime.now(UTC) + timedelta(days=1)))
+    assert (await client.get("/")).status_code == 200  # renewed: the URL is back
 
 
 async def test_a_deleted_fork_is_gone_at_once(
@@ -849,7 +865,7 @@ async def test_requests_started_apart_are_each_watched(
 
 
 def test_the_watchlist_on_a_new_event_loop_drops_what_waited_on_the_old_one() -> None:
-    watchlist = _Watchlist()
+    watchlist = Watchlist()
     started: list[str] = []
 
     class Exchange:
@@ -908,7 +924,13 @@ async def test_client_going_away_mid_download_closes_the_upstream_body(
     assert stream.closed
 
 
-async def test_websocket_is_refused(proxy: ForkProxy) -> None:
+@pytest.mark.parametrize(
+    ("host", "status"), [(FORK_HOST, 502), ("gone.localhost:8000", 404), ("localhost", 404)]
+)
+async def test_a_websocket_that_cannot_be_relayed_is_refused_with_a_page(
+    proxy: ForkProxy, upstream: Upstream, host: str, status: int
+) -> None:
+    # An injected httpx transport carries no WebSockets (502); no such fork (404).
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -917,8 +939,19 @@ async def test_websocket_is_refused(proxy: ForkProxy) -> None:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await proxy({"type": "websocket", "headers": [], "path": "/"}, receive, send)
-    assert sent == [{"type": "websocket.close", "code": 1008}]
+    scope = {
+        "type": "websocket",
+        "scheme": "ws",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "headers": [(b"host", host.encode())],
+        "extensions": {"websocket.http.response": {}},
+    }
+    await proxy(scope, receive, send)
+    assert sent[0]["type"] == "websocket.http.response.start"
+    assert sent[0]["status"] == status
+    assert upstream.requests == []
 
 
 async def test_lifespan_closes_the_upstream_pool(proxy: ForkProxy, upstream: Upstream) -> None:
