@@ -42,7 +42,7 @@ from .forks import SERVICE_NAME, SERVICE_RULE, Forks, route_problems
 from .schemas import Catalog, ForkCreate, ForkUpdate, TokenRequest
 from .settings import ApiScope, Settings
 from .store import Fork, Store, iso
-from .text import scrub_json, surrogate_problems
+from .text import may_hold_surrogate, scrub_json, surrogate_problems
 
 M = TypeVar("M", bound=BaseModel)
 MAX_BODY = 4 * 1024 * 1024
@@ -127,7 +127,7 @@ async def read_json(request: Request) -> Any:
             400, "malformed-json", f"The body is not valid JSON ({exc}); send a JSON object."
         ) from None
     # "\ud800" is valid JSON but no text: refused here, before any rule or store sees it.
-    if problems := surrogate_problems(value):
+    if may_hold_surrogate(body) and (problems := surrogate_problems(value)):
         raise InvalidFork(problems)
     return value
 

@@ -11,6 +11,7 @@ check existed (it shows U+FFFD instead of failing the page).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,19 @@ SURROGATE_RULE = (
     "the text has a lone UTF-16 surrogate (such as \\ud800), which is not a character; "
     "send valid Unicode"
 )
+
+
+# In a JSON body's bytes, a surrogate is an escape \uD800-\uDFFF, or the bytes ED A0-BF
+# (which json.loads decodes with surrogatepass). Without either there is none to find.
+_JSON_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def may_hold_surrogate(body: bytes) -> bool:
+    """False when the JSON text *body* cannot decode to a string with a surrogate (a fast
+    test on the bytes; True means :func:`surrogate_problems` must look)."""
+    if json.detect_encoding(body) != "utf-8":
+        return True  # UTF-16 or -32 (json.loads takes them): no shortcut
+    return _JSON_SURROGATE.search(body) is not None
 
 
 def has_surrogate(text: str) -> bool:

@@ -941,3 +941,15 @@ async def test_no_lone_surrogate_makes_a_500_or_is_stored(
         assert response.status_code == 422, response.text
         assert "surrogate" in response.text
         assert (await client.get("/api/flags", headers=AUTH)).json() == {"flags": []}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-32-le"])
+@pytest.mark.parametrize("escaped", [True, False])
+async def test_a_lone_surrogate_is_found_in_any_encoding_json_takes(
+    client: httpx.AsyncClient, encoding: str, escaped: bool
+) -> None:
+    text = '{"flags": {"x": "\\ud800"}}' if escaped else '{"flags": {"x": "\ud800"}}'
+    body = text.encode(encoding, "surrogatepass")
+    response = await client.post("/api/tokens", content=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "flags.x"
