@@ -27,7 +27,8 @@ SURROGATE_RULE = (
 
 # In a JSON body's bytes, a surrogate is an escape \uD800-\uDFFF, or the bytes ED A0-BF
 # (which json.loads decodes with surrogatepass). Without either there is none to find.
-_JSON_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+# (Two patterns: one alternation scans 8x slower.)
+_JSON_SURROGATE = (re.compile(rb"\\u[dD][89a-fA-F]"), re.compile(rb"\xed[\xa0-\xbf]"))
 
 
 def may_hold_surrogate(body: bytes) -> bool:
@@ -35,7 +36,7 @@ def may_hold_surrogate(body: bytes) -> bool:
     test on the bytes; True means :func:`surrogate_problems` must look)."""
     if json.detect_encoding(body) != "utf-8":
         return True  # UTF-16 or -32 (json.loads takes them): no shortcut
-    return _JSON_SURROGATE.search(body) is not None
+    return any(pattern.search(body) is not None for pattern in _JSON_SURROGATE)
 
 
 def has_surrogate(text: str) -> bool:
