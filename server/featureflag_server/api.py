@@ -89,9 +89,18 @@ class ApiContext:
 
     def fork_json(self, request: Request, fork: Fork) -> dict[str, Any]:
         url = self.settings.fork_url(fork.name, request.url.scheme, request.url.port)
-        # (scrubbed: a fork stored before lone surrogates were refused must not 500)
-        json_fork: dict[str, Any] = scrub_json(fork.to_json(url))
-        return json_fork
+        return fork.to_json(url)
+
+
+class TextSafeJSONResponse(JSONResponse):
+    """A JSON response that survives a lone surrogate stored before they were refused
+    (shown as U+FFFD) instead of failing with a 500; no cost when there is none."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return super().render(scrub_json(content))
 
 
 def scope_message(name: str, scope: str) -> str:
@@ -182,7 +191,7 @@ class Flags(HTTPEndpoint):
         """The catalog."""
         api = context(request)
         api.user(request, "read")
-        return JSONResponse({"flags": scrub_json(await api.store.get_catalog())})
+        return TextSafeJSONResponse({"flags": await api.store.get_catalog()})
 
     async def put(self, request: Request) -> Response:
         """Replace the catalog; with ``?service=NAME``, only that service's entries."""
@@ -201,7 +210,7 @@ class Flags(HTTPEndpoint):
                 del stored["service"]
             entries.append(stored)
         await api.store.put_catalog(entries, service=service)
-        return JSONResponse({"flags": scrub_json(await api.store.get_catalog())})
+        return TextSafeJSONResponse({"flags": await api.store.get_catalog()})
 
 
 class ForkCollection(HTTPEndpoint):
@@ -212,7 +221,7 @@ class ForkCollection(HTTPEndpoint):
         api = context(request)
         api.user(request, "read")
         forks = await api.forks.all()
-        return JSONResponse({"forks": [api.fork_json(request, f) for f in forks]})
+        return TextSafeJSONResponse({"forks": [api.fork_json(request, f) for f in forks]})
 
     async def post(self, request: Request) -> Response:
         """Create a fork (409 when the name is taken)."""
@@ -235,7 +244,7 @@ class ForkResource(HTTPEndpoint):
         api = context(request)
         api.user(request, "read")
         fork = await api.forks.get(request.path_params["name"])
-        return JSONResponse(api.fork_json(request, fork))
+        return TextSafeJSONResponse(api.fork_json(request, fork))
 
     async def put(self, request: Request) -> Response:
         """Create or replace the fork: 201 when new, 200 when replaced."""

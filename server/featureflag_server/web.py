@@ -50,7 +50,7 @@ from .errors import ForkExists, ForkNotFound, InvalidFork, TooManyAttempts
 from .forks import Forks
 from .settings import ApiScope, Settings
 from .store import Fork, Store, utcnow
-from .text import has_surrogate, scrub, scrub_json
+from .text import has_surrogate, scrub
 from .web_forms import ForkForm, catalog_rows, parse_fork_form
 
 HERE = Path(__file__).parent
@@ -237,13 +237,16 @@ class WebPage:
             now=utcnow(),
             **context,
         )
-        # (scrubbed: text stored before lone surrogates were refused must not 500 a page)
-        return HTMLResponse(scrub(html), status_code=status)
+        try:
+            body = html.encode("utf-8")
+        except UnicodeEncodeError:
+            # Text stored before lone surrogates were refused: U+FFFD, not a 500 page.
+            body = scrub(html).encode("utf-8")
+        return HTMLResponse(body, status_code=status)
 
     async def catalog(self) -> list[dict[str, Any]]:
-        """The flag catalog, as pages show it."""
-        catalog: list[dict[str, Any]] = scrub_json(await self.store.get_catalog())
-        return catalog
+        """The flag catalog, as pages show it (the page scrubs what cannot be encoded)."""
+        return await self.store.get_catalog()
 
     async def checked_form(self, request: Request, *, rows: int = 0) -> Mapping[str, Any]:
         """The POSTed form; a 403 (exception) when its CSRF token is missing or wrong,
