@@ -217,7 +217,8 @@ class UpstreamPolicy:
         except ValueError as exc:
             return f"the upstream's host cannot be used: {exc}"
         domain = normalise_host(fork_domain)
-        if host == domain or host.endswith("." + domain):
+        # The bare domain may be another app on another port; a fork host never is.
+        if host.endswith("." + domain):
             return (
                 f"upstream {host!r} is under the fork domain {domain!r}, so requests would "
                 "loop through this service; point it at the app itself "
