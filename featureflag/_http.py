@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -77,10 +79,44 @@ def _host(request: Mapping[str, Any]) -> str | None:
     return None
 
 
+#: How long after it was signed the middleware accepts a token, whatever its own ``exp``.
+DEFAULT_MAX_TOKEN_AGE = 12 * 3600.0
+MAX_TOKEN_AGE_ENV = "FEATUREFLAG_MAX_TOKEN_AGE"
+
+
+def max_token_age_from(value: object, environ: Mapping[str, str] | None = None) -> float:
+    """*value* as a ``max_token_age``: None means ``FEATUREFLAG_MAX_TOKEN_AGE``, else 12 h.
+
+    A positive number of seconds (``inf`` turns the cap off); anything else is a
+    :class:`ConfigurationError` that names the setting.
+    """
+    where = "max_token_age"
+    if value is None:
+        raw = (os.environ if environ is None else environ).get(MAX_TOKEN_AGE_ENV, "").strip()
+        if not raw:
+            return DEFAULT_MAX_TOKEN_AGE
+        where = MAX_TOKEN_AGE_ENV
+        try:
+            value = float(raw)
+        except ValueError:
+            value = raw
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or math.isnan(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(
+            f"{where}={value!r}: give a positive number of seconds, e.g. 43200 (12 h, "
+            "the default); inf accepts a token until its own expiry."
+        )
+    return float(value)
+
+
 class Config:
     """The middleware's settings, resolved once at start-up (fail loudly here)."""
 
-    __slots__ = ("budget", "ofrep_path", "report_always", "report_token", "signer")
+    __slots__ = ("budget", "max_token_age", "ofrep_path", "report_always", "report_token", "signer")
 
     def __init__(
         self,
@@ -91,6 +127,7 @@ class Config:
         report: ReportMode,
         ofrep_path: str | None,
         report_budget: int,
+        max_token_age: float | None = None,
     ) -> None:
         if signer is None:
             signer = OverrideSigner.from_env(secret=secret, environment=environment)
@@ -104,7 +141,10 @@ class Config:
             raise ConfigurationError(f"ofrep_path={ofrep_path!r} must start with '/'.")
         if report_budget < 64:
             raise ConfigurationError(f"report_budget={report_budget} is too small; use >= 64.")
-        self.signer = signer
+        # A token lives at most max_token_age after it was signed, whatever its own exp
+        # (capped, as itsdangerous' max_age does; see docs/middleware.md).
+        self.max_token_age = max_token_age_from(max_token_age)
+        self.signer = signer.capped(self.max_token_age)
         # The report mode as the two questions each request asks of it.
         self.report_always = report == "always"
         self.report_token = report == "with-token"

@@ -9,10 +9,12 @@ from .exceptions import FlagNameError
 MAX_NAME_LENGTH = 200
 NAME_RULE = (
     "a flag name is a non-empty string of at most 200 characters "
-    "with no whitespace or control characters"
+    "with no whitespace, control characters or lone surrogates"
 )
-# \s covers Unicode whitespace; the classes cover C0, DEL and C1 control characters.
-_BAD = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+# \s covers Unicode whitespace; the classes cover C0, DEL and C1 control characters,
+# and surrogates: a Python string holds one only when a JSON "\ud800" escape lost its
+# other half, and such a name cannot be encoded (no token, no header, no JSON reply).
+_BAD = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def is_valid_name(name: object) -> bool:

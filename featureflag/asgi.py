@@ -47,7 +47,9 @@ class FeatureFlagMiddleware:
     ``FEATUREFLAG_ENVIRONMENT``; a missing or short secret fails here, at start-up.
     ``report`` is ``"with-token"`` (report only to requests with a valid token),
     ``"always"`` (a QA setting) or ``"never"``. ``ofrep_path=None`` turns the OFREP
-    endpoints off.
+    endpoints off. ``max_token_age`` (seconds; default ``FEATUREFLAG_MAX_TOKEN_AGE``,
+    else 12 h) is how long after signing a token is accepted, whatever its own expiry:
+    past it the token is refused as ``expired``.
 
     Added with Starlette's or FastAPI's ``app.add_middleware(FeatureFlagMiddleware)``,
     the class is built on the app's first ASGI event, the lifespan startup; a bad
@@ -69,6 +71,7 @@ class FeatureFlagMiddleware:
         report: ReportMode = "with-token",
         ofrep_path: str | None = OFREP_PATH,
         report_budget: int = DEFAULT_BUDGET,
+        max_token_age: float | None = None,
     ) -> None:
         self.app = app
         self.error: ConfigurationError | None = None
@@ -81,6 +84,7 @@ class FeatureFlagMiddleware:
                 report=report,
                 ofrep_path=ofrep_path,
                 report_budget=report_budget,
+                max_token_age=max_token_age,
             )
         except ConfigurationError as error:
             if not _built_by_starlette():

@@ -15,7 +15,8 @@ them. Place it right after ``UpdateCacheMiddleware`` (and so before
 Settings (each falls back to the environment variable of the same name, as the other
 middlewares do): ``FEATUREFLAG_SECRET`` (a string, or a list for rotation),
 ``FEATUREFLAG_ENVIRONMENT``, ``FEATUREFLAG_REPORT``, ``FEATUREFLAG_OFREP_PATH``,
-``FEATUREFLAG_REPORT_BUDGET``. See docs/django.md.
+``FEATUREFLAG_REPORT_BUDGET``, ``FEATUREFLAG_MAX_TOKEN_AGE`` (seconds a token is
+accepted after signing; default 12 h). See docs/django.md.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def _config() -> Config:
         report=setting("FEATUREFLAG_REPORT", "with-token"),
         ofrep_path=setting("FEATUREFLAG_OFREP_PATH", OFREP_PATH),
         report_budget=setting("FEATUREFLAG_REPORT_BUDGET", DEFAULT_BUDGET),
+        max_token_age=setting("FEATUREFLAG_MAX_TOKEN_AGE"),
     )
 
 

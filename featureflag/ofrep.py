@@ -152,7 +152,11 @@ def evaluate(
                 for name, value in flags.items()
             ]
         }
-    content = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    # A lone surrogate (in a key from a leniently decoded path) can only stand inside a
+    # JSON string, where "backslashreplace" writes it as the JSON escape \udXXX: the
+    # answer stays valid JSON instead of raising UnicodeEncodeError (a 500).
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    content = text.encode("utf-8", "backslashreplace")
     if status == 200:
         etag = '"' + hashlib.blake2b(content, digest_size=12).hexdigest() + '"'
         headers.append((b"etag", etag.encode()))

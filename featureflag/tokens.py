@@ -12,6 +12,7 @@ older SDKs ignore. See docs/tokens.md.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -133,6 +134,10 @@ class OverrideSigner:
         if not secrets:
             raise ConfigurationError(f"No override secret given. Make one with: {MAKE_SECRET}")
         for s in secrets:
+            if isinstance(s, str) and surrogate_problem(s) is not None:
+                raise ConfigurationError(
+                    f"An override secret is not valid text. Make one with: {MAKE_SECRET}"
+                )
             if not isinstance(s, str) or len(s.encode()) < MIN_SECRET_BYTES:
                 raise ConfigurationError(
                     f"An override secret must be at least {MIN_SECRET_BYTES} bytes; one is "
@@ -140,6 +145,8 @@ class OverrideSigner:
                 )
         if not isinstance(environment, str) or not environment:
             raise ConfigurationError("The environment name must be a non-empty string.")
+        if (problem := surrogate_problem(environment)) is not None:
+            raise ConfigurationError(f"The environment name {environment!r} is refused: {problem}.")
         self.environment = environment
         self.max_age_cap = max_age_cap
         self._clock = clock
@@ -153,6 +160,21 @@ class OverrideSigner:
         self._cache: OrderedDict[str, VerifiedOverrides | TokenError] = OrderedDict()
         self._lock = threading.Lock()
         self._sig_length: int | None = None
+
+    def capped(self, max_age: float) -> OverrideSigner:
+        """This signer with ``max_age_cap`` lowered to *max_age* (seconds), if higher.
+
+        Same secrets, environment and clock; a cache of its own (cached tokens carry
+        the capped expiry). Returns ``self`` when its cap is already at most *max_age*.
+        The middleware uses it for ``max_token_age``.
+        """
+        if math.isinf(max_age) or (self.max_age_cap is not None and self.max_age_cap <= max_age):
+            return self
+        clone = copy.copy(self)
+        clone.max_age_cap = max_age
+        clone._cache = OrderedDict()
+        clone._lock = threading.Lock()
+        return clone
 
     @classmethod
     def from_env(
@@ -276,8 +298,8 @@ class OverrideSigner:
             "v": FORMAT_VERSION,
             "env": self.environment,
             "flags": check_flags(flags),
-            "sub": str(sub),
-            "origin": str(origin),
+            "sub": _text("sub", sub),
+            "origin": _text("origin", origin),
             "exp": round(self._clock() + ttl, 3),
         }
         if routes:
@@ -323,8 +345,14 @@ class OverrideSigner:
             raise type(cached)(str(cached))
         now = self._clock()
         if now >= cached.expires_at:
+            cap = ""
+            if self.max_age_cap is not None:
+                cap = (
+                    f" (tokens live at most {self.max_age_cap:g} s after signing here, "
+                    "whatever their own expiry)"
+                )
             raise TokenExpired(
-                f"The token expired {now - cached.expires_at:.0f} s ago; get a new one."
+                f"The token expired {now - cached.expires_at:.0f} s ago{cap}; get a new one."
             )
         return cached
 
@@ -358,6 +386,27 @@ class OverrideSigner:
         return result
 
 
+def surrogate_problem(text: str) -> str | None:
+    """Why *text* is not valid Unicode text, or None when it is.
+
+    A JSON ``"\\ud800"`` escape without its other half decodes to a *lone surrogate*:
+    a Python string that cannot be encoded as UTF-8, so it can be neither signed nor
+    sent in a header. Tokens, the service and the middleware refuse such strings here,
+    before any encoding can raise :class:`UnicodeEncodeError`.
+    """
+    if text.isascii():  # the common case, and C-fast
+        return None
+    try:
+        text.encode()
+    except UnicodeEncodeError as error:
+        return (
+            f"it holds the lone surrogate U+{ord(text[error.start]):04X} at position "
+            f"{error.start}, which is not text; send valid UTF-8 (a JSON \\uD800-\\uDBFF "
+            "escape must be followed by its \\uDC00-\\uDFFF half)"
+        )
+    return None
+
+
 def override_problem(
     name: object,
     value: object,
@@ -379,8 +428,11 @@ def override_problem(
             f"Flag {name!r}: the override {value!r:.60} is a {value.__class__.__name__}; "
             "send true, false or a string."
         )
-    if isinstance(value, str) and len(value.encode()) > MAX_VALUE_BYTES:
-        return f"Flag {name!r}: the override is longer than {MAX_VALUE_BYTES} bytes."
+    if isinstance(value, str):
+        if (bad := surrogate_problem(value)) is not None:
+            return f"Flag {name!r}: the override {value[:60]!r} cannot be sent: {bad}."
+        if len(value.encode()) > MAX_VALUE_BYTES:
+            return f"Flag {name!r}: the override is longer than {MAX_VALUE_BYTES} bytes."
     if type is None:
         return None
     declared = Flag(
@@ -404,6 +456,15 @@ def check_flags(flags: object) -> dict[str, FlagValue]:
     return dict(flags)
 
 
+def _text(claim: str, value: object) -> str:
+    """*value* as the string a token carries, or :class:`MalformedToken` naming why not."""
+    text = str(value)
+    problem = surrogate_problem(text)
+    if problem is not None:
+        raise MalformedToken(f"The token's {claim} {text[:60]!r} is refused: {problem}.")
+    return text
+
+
 def _read_payload(payload: object, environment: str) -> VerifiedOverrides:
     if not isinstance(payload, dict) or payload.get("v") != FORMAT_VERSION:
         raise MalformedToken(f"The token is not format version {FORMAT_VERSION}.")
@@ -412,6 +473,9 @@ def _read_payload(payload: object, environment: str) -> VerifiedOverrides:
     sub, origin, exp = payload.get("sub"), payload.get("origin"), payload.get("exp")
     if not isinstance(sub, str) or not isinstance(origin, str):
         raise MalformedToken("The token has no sub or origin.")
+    # Signed elsewhere (another SDK, an older service): hold it to the rules dumps() keeps.
+    _text("sub", sub)
+    _text("origin", origin)
     if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
         raise MalformedToken("The token has no valid expiry.")
     routes, problems = read_routes(payload.get("routes"))
@@ -423,7 +487,8 @@ def route_problem(service: object, url: object) -> str | None:
     """Why ``service -> url`` cannot be a route, or None when it can (see ROUTE_RULE)."""
     if not isinstance(service, str) or _SERVICE.fullmatch(service) is None:
         return f"{str(service)[:64]!r}: {SERVICE_RULE}"
-    if not isinstance(url, str) or len(url.encode()) > MAX_ROUTE_BYTES:
+    if not isinstance(url, str) or not url.isascii() or len(url) > MAX_ROUTE_BYTES:
+        # The rule is ASCII-only: a lone surrogate (or any non-ASCII) never gets encoded.
         return f"{service}: {ROUTE_RULE}"
     match = _ROUTE.fullmatch(url)
     port = match and match["port"]

@@ -59,6 +59,7 @@ class FeatureFlagMiddleware:
         report: ReportMode = "with-token",
         ofrep_path: str | None = OFREP_PATH,
         report_budget: int = DEFAULT_BUDGET,
+        max_token_age: float | None = None,
     ) -> None:
         self.app = app
         self.config = Config(
@@ -68,6 +69,7 @@ class FeatureFlagMiddleware:
             report=report,
             ofrep_path=ofrep_path,
             report_budget=report_budget,
+            max_token_age=max_token_age,
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -4,12 +4,14 @@ once through a real uvicorn process."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import itsdangerous
 import pytest
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -654,3 +656,162 @@ async def test_mounted_ofrep_answers_at_the_mounted_path(signer: OverrideSigner)
     assert [f["key"] for f in bulk.json()["flags"]] == ["AsgiDemo.is_released", "asgi-lp"]
     assert one.json()["value"] == "b"
     assert page.text.startswith("released=True lp=b")
+
+
+# Issue 17, item 2: a lone surrogate must never turn a response into a 500.
+
+
+async def lone_surrogate(request: Request) -> Response:
+    # App code may compute a value from bad input: "\ud800" cannot be encoded.
+    value = featureflag.intercept("asgi-lone", lambda: "bad \ud800 value")
+    return PlainTextResponse(f"lp={landing()} lone={value.encode('utf-8', 'replace')!r}")
+
+
+@pytest.mark.parametrize("report", ["always", "with-token"])
+async def test_a_lone_surrogate_from_app_code_is_left_out_of_the_report(
+    signer: OverrideSigner, report: str
+) -> None:
+    app = FeatureFlagMiddleware(
+        Starlette(routes=[Route("/", lone_surrogate)]), signer=signer, report=report
+    )
+    token = signer.dumps({"asgi-lp": "b"}, sub="ana")
+    async with client(app) as c:
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.status_code == 200
+    assert r.text.startswith("lp=b lone=")
+    report_value = r.headers["feature-flags"]
+    assert report_value.isascii()
+    reported = parse_report(report_value)
+    # The flag that cannot be written is counted as omitted, never half-written.
+    assert reported == [Evaluation("asgi-lp", "b", "override")]
+    assert reported.dropped == 1  # type: ignore[attr-defined]
+
+
+async def test_a_signed_token_with_a_lone_surrogate_is_refused_not_a_500(
+    signer: OverrideSigner,
+) -> None:
+    serializer = itsdangerous.URLSafeTimedSerializer(
+        SECRET, salt="featureflag.overrides/test", serializer=json
+    )
+    base = {"v": 1, "env": "test", "sub": "ana", "origin": "extension", "exp": 4e9}
+    token = serializer.dumps({**base, "flags": {"asgi-lp": "\ud800"}})
+    async with client(create_app(signer=signer, report="always")) as c:
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+        ofrep = await c.post("/ofrep/v1/evaluate/flags", headers={"Feature-Flag-Overrides": token})
+    assert r.status_code == 200
+    assert r.text == "released=False lp=a token=False"
+    assert r.headers["feature-flag-override-error"] == "invalid-override"
+    assert ofrep.status_code == 200 and ofrep.json() == {"flags": []}
+
+
+async def test_an_ofrep_key_with_a_lone_surrogate_is_answered(signer: OverrideSigner) -> None:
+    # Servers decode the path; a lenient one (or an app mounting us) can hand a lone
+    # surrogate to the single-flag endpoint, which echoes the key in its JSON.
+    app = create_app(signer=signer)
+    path = "/ofrep/v1/evaluate/flags/x\ud800"
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode("utf-8", "surrogatepass"),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 404
+    assert json.loads(sent[1]["body"])["key"] == "x\ud800"
+
+
+# Issue 17, item 15: the middleware used to accept a token of any lifetime until the
+# secret rotated. Now a token lives at most max_token_age (12 h) after it was signed.
+DAY = 86400.0
+TWELVE_HOURS = 12 * 3600.0
+
+
+async def test_a_long_lived_token_stops_working_12_hours_after_signing(
+    clock: Clock, signer: OverrideSigner
+) -> None:
+    token = signer.dumps(OVERRIDES, sub="ana", ttl=30 * DAY)  # a leaked month-long token
+    app = create_app(signer=signer)
+    async with client(app) as c:
+        clock.now += TWELVE_HOURS - 1
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+        assert r.text == "released=True lp=b token=True"
+        clock.now += 1
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.text == "released=False lp=a token=False"
+    assert r.headers["feature-flag-override-error"] == "expired"
+    assert app.config is not None and app.config.max_token_age == TWELVE_HOURS
+    # The signer the app was given keeps its own rules (and its own cache).
+    assert signer.loads(token).flags == OVERRIDES
+
+
+async def test_a_short_token_keeps_its_own_expiry(clock: Clock, signer: OverrideSigner) -> None:
+    token = signer.dumps(OVERRIDES, sub="ana", ttl=60)
+    async with client(create_app(signer=signer)) as c:
+        clock.now += 60
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.headers["feature-flag-override-error"] == "expired"
+
+
+@pytest.mark.parametrize(
+    ("option", "env", "lives"),
+    [
+        (60, None, 60.0),
+        (None, "90", 90.0),
+        (60, "90", 60.0),  # the argument wins over the environment
+        (float("inf"), None, 30 * DAY),  # off: the token's own expiry only
+    ],
+)
+async def test_max_token_age_from_the_argument_or_the_environment(
+    clock: Clock,
+    signer: OverrideSigner,
+    monkeypatch: pytest.MonkeyPatch,
+    option: float | None,
+    env: str | None,
+    lives: float,
+) -> None:
+    if env is not None:
+        monkeypatch.setenv("FEATUREFLAG_MAX_TOKEN_AGE", env)
+    token = signer.dumps(OVERRIDES, sub="ana", ttl=30 * DAY)
+    async with client(create_app(signer=signer, max_token_age=option)) as c:
+        clock.now += lives - 1
+        alive = await c.get("/", headers={"Feature-Flag-Overrides": token})
+        clock.now += 1
+        dead = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert "feature-flag-override-error" not in alive.headers
+    assert dead.headers["feature-flag-override-error"] == "expired"
+
+
+async def test_a_signer_with_a_shorter_cap_keeps_it(clock: Clock) -> None:
+    strict = OverrideSigner(SECRET, environment="test", clock=clock, max_age_cap=30)
+    token = strict.dumps(OVERRIDES, sub="ana", ttl=3600)
+    app = create_app(signer=strict)
+    assert app.config is not None and app.config.signer is strict
+    async with client(app) as c:
+        clock.now += 30
+        r = await c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.headers["feature-flag-override-error"] == "expired"
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), "60", True])
+def test_a_bad_max_token_age_fails_at_start_up(signer: OverrideSigner, value: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_token_age"):
+        create_app(signer=signer, max_token_age=value)
+
+
+def test_a_bad_max_token_age_in_the_environment_fails_at_start_up(
+    signer: OverrideSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEATUREFLAG_MAX_TOKEN_AGE", "12h")
+    with pytest.raises(ConfigurationError, match="FEATUREFLAG_MAX_TOKEN_AGE='12h'"):
+        create_app(signer=signer)

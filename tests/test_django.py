@@ -4,6 +4,7 @@ sync and async views, Django's per-site cache and cache_page."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -268,3 +269,58 @@ def test_cache_page_never_serves_a_cached_default_page_to_a_token_holder(url: st
     assert r.content == b"lp=b"
     assert report(r) == [Evaluation("dj-lp", "b", "override")]
     assert r.headers["Cache-Control"] == "private, no-store"
+
+
+def _signed_ago(seconds: float, ttl: float) -> str:
+    """A token signed *seconds* ago that its own ``exp`` keeps valid for *ttl* from then."""
+    then = time.time() - seconds
+    return OverrideSigner(SECRET, environment="test", clock=lambda: then).dumps(
+        {"dj-lp": "b"}, sub="ana", ttl=ttl
+    )
+
+
+def test_a_token_signed_13_hours_ago_is_expired_whatever_its_own_expiry() -> None:
+    # Issue 17, item 15: a leaked month-long token used to work until the secret rotated.
+    old = _signed_ago(13 * 3600, ttl=30 * 86400)
+    r = Client(headers={"Feature-Flag-Overrides": old}).get("/")
+    assert r.content.startswith(b"lp=a ")
+    assert r.headers["Feature-Flag-Override-Error"] == "expired"
+    recent = _signed_ago(11 * 3600, ttl=30 * 86400)
+    assert Client(headers={"Feature-Flag-Overrides": recent}).get("/").content.startswith(b"lp=b ")
+
+
+def test_max_token_age_from_the_setting_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = _signed_ago(120, ttl=3600)
+    with override_settings(FEATUREFLAG_MAX_TOKEN_AGE=60):
+        r = Client(headers={"Feature-Flag-Overrides": token}).get("/")
+    assert r.headers["Feature-Flag-Override-Error"] == "expired"
+    monkeypatch.setenv("FEATUREFLAG_MAX_TOKEN_AGE", "60")
+    r = Client(headers={"Feature-Flag-Overrides": token}).get("/")
+    assert r.headers["Feature-Flag-Override-Error"] == "expired"
+    with override_settings(FEATUREFLAG_MAX_TOKEN_AGE=600):  # the setting wins
+        r = Client(headers={"Feature-Flag-Overrides": token}).get("/")
+        assert "Feature-Flag-Override-Error" not in r.headers
+    with (
+        override_settings(FEATUREFLAG_MAX_TOKEN_AGE=-5),
+        pytest.raises(ConfigurationError, match="max_token_age=-5"),
+    ):
+        WSGIHandler()
+
+
+def lone_surrogate(request: HttpRequest) -> HttpResponse:
+    value = featureflag.intercept("dj-lone", lambda: "bad \ud800")
+    return HttpResponse(f"lp={landing()} {len(value)}")
+
+
+urlpatterns.append(path("lone", lone_surrogate))
+
+
+def test_a_lone_surrogate_from_app_code_is_left_out_of_the_report() -> None:
+    # Issue 17, item 2: the view still answers, the report leaves the value out.
+    r = Client(headers={"Feature-Flag-Overrides": TOKEN}).get("/lone")
+    assert r.status_code == 200 and r.content == b"lp=b 5"
+    reported = parse_report(r.headers["Feature-Flags"])
+    assert reported == [Evaluation("dj-lp", "b", "override")]
+    assert reported.dropped == 1  # type: ignore[attr-defined]

@@ -93,3 +93,40 @@ def test_the_service_command_prints_its_version(command: list[str]) -> None:
     done = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"featureflag-server {featureflag.__version__}"
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_layout_names_every_top_level_folder() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split()
+    folders = {path.split("/", 1)[0] for path in tracked if "/" in path}
+    layout = _readme_section("Layout")
+    missing = sorted(f for f in folders if f"`{f}/" not in layout)
+    assert missing == [], f"README's Layout section does not name {missing}"
+    assert "`server/featureflag_server/`" in layout
+
+
+def test_readme_links_every_docs_page() -> None:
+    docs = _readme_section("Documentation")
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert [p for p in pages if f"/docs/{p})" not in docs] == []
+
+
+def test_readme_links_to_the_repository_point_at_files_that_exist() -> None:
+    text = (ROOT / "README.md").read_text()
+    prefixes = (
+        f"{PROJECT_URL}/blob/main/",
+        "https://raw.githubusercontent.com/featureflag-dev/featureflag/main/",
+    )
+    for target in re.findall(r"\]\(([^)\s]+)\)", text) + re.findall(
+        r"^\[[^\]]+\]:\s*(\S+)", text, re.M
+    ):
+        for prefix in prefixes:
+            if target.startswith(prefix):
+                path = target.removeprefix(prefix).split("#", 1)[0]
+                assert (ROOT / path).exists(), target

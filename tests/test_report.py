@@ -253,3 +253,43 @@ def test_a_cut_report_is_not_cached() -> None:
     assert _reports == {}
     assert scope_report(scope, budget=8192) == format_scope(scope, budget=8192).encode()
     assert len(_reports) == 1
+
+
+# Issue 17, item 2: app code can hand the report a lone surrogate (a name, a value, a
+# reason or a service computed from bad input); the header must still be written.
+_lone = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+_maybe_lone = st.one_of(st.text(max_size=10), st.tuples(st.text(max_size=5), _lone).map("".join))
+_wild = st.lists(
+    st.builds(
+        Evaluation,
+        st.one_of(names, st.tuples(names, _lone).map("".join)),
+        st.one_of(st.booleans(), _maybe_lone),
+        st.sampled_from(["default", "override"]),
+        st.one_of(st.none(), _maybe_lone),
+        st.one_of(st.none(), _maybe_lone.filter(bool)),
+    ),
+    max_size=6,
+)
+
+
+def _writable(e: Evaluation) -> bool:
+    texts = [t for t in (e.name, e.value, e.rejected, e.service) if isinstance(t, str)]
+    return not any(0xD800 <= ord(c) <= 0xDFFF for t in texts for c in t)
+
+
+@given(_wild, st.integers(min_value=64, max_value=2000))
+def test_a_lone_surrogate_never_breaks_the_report(items: list[Evaluation], budget: int) -> None:
+    value = format_report(items, budget=budget)
+    value.encode("ascii")  # a header value, whatever app code evaluated
+    parsed = parse_report(value)
+    assert len(parsed) + parsed.dropped == len(items)  # type: ignore[attr-defined]
+    # What is written is exactly the writable evaluations, in order; the rest counted.
+    assert all(_writable(e) for e in parsed)
+
+
+def test_a_lone_surrogate_value_is_counted_as_omitted() -> None:
+    scope = Scope({})
+    scope.observe("ok", True)
+    scope.observe("bad", "x\ud800")
+    value = scope_report(scope).decode("ascii")
+    assert value == f'"ok";value;source=default, "{TRUNCATED}";omitted=1'

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,8 @@ from typing import Any
 
 import itsdangerous
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import featureflag
 from featureflag.exceptions import (
@@ -520,3 +523,118 @@ def test_a_routes_claim_that_is_not_an_object_is_dropped_whole() -> None:
     )
     assert verified.routes == {}
     assert list(verified.route_problems) == ["*"]
+
+
+# Issue 17, item 2: a lone surrogate (a JSON "\ud800" escape without its other half)
+# used to escape as UnicodeEncodeError from dumps/check/override_problem (a 500 in the
+# service). Each place a string enters a token now refuses it with a TokenError.
+
+_LONE = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+_WITH_LONE = st.tuples(st.text(max_size=20), _LONE, st.text(max_size=20)).map("".join)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "words"),
+    [
+        ({"flags": {"x": "\ud800"}}, InvalidOverride, "Flag 'x': the override '\\ud800'"),
+        ({"flags": {"x": "ok \udc00 ok"}}, InvalidOverride, "U+DC00 at position 3"),
+        ({"flags": {"x\ud800": True}}, InvalidOverride, "lone surrogates"),
+        ({"flags": {"x": True}, "sub": "ana\ud800"}, MalformedToken, "sub 'ana\\ud800'"),
+        ({"flags": {"x": True}, "origin": "\udfff"}, MalformedToken, "origin '\\udfff'"),
+        ({"flags": {"x": True}, "routes": {"a": "http://h\ud800"}}, MalformedToken, "routes.a"),
+        ({"flags": {"x": True}, "routes": {"a\ud800": "http://h"}}, MalformedToken, "routes."),
+    ],
+)
+def test_a_lone_surrogate_is_a_token_error_naming_the_fix(
+    arguments: dict[str, Any], error: type[Exception], words: str
+) -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    arguments = {"sub": "ana", **arguments}
+    flags = arguments.pop("flags")
+    for method in (signer.dumps, signer.dumps_with_expiry, signer.check):
+        with pytest.raises(error) as caught:
+            method(flags, **arguments)
+        assert words in str(caught.value)
+        # The message itself can go into a JSON body or a log line.
+        str(caught.value).encode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(_WITH_LONE)
+def test_any_lone_surrogate_is_a_problem_never_an_encode_error(text: str) -> None:
+    signer = OverrideSigner(SECRET, environment="test")
+    assert override_problem("flag", text) is not None
+    assert override_problem(text, True) is not None
+    assert override_problem(text, "x", type="string") is not None
+    for flags in ({"flag": text}, {text: "x"}):
+        with pytest.raises(InvalidOverride):
+            check_flags(flags)
+        with pytest.raises(InvalidOverride):
+            signer.check(flags, sub="ana")
+        with pytest.raises(InvalidOverride):
+            signer.dumps(flags, sub="ana")
+    for claim in ("sub", "origin"):
+        with pytest.raises(MalformedToken):
+            signer.dumps({"x": True}, **{"sub": "ana", claim: text})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_valid_text_still_signs(text: str) -> None:
+    # Well-formed Unicode (hypothesis leaves surrogates out of text()) is untouched.
+    signer = OverrideSigner(SECRET, environment="test")
+    assert signer.loads(signer.dumps({"flag": text}, sub=text, origin=text)).flags == {"flag": text}
+
+
+def test_a_surrogate_pair_written_as_two_escapes_is_one_character() -> None:
+    # What a browser sends for an emoji: JSON joins the halves; only a lone half fails.
+    emoji = json.loads('"\\ud83d\\ude00"')
+    assert override_problem("flag", emoji) is None
+    assert override_problem("flag", json.loads('"\\ud83d"')) is not None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"flags": {"A.b": "\ud800"}},
+        {"flags": {"\udc00": True}},
+        {"sub": "\ud800"},
+        {"origin": "fork:\udc00"},
+    ],
+)
+def test_a_signed_token_carrying_a_lone_surrogate_is_refused(changes: dict[str, object]) -> None:
+    # Signed by whoever holds the secret (another SDK, a service without the fix):
+    # json.dumps escapes the surrogate as \ud800, so it signs; loads must refuse it
+    # rather than hand app code a string that crashes whatever encodes it.
+    serializer = itsdangerous.URLSafeTimedSerializer(
+        SECRET, salt="featureflag.overrides/test", serializer=json
+    )
+    token = str(serializer.dumps(payload(**changes)))
+    signer = OverrideSigner(SECRET, environment="test")
+    with pytest.raises(MalformedToken):
+        signer.loads(token)
+
+
+def test_a_secret_or_environment_with_a_lone_surrogate_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="not valid text"):
+        OverrideSigner("s" * 40 + "\ud800", environment="test")
+    with pytest.raises(ConfigurationError, match="lone surrogate"):
+        OverrideSigner(SECRET, environment="qa\ud800")
+
+
+def test_capped_lowers_the_cap_on_a_copy_with_its_own_cache() -> None:
+    # Issue 17, item 15: what the middleware's max_token_age uses.
+    clock = Clock()
+    signer = OverrideSigner(SECRET, environment="test", clock=clock)
+    token = signer.dumps({"a": True}, sub="x", ttl=30 * 86400)
+    assert signer.loads(token).expires_at == clock.now + 30 * 86400  # cached uncapped
+    capped = signer.capped(100)
+    assert capped is not signer and capped.max_age_cap == 100 and signer.max_age_cap is None
+    assert capped.loads(token).expires_at == clock.now + 100
+    assert capped.capped(500) is capped  # already stricter
+    assert capped.capped(50).max_age_cap == 50
+    assert signer.capped(float("inf")) is signer
+    clock.now += 100
+    with pytest.raises(TokenExpired, match="at most 100 s after signing"):
+        capped.loads(token)
+    assert signer.loads(token).flags == {"a": True}

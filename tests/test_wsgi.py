@@ -277,3 +277,45 @@ def test_through_a_real_werkzeug_server(tmp_path: Path) -> None:
         r = httpx.get(s.url + "/stream", cookies={"featureflag_overrides": "garbage"})
         assert r.headers["feature-flag-override-error"] == "malformed"
         assert r.text == "released=False\ncheckout=classic\n"
+
+
+def test_a_long_lived_token_stops_working_12_hours_after_signing(
+    clock: Clock, signer: OverrideSigner
+) -> None:
+    # Issue 17, item 15: a leaked month-long token used to work until the secret rotated.
+    token = signer.dumps(OVERRIDES, sub="ana", ttl=30 * 86400)
+    c = client(signer)
+    clock.now += 12 * 3600 - 1
+    assert c.get("/", headers={"Feature-Flag-Overrides": token}).text.startswith("released=True")
+    clock.now += 1
+    r = c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.text == "released=False lp=a token=False"
+    assert r.headers["Feature-Flag-Override-Error"] == "expired"
+
+
+def test_max_token_age_argument(clock: Clock, signer: OverrideSigner) -> None:
+    token = signer.dumps(OVERRIDES, sub="ana", ttl=3600)
+    c = client(signer, max_token_age=60)
+    clock.now += 60
+    r = c.get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.headers["Feature-Flag-Override-Error"] == "expired"
+    with pytest.raises(ConfigurationError, match="max_token_age=0"):
+        client(signer, max_token_age=0)
+
+
+# Issue 17, item 2: a lone surrogate computed by app code never breaks the response.
+def test_a_lone_surrogate_from_app_code_is_left_out_of_the_report(signer: OverrideSigner) -> None:
+    app = Flask(__name__)
+
+    @app.get("/")
+    def home() -> Response:
+        value = featureflag.intercept("wsgi-lone", lambda: "bad \udc00")
+        return Response(f"lp={landing()} {len(value)}")
+
+    app.wsgi_app = FeatureFlagMiddleware(app.wsgi_app, signer=signer)  # type: ignore[method-assign]
+    token = signer.dumps({"wsgi-lp": "b"}, sub="ana")
+    r = app.test_client().get("/", headers={"Feature-Flag-Overrides": token})
+    assert r.status_code == 200 and r.text == "lp=b 5"
+    reported = parse_report(r.headers["Feature-Flags"])
+    assert reported == [Evaluation("wsgi-lp", "b", "override")]
+    assert reported.dropped == 1  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@
  *
  * MV3 kills this worker when idle, so nothing lives in memory but a write queue.
  */
+import { protectApiToken } from "./apitoken";
 import type { FrontEndMessage } from "./frontend";
 import { parseFrontEndEvaluations } from "./frontend";
 import { type Applied, badgeFor, overrideStatus, siteOf } from "./overrides";
@@ -22,11 +23,11 @@ import {
 } from "./state";
 import { appliedKey, historyKey, parseStorageKey, tabKey } from "./storage";
 
-// The API token lives in chrome.storage.local: keep it from content scripts, which run
-// inside web pages and never need it (by default they could read local storage).
-chrome.storage.local.setAccessLevel({ accessLevel: "TRUSTED_CONTEXTS" }).catch(() => {
-  // older Chrome: only session storage supports access levels
-});
+// Keep the API token from content scripts, which run inside web pages and never need
+// it: local storage locked to the extension (Chrome 140+), else the token moves to
+// session storage (apitoken.ts). Never a bare setAccessLevel call: before Chrome 140 it
+// is missing on local storage, and a throw here would stop the worker from starting.
+void protectApiToken(chrome.storage).catch((error: unknown) => console.error("featureflag: api token", error));
 
 const REPORT_HEADER = "feature-flags";
 const REFUSAL_HEADER = "feature-flag-override-error";

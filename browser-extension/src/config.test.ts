@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_TTL_MINUTES, missingSettings, normalizeServiceUrl, readConfig, serviceOriginPattern } from "./config";
+import {
+  DEFAULT_TTL_MINUTES,
+  isLoopbackHost,
+  missingSettings,
+  normalizeServiceUrl,
+  plainHttpWarning,
+  readConfig,
+  serviceOriginPattern,
+} from "./config";
 
 describe("config", () => {
   it("reads stored settings and fills gaps", () => {
@@ -36,5 +44,60 @@ describe("config", () => {
 
   it("asks for access to the service's origin only", () => {
     expect(serviceOriginPattern("https://flags.example.com/base")).toBe("https://flags.example.com/*");
+  });
+});
+
+// Issue 17, item 14: warn before the API token crosses a network in clear text.
+describe("plainHttpWarning", () => {
+  const token = "t0ken";
+
+  it("warns for plain http:// to another machine, naming the host and the fix", () => {
+    for (const url of [
+      "http://flags.qa.example.com",
+      "http://10.0.0.5:8000",
+      "http://192.168.1.20",
+      "http://0.0.0.0:8000", // not loopback: every interface of some machine
+      "http://128.0.0.1",
+      "http://[::ffff:127.0.0.1]:8000", // mapped, not ::1: warn rather than guess
+      "http://[fe80::1]",
+      "http://localhost.example.com",
+      "http://127.0.0.1.nip.io",
+    ]) {
+      const warning = plainHttpWarning(normalizeServiceUrl(url), token);
+      expect(warning, url).not.toBeNull();
+      expect(warning).toContain(new URL(url).host);
+      expect(warning).toContain("https://");
+    }
+  });
+
+  it("stays quiet for https, loopback, or when no token would be sent", () => {
+    for (const url of [
+      "https://flags.qa.example.com",
+      "http://127.0.0.1:8000",
+      "http://127.9.8.7",
+      "http://127.1", // the URL parser makes it 127.0.0.1
+      "http://2130706433", // so too
+      "http://0x7f.0.0.1",
+      "http://localhost:8000",
+      "http://LOCALHOST",
+      "http://new-lp.localhost:9000",
+      "http://[::1]:8000",
+      "http://[0:0:0:0:0:0:0:1]",
+    ]) {
+      expect(plainHttpWarning(normalizeServiceUrl(url), token), url).toBeNull();
+    }
+    expect(plainHttpWarning("http://flags.qa.example.com", "")).toBeNull();
+    expect(plainHttpWarning("", token)).toBeNull();
+  });
+
+  it("knows loopback hosts as the URL parser writes them", () => {
+    expect(isLoopbackHost("127.0.0.1")).toBe(true);
+    expect(isLoopbackHost("127.255.255.255")).toBe(true);
+    expect(isLoopbackHost("localhost.")).toBe(true);
+    expect(isLoopbackHost("[::1]")).toBe(true);
+    expect(isLoopbackHost("127.0.0.256")).toBe(false);
+    expect(isLoopbackHost("1127.0.0.1")).toBe(false);
+    expect(isLoopbackHost("127.0.0.1.example")).toBe(false);
+    expect(isLoopbackHost("notlocalhost")).toBe(false);
   });
 });

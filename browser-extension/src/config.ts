@@ -65,3 +65,39 @@ export function missingSettings(config: Config): string[] {
 export function serviceOriginPattern(serviceUrl: string): string {
   return `${new URL(serviceUrl).origin}/*`;
 }
+
+/**
+ * True for a host that never leaves this machine: `localhost` (and `*.localhost`, which
+ * Chrome answers with loopback itself), 127.0.0.0/8 and `[::1]`. `hostname` is a URL's,
+ * already canonical (`http://2130706433/` and `http://127.1/` read as 127.0.0.1).
+ */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.toLowerCase().replace(/\.$/, "");
+  if (host === "localhost" || host.endsWith(".localhost") || host === "[::1]") return true;
+  const octets = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
+  return octets !== null && octets[1] === "127" && octets.slice(2).every((o) => Number(o) <= 255);
+}
+
+/**
+ * The warning to show before the API token is sent to `serviceUrl` in clear text, or null
+ * (https://, a loopback host, or no token to send).
+ *
+ * @example
+ * plainHttpWarning("http://flags.qa.example.com", "t0ken"); // "flags.qa.example.com is …"
+ * plainHttpWarning("http://127.0.0.1:8000", "t0ken"); // null
+ */
+export function plainHttpWarning(serviceUrl: string, apiToken: string): string | null {
+  if (!serviceUrl || !apiToken) return null;
+  let url: URL;
+  try {
+    url = new URL(serviceUrl);
+  } catch {
+    return null; // normalizeServiceUrl says what is wrong with it
+  }
+  if (url.protocol !== "http:" || isLoopbackHost(url.hostname)) return null;
+  return (
+    `${url.host} is reached over plain http://: your API token would cross the network unencrypted, ` +
+    "and anyone on the way could read it and mint override tokens (or change forks) as you. " +
+    "Use an https:// URL for a service on another machine, or send it anyway only on a network you trust."
+  );
+}

@@ -36,6 +36,10 @@ describe("names and comparisons", () => {
     expect(isValidName("a\u00a0b")).toBe(false);
     expect(isValidName("a\u0085b")).toBe(false);
     expect(isValidName("x".repeat(201))).toBe(false);
+    // Issue 17, item 2: a lone surrogate half is refused, a whole pair (an emoji) is not.
+    expect(isValidName("a\ud800")).toBe(false);
+    expect(isValidName("\udc00b")).toBe(false);
+    expect(isValidName("rocket-\ud83d\ude80")).toBe(true);
   });
 
   it("compares override sets by content", () => {

@@ -10,10 +10,11 @@ export type Edits = Map<string, FlagValue | null>;
 
 /** Same rule as the Python SDK's `NAME_RULE`. */
 export const NAME_RULE =
-  "a flag name is a non-empty string of at most 200 characters with no whitespace or control characters";
+  "a flag name is a non-empty string of at most 200 characters with no whitespace, control characters or lone surrogates";
 
-// Mirrors featureflag/_names.py: \s (Unicode whitespace), C0, DEL and C1 controls.
-const BAD_NAME = /[\s\u0000-\u001f\u007f-\u009f]/u;
+// Mirrors featureflag/_names.py: \s (Unicode whitespace), C0, DEL and C1 controls, and
+// surrogates: with the u flag a valid pair is one code point, so only a lone half matches.
+const BAD_NAME = /[\s\u0000-\u001f\u007f-\u009f\uD800-\uDFFF]/u;
 
 /** True when `name` follows the SDK's flag name rule. */
 export function isValidName(name: string): boolean {

@@ -1,25 +1,48 @@
 /**
  * The options page: the override service URL, the API token, the token lifetime, and a
  * "test connection" button (`GET /healthz`, then an authenticated call).
+ *
+ * Before the API token goes to a plain `http://` service that is not on this machine,
+ * the page warns and waits for a second, explicit click ("Save anyway", "Send anyway").
  */
-import {
-  type Config,
-  normalizeServiceUrl,
-  readConfig,
-  serviceOriginPattern,
-} from "./config";
+import { loadConfig, saveConfig } from "./apitoken";
+import { type Config, normalizeServiceUrl, plainHttpWarning, serviceOriginPattern } from "./config";
 import { testConnection } from "./overrides";
-import { CONFIG_KEY } from "./storage";
 
 const input = (id: string): HTMLInputElement => document.getElementById(id) as HTMLInputElement;
 const result = document.getElementById("result") as HTMLElement;
 
-function show(kind: "info" | "error", text: string): void {
+function show(kind: "info" | "warn" | "error", text: string, ...actions: HTMLElement[]): void {
   const box = document.createElement("div");
   box.className = `notice ${kind}`;
   box.dataset.kind = kind;
   box.textContent = text;
+  for (const action of actions) box.append(" ", action);
   result.replaceChildren(box);
+}
+
+/** The service URL and token the user said may travel over plain HTTP (one pair). */
+let acceptedPlainHttp: string | null = null;
+
+/**
+ * True when `config`'s token may be sent: https, loopback, no token, or the user already
+ * clicked "anyway" for this URL and token. Otherwise shows the warning with a button that
+ * runs `retry` once accepted, and returns false.
+ */
+function plainHttpAccepted(config: Config, verb: string, retry: () => Promise<void>): boolean {
+  const warning = plainHttpWarning(config.serviceUrl, config.apiToken);
+  const pair = `${config.serviceUrl} ${config.apiToken}`;
+  if (warning === null || acceptedPlainHttp === pair) return true;
+  const anyway = document.createElement("button");
+  anyway.type = "button";
+  anyway.id = "plain-http-anyway";
+  anyway.textContent = `${verb} anyway`;
+  anyway.addEventListener("click", () => {
+    acceptedPlainHttp = pair;
+    void retry();
+  });
+  show("warn", warning, anyway);
+  return false;
 }
 
 /** Read the form; throws with a message that says what to fix. */
@@ -48,14 +71,21 @@ async function ensureAccess(serviceUrl: string): Promise<void> {
   }
 }
 
-async function save(event: SubmitEvent): Promise<void> {
-  event.preventDefault();
+async function save(): Promise<void> {
   try {
     const config = formConfig();
+    if (!plainHttpAccepted(config, "Save", save)) return;
     await ensureAccess(config.serviceUrl);
-    await chrome.storage.local.set({ [CONFIG_KEY]: config });
+    const home = await saveConfig(chrome.storage, config);
     input("service-url").value = config.serviceUrl;
-    show("info", "Saved.");
+    show(
+      "info",
+      home === "local" || !config.apiToken
+        ? "Saved."
+        : "Saved. This Chrome (before 140) cannot keep the API token from web pages' content " +
+            "scripts in lasting storage, so it is kept only until the browser quits: enter it " +
+            "again after a restart, or update Chrome.",
+    );
   } catch (error) {
     show("error", error instanceof Error ? error.message : String(error));
   }
@@ -65,6 +95,7 @@ async function test(): Promise<void> {
   try {
     const config = formConfig();
     if (!config.serviceUrl) throw new Error("Enter the override service URL first");
+    if (!plainHttpAccepted(config, "Send", test)) return;
     await ensureAccess(config.serviceUrl);
     show("info", "Testing…");
     show("info", await testConnection(config));
@@ -74,11 +105,14 @@ async function test(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const config = readConfig((await chrome.storage.local.get(CONFIG_KEY))[CONFIG_KEY]);
+  const config = await loadConfig(chrome.storage);
   input("service-url").value = config.serviceUrl;
   input("api-token").value = config.apiToken;
   input("ttl").value = String(config.ttlMinutes);
-  (document.getElementById("form") as HTMLFormElement).addEventListener("submit", (e) => void save(e));
+  (document.getElementById("form") as HTMLFormElement).addEventListener("submit", (e) => {
+    e.preventDefault();
+    void save();
+  });
   (document.getElementById("test") as HTMLButtonElement).addEventListener("click", () => void test());
 }
 

@@ -6,7 +6,8 @@
  * else the active tab of the current window.
  */
 import { type CatalogEntry, fetchCatalog } from "./catalog";
-import { type Config, missingSettings, readConfig } from "./config";
+import { loadConfig } from "./apitoken";
+import { type Config, missingSettings } from "./config";
 import { desiredOverrides, type Edits, isValidName, NAME_RULE, sameOverrides } from "./edits";
 import {
   type Applied,
@@ -20,7 +21,7 @@ import { describeRefusal } from "./report";
 import { el, type RowContext, rowElement } from "./rows";
 import { originPattern } from "./sites";
 import { flagRows, navigated, overrideCount, type TabState } from "./state";
-import { appliedKey, CONFIG_KEY, tabKey } from "./storage";
+import { appliedKey, tabKey } from "./storage";
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 
@@ -58,15 +59,16 @@ async function targetTab(): Promise<chrome.tabs.Tab | null> {
 
 async function load(tabId: number, url: string | null): Promise<View> {
   const origin = siteOf(url ?? undefined);
-  const keys = [CONFIG_KEY, ...(origin ? [appliedKey(origin)] : [])];
-  const [local, session] = await Promise.all([
+  const keys = origin ? [appliedKey(origin)] : [];
+  const [local, session, config] = await Promise.all([
     chrome.storage.local.get(keys),
     chrome.storage.session.get(tabKey(tabId)),
+    loadConfig(chrome.storage),
   ]);
   const state = (session[tabKey(tabId)] as TabState | undefined) ?? navigated(url ?? "");
   const applied = origin ? ((local[appliedKey(origin)] as Applied | undefined) ?? null) : null;
   const readable = origin ? await chrome.permissions.contains({ origins: [originPattern(origin)] }) : false;
-  return { tabId, url, origin, state, config: readConfig(local[CONFIG_KEY]), applied, readable };
+  return { tabId, url, origin, state, config, applied, readable };
 }
 
 function notice(kind: "warn" | "error" | "info", text: string, ...actions: HTMLElement[]): HTMLElement {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  API_TOKEN_KEY,
   appliedKey,
   CONFIG_KEY,
   historyKey,
@@ -12,6 +13,7 @@ import {
 describe("storage keys", () => {
   it("are spelled as the stored data expects (renaming one loses users' state)", () => {
     expect(CONFIG_KEY).toBe("config");
+    expect(API_TOKEN_KEY).toBe("apiToken");
     expect(tabKey(7)).toBe("tab:7");
     expect(historyKey(7)).toBe("history:7");
     expect(appliedKey("http://a.localhost:1")).toBe("applied:http://a.localhost:1");
@@ -20,6 +22,7 @@ describe("storage keys", () => {
   it("parse back to what built them", () => {
     const keys: StorageKey[] = [
       { kind: "config" },
+      { kind: "apiToken" },
       { kind: "tab", tabId: 0 },
       { kind: "tab", tabId: 1234567 },
       { kind: "history", tabId: 7 },

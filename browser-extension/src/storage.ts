@@ -3,8 +3,9 @@
  *
  * - `chrome.storage.local`: `config` (the settings) and `applied:<origin>` (the overrides
  *   applied to a site);
- * - `chrome.storage.session`: `tab:<tabId>` (what a tab reported) and `history:<tabId>`
- *   (the pages it left, for the back/forward cache).
+ * - `chrome.storage.session`: `tab:<tabId>` (what a tab reported), `history:<tabId>`
+ *   (the pages it left, for the back/forward cache) and, only on a Chrome that cannot
+ *   lock `chrome.storage.local` to the extension (before 140), `apiToken` (see apitoken.ts).
  *
  * @example
  * const key = storageKey({ kind: "tab", tabId: 7 }); // "tab:7"
@@ -14,6 +15,7 @@
 /** A storage key, parsed. */
 export type StorageKey =
   | { kind: "config" }
+  | { kind: "apiToken" }
   | { kind: "applied"; origin: string }
   | { kind: "tab"; tabId: number }
   | { kind: "history"; tabId: number };
@@ -24,11 +26,16 @@ const PREFIX = { applied: "applied:", tab: "tab:", history: "history:" } as cons
 /** The `chrome.storage.local` key of the settings. */
 export const CONFIG_KEY = "config";
 
+/** The `chrome.storage.session` key of the API token, where local storage cannot be locked. */
+export const API_TOKEN_KEY = "apiToken";
+
 /** The string a key is stored under. */
 export function storageKey(key: StorageKey): string {
   switch (key.kind) {
     case "config":
       return CONFIG_KEY;
+    case "apiToken":
+      return API_TOKEN_KEY;
     case "applied":
       return PREFIX.applied + key.origin;
     case "tab":
@@ -40,6 +47,7 @@ export function storageKey(key: StorageKey): string {
 /** What a stored key names, or null for a key the extension never writes. */
 export function parseStorageKey(key: string): StorageKey | null {
   if (key === CONFIG_KEY) return { kind: "config" };
+  if (key === API_TOKEN_KEY) return { kind: "apiToken" };
   if (key.startsWith(PREFIX.applied)) {
     const origin = key.slice(PREFIX.applied.length);
     return origin ? { kind: "applied", origin } : null;

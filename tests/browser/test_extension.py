@@ -393,6 +393,26 @@ def test_options_page_tests_the_connection(ext: Extension, live_demo: LiveDemo) 
     }
 
 
+def test_options_page_warns_before_sending_the_token_over_plain_http(ext: Extension) -> None:
+    """Issue 17, item 14: an http:// service on another machine gets no token unasked."""
+    options = ext.api
+    options.locator("#service-url").fill("http://flags.qa.example.test:8000")
+    options.locator("#api-token").fill("s3cret-token")
+    options.locator("#save").click()
+    expect(options.locator("#result")).to_contain_text("flags.qa.example.test:8000 is reached")
+    expect(options.locator("#result")).to_contain_text("plain http://")
+    expect(options.locator("#plain-http-anyway")).to_have_text("Save anyway")
+    assert ext.call("async () => (await chrome.storage.local.get('config')).config") is None
+    options.locator("#test").click()
+    expect(options.locator("#plain-http-anyway")).to_have_text("Send anyway")
+    # Loopback needs no warning: the token never leaves the machine.
+    options.locator("#service-url").fill("http://127.0.0.1:9/")
+    options.locator("#save").click()
+    expect(options.locator("#result")).to_have_text("Saved.")
+    stored = ext.call("async () => (await chrome.storage.local.get('config')).config")
+    assert stored["apiToken"] == "s3cret-token"  # Chromium 140+: local storage is locked
+
+
 def test_flags_from_sub_requests_are_merged(ext: Extension, live_demo: LiveDemo) -> None:
     page = ext.open(live_demo.app_url + "/")
     popup = ext.popup(page)
