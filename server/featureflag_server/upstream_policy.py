@@ -275,6 +275,9 @@ def upstream_problem(url: object, fork_domain: str) -> str | None:
     return _current.url_problem(str(url), fork_domain)
 
 
+_RESOLVE_TIMEOUT = 2.0  # seconds: a slow DNS must not hold a gateway's auth request
+
+
 async def resolved_problem(url: str, fork_domain: str) -> str | None:
     """:func:`upstream_problem`, then the same rule on every address the host resolves
     to now (for the gateway path, where the service does not make the connection)."""
@@ -287,9 +290,14 @@ async def resolved_problem(url: str, fork_domain: str) -> str | None:
     if _address(host) is not None:
         return None
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(_RESOLVE_TIMEOUT):
+            loop = asyncio.get_running_loop()
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        # Fail closed: what it resolves to was not checked.
+        return f"{host} did not resolve within {_RESOLVE_TIMEOUT:g} s, so it was not checked"
     except OSError:
-        return None  # the gateway will fail to connect, and say so
+        return None  # no address: the gateway will fail to connect, and say so
     for info in infos:
         problem = address_problem(str(info[4][0]).partition("%")[0], port)
         if problem is not None:
