@@ -177,15 +177,22 @@ class UpstreamPolicy:
     ) -> UpstreamPolicy:
         """A policy from ``--fork-upstreams`` text (or patterns) and the listening sockets."""
         patterns = parse_patterns(allow) if isinstance(allow, str) else tuple(allow)
-        listening = tuple((normalise_host(h), p) for h, p in listening)
-        return cls(patterns, listening, _local_addresses())
+        sockets: list[tuple[str, int]] = []
+        for host, port in listening:
+            host = normalise_host(host)
+            # A name (--host localhost) listens on what it resolves to, at start-up.
+            sockets += [(a, port) for a in _resolve(host)] if _address(host) is None else []
+            sockets.append((host, port))
+        return cls(patterns, tuple(dict.fromkeys(sockets)), _local_addresses())
 
     def _own_port(self, address: IPAddress, port: int) -> bool:
         for host, own_port in self.listening:
             if own_port != port or own_port == 0:
                 continue
             own = _address(host)
-            if own is None or own == address:
+            if own is None:
+                continue  # a name: its addresses are listed beside it
+            if own == address:
                 return True
             if own in _ANY and (address.is_loopback or address in self._local):
                 return True
@@ -239,6 +246,14 @@ class UpstreamPolicy:
                 "ask the operator to add it"
             )
         return None
+
+
+def _resolve(host: str) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return []
+    return [str(info[4][0]).partition("%")[0] for info in infos]
 
 
 @functools.cache

@@ -247,3 +247,11 @@ async def test_the_aiohttp_upstream_refuses_a_name_for_the_services_own_socket()
             await upstream.aclose()
         with pytest.raises(BlockingIOError):
             listener.accept()  # nobody connected
+
+
+def test_a_service_bound_by_name_refuses_what_the_name_resolves_to_only() -> None:
+    policy = UpstreamPolicy.create("", [("localhost", 8000)])
+    problem = policy.url_problem("http://127.0.0.1:8000/", "qa.example.com")
+    assert problem is not None and "this service itself" in problem
+    assert policy.url_problem("http://10.0.0.5:8000/", "qa.example.com") is None
+    assert policy.url_problem("http://127.0.0.1:8001/", "qa.example.com") is None
