@@ -43,7 +43,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     import uvicorn
 
+    from . import upstream_policy
     from .app import create_app
+
+    # Forks may not point at this service's own socket (a loop), nor where the operator
+    # did not allow (--fork-upstreams): checked when a fork is written and on connect.
+    upstream_policy.install(
+        upstream_policy.UpstreamPolicy.create(
+            settings.fork_upstreams, [(settings.host, settings.port)]
+        )
+    )
 
     app = create_app(settings, store=store)
     try:
@@ -72,6 +81,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             log_config=LOG_CONFIG,
             access_log=settings.access_log,
             loop=settings.loop,
+            # Limits on direct connections (docs/server.md, "Limits"): h11 refuses a request
+            # head past max_header_bytes with a 400; past max_connections a request gets a
+            # 503; an idle kept-alive connection is closed after keep_alive_timeout.
+            http=settings.http,
+            h11_max_incomplete_event_size=settings.max_header_bytes,
+            limit_concurrency=settings.max_connections,
+            timeout_keep_alive=settings.keep_alive_timeout,
         )
     finally:
         asyncio.run(store.close())

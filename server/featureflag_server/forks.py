@@ -37,6 +37,7 @@ from featureflag.tokens import (
 from .errors import FieldProblem, ForkExists, ForkNotFound, InvalidFork
 from .fork_tokens import DEFAULT_TOKEN_TTL
 from .store import FlagValue, Fork, Store, iso, utcnow
+from .upstream_policy import upstream_problem as policy_problem
 
 FORK_NAME_RULE = (
     "a fork name is a DNS label: 1 to 63 lowercase letters, digits or '-', "
@@ -219,6 +220,7 @@ class Forks:
     def upstream_problems(self, upstream: object) -> list[FieldProblem]:
         """The upstream's form, and that it is not itself a fork host (a loop)."""
         problem = upstream_problem(upstream)
+        problem = problem or policy_problem(upstream, self.fork_domain)  # IDNA, SSRF, loops
         if problem is not None:
             return [FieldProblem("upstream", problem)]
         host = (urlsplit(str(upstream)).hostname or "").rstrip(".").lower()

@@ -21,6 +21,7 @@ the real status in ``X-Featureflag-Status``.
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import time
 from html import escape
@@ -33,7 +34,7 @@ from starlette.types import Receive, Scope, Send
 
 from featureflag.exceptions import TokenError
 
-from . import proxy_errors
+from . import proxy_errors, upstream_policy
 from .auth import FailedLogins, bearer_token, challenge
 from .errors import TooManyAttempts
 from .fork_tokens import DEFAULT_TOKEN_TTL, REMINT_FRACTION, TokenCache
@@ -42,6 +43,8 @@ from .forwarding import OVERRIDE_HEADER
 from .proxy import fork_from_host
 from .settings import DEFAULT_MAX_TOKEN_TTL, Settings
 from .store import Store
+
+logger = logging.getLogger("featureflag.server.forward_auth")
 
 __all__ = [
     "ERROR_HEADER",
@@ -139,9 +142,20 @@ class ForwardAuth:
             upstream = httpx.URL(fork.upstream)
             if upstream.scheme not in ("http", "https") or not upstream.host:
                 raise ValueError(f"the upstream {fork.upstream!r} is not an http(s) URL")
+            # The gateway connects where this answer says: the upstream policy (SSRF,
+            # loops) is checked here, on the name and on what it resolves to now.
+            problem = await upstream_policy.resolved_problem(
+                fork.upstream, self.settings.fork_domain
+            )
+            if problem is not None:
+                raise ValueError(problem)
         except (TokenError, ValueError, httpx.InvalidURL) as exc:
-            detail = f"its flags or upstream cannot be used ({proxy_errors.redact(str(exc))})"
-            page = proxy_errors.bad_fork(name, detail, service_url=service_url)
+            logger.warning(
+                "fork %s: refused to the gateway, its flags or upstream cannot be used: %s",
+                name,
+                proxy_errors.redact(str(exc)),
+            )
+            page = proxy_errors.bad_fork(name, service_url=service_url)
             return self._refuse(page, "bad-fork", deny_403, status=403)
         return Response(
             status_code=200,

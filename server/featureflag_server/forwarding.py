@@ -1,11 +1,18 @@
 """Header rewriting for the fork proxy: what goes upstream, what comes back.
 
 Requests lose their hop-by-hop headers (RFC 9110 §7.6.1), the client's own override
-header and ``featureflag_overrides`` cookie (the fork's flags replace them), and gain
-``X-Forwarded-For`` / ``-Proto`` / ``-Host``. Responses lose their hop-by-hop headers; a
-``Location`` naming the upstream points at the fork instead, and a ``Set-Cookie``
-``Domain`` naming the upstream is removed, so the browser keeps the cookie for the fork
-host and the user stays on the fork.
+header, every cookie named like the service's (``featureflag_overrides``: the fork's flags
+replace it; the service's session cookie: the upstream has no business with it), and any
+proxy header a client could forge (``Forwarded``, ``X-Real-IP``, ``X-Forwarded-Port``,
+``-Prefix``, ``-Server``, ``X-Original-URL``, ``X-Rewrite-URL``), and gain
+``X-Forwarded-For`` / ``-Proto`` / ``-Host`` set by the proxy.
+
+Responses lose their hop-by-hop headers; a ``Location`` naming the upstream points at
+the fork instead, and is never scheme-relative or backslashed (``/shop//evil.example``
+with the prefix ``/shop`` cut would be ``//evil.example``, another site). A ``Set-Cookie``
+loses a ``Domain`` naming the upstream, the fork host or anything at or above the fork
+domain (so an upstream cannot plant cookies on the service or on other forks), and one
+named like the service's own cookies is dropped whole.
 """
 
 from __future__ import annotations
@@ -17,9 +24,15 @@ from urllib.parse import urlsplit
 
 from featureflag.headers import TOKEN_COOKIE, TOKEN_HEADER, asgi_name
 
+from .web import SESSION_COOKIE
+
 OVERRIDE_HEADER = asgi_name(TOKEN_HEADER)
 OVERRIDE_COOKIE = TOKEN_COOKIE
 OVERRIDE_COOKIE_BYTES = OVERRIDE_COOKIE.encode()
+# Cookie names that belong to featureflag, compared without a __Host-/__Secure- prefix.
+OUR_COOKIES = frozenset({TOKEN_COOKIE, SESSION_COOKIE})
+_OUR_COOKIES_BYTES = frozenset(name.encode() for name in OUR_COOKIES)
+_COOKIE_PREFIXES = ("__Host-", "__Secure-")
 
 # RFC 9110 §7.6.1, plus the non-standard Proxy-Connection and the headers only a proxy
 # hop may use. Header names in ASGI are lowercase bytes.
@@ -36,6 +49,21 @@ HOP_BY_HOP = frozenset(
         b"trailer",
     }
 )
+CLIENT_PROXY_HEADERS = (
+    "Forwarded",
+    "X-Real-IP",
+    "X-Forwarded-Port",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Server",
+    "X-Forwarded-Scheme",
+    "X-Forwarded-Ssl",
+    "X-Original-URL",
+    "X-Original-Host",
+    "X-Rewrite-URL",
+)
+"""What other proxies use to say where a request came from or what it asked for. A
+client's value would be believed by an upstream behind the proxy, so the proxy (and the
+gateway configurations) drop them."""
 # Set by the proxy itself (Host by httpx from the upstream URL); a client's value is dropped.
 # Expect: the service already answered any 100-continue, the upstream must not wait for one.
 _REPLACED = frozenset(
@@ -46,6 +74,7 @@ _REPLACED = frozenset(
         b"x-forwarded-proto",
         b"x-forwarded-host",
         OVERRIDE_HEADER,
+        *(asgi_name(h) for h in CLIENT_PROXY_HEADERS),
     }
 )
 
@@ -71,12 +100,26 @@ def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
     return [pair for pair in out if pair[0] not in listed] if listed else out
 
 
+def is_our_cookie(name: str) -> bool:
+    """Whether the cookie *name* is one of featureflag's (any ``__Host-`` prefix aside)."""
+    for prefix in _COOKIE_PREFIXES:
+        name = name.removeprefix(prefix)
+    return name in OUR_COOKIES
+
+
+def _our_cookie_bytes(name: bytes) -> bool:
+    name = name.strip()
+    for prefix in (b"__Host-", b"__Secure-"):
+        name = name.removeprefix(prefix)
+    return name in _OUR_COOKIES_BYTES
+
+
 def strip_override_cookie(value: bytes) -> bytes:
-    """A ``Cookie`` header value without the ``featureflag_overrides`` cookie."""
+    """A ``Cookie`` header value without featureflag's cookies (every copy of them)."""
     kept = [
         part
         for part in value.split(b";")
-        if part.strip() and part.split(b"=", 1)[0].strip() != OVERRIDE_COOKIE_BYTES
+        if part.strip() and not _our_cookie_bytes(part.split(b"=", 1)[0])
     ]
     return b";".join(kept).strip()
 
@@ -97,7 +140,7 @@ def request_headers(
             if name == b"x-forwarded-for":
                 forwarded_for.append(value.strip())
             continue
-        if name == b"cookie" and OVERRIDE_COOKIE_BYTES in value:
+        if name == b"cookie" and b"featureflag_" in value:
             value = strip_override_cookie(value)
             if not value:
                 continue
@@ -142,12 +185,14 @@ class ResponseRewriter:
 
     *upstream* is the fork's upstream URL (it may carry a path prefix such as
     ``http://10.0.0.5:8080/app``); *fork_origin* is ``scheme://host[:port]`` as the
-    client reached the fork.
+    client reached the fork; *fork_domain* is the service's fork domain (cookies with a
+    ``Domain`` at or above it lose that attribute).
     """
 
-    def __init__(self, upstream: str, fork_origin: str) -> None:
+    def __init__(self, upstream: str, fork_origin: str, fork_domain: str = "") -> None:
         self.upstream_url = upstream
         self.fork_origin = fork_origin
+        self.fork_domain = fork_domain.strip(".").lower()
 
     # Parsed only when a response has a Location or Set-Cookie to rewrite.
     @cached_property
@@ -173,7 +218,10 @@ class ResponseRewriter:
             if name == b"location":
                 value = self.location(value.decode("latin-1")).encode("latin-1")
             elif name == b"set-cookie":
-                value = self.set_cookie(value.decode("latin-1")).encode("latin-1")
+                cookie = self.set_cookie(value.decode("latin-1"))
+                if cookie is None:
+                    continue
+                value = cookie.encode("latin-1")
             out.append((name, value))
         return out
 
@@ -183,7 +231,11 @@ class ResponseRewriter:
         return path
 
     def location(self, value: str) -> str:
-        """*value* pointing at the fork when it names the upstream (absolute or not)."""
+        """*value* pointing at the fork when it names the upstream (absolute or not);
+        never scheme-relative (``//host``) nor starting with a backslash."""
+        return _no_other_host(self._location(value))
+
+    def _location(self, value: str) -> str:
         try:
             parts = urlsplit(value.strip())
         except ValueError:
@@ -205,27 +257,53 @@ class ResponseRewriter:
     def upstream_scheme(self) -> str:
         return self.upstream.scheme if self.upstream else "http"
 
-    def set_cookie(self, value: str) -> str:
-        """*value* without a ``Domain`` that names the upstream host, with its path prefix cut.
+    @cached_property
+    def fork_host(self) -> str:
+        """The fork host the client reached, lowercase, without a port."""
+        return (urlsplit(self.fork_origin).hostname or "").lower()
+
+    def _domain_removed(self, domain: str) -> bool:
+        """Whether a cookie's ``Domain`` is dropped: the upstream host or above it, the
+        fork host, or the fork domain or above it (the service and every fork)."""
+        hosts = [self.fork_host, self.fork_domain]
+        if self.upstream is not None:
+            hosts.append(self.upstream.host)
+        return any(h and (h == domain or h.endswith("." + domain)) for h in hosts)
+
+    def set_cookie(self, value: str) -> str | None:
+        """*value* without a ``Domain`` that names the upstream host, the fork host or
+        anything at or above the fork domain, with its path prefix cut; None (drop the
+        header) for a cookie named like featureflag's own (:data:`OUR_COOKIES`).
 
         With no ``Domain`` the browser keeps the cookie for the fork host only, which is
         exactly where the user is; a ``Domain`` naming any other host is left alone (the
         browser ignores it as it would without the proxy).
         """
-        if self.upstream is None:
-            return value
-        host = self.upstream.host
         attrs = value.split(";")
+        if is_our_cookie(attrs[0].partition("=")[0].strip()):
+            return None
         kept = [attrs[0]]
         for attr in attrs[1:]:
             key, _, val = attr.partition("=")
             key = key.strip().lower()
             val = val.strip()
             if key == "domain":
-                domain = val.lstrip(".").lower()
-                if domain and (host == domain or host.endswith("." + domain)):
+                domain = val.strip().lstrip(".").rstrip(".").lower()
+                if domain and self._domain_removed(domain):
                     continue
             elif key == "path" and self.prefix:
                 attr = f" Path={self._strip_prefix(val)}"
             kept.append(attr)
         return ";".join(kept)
+
+
+def _no_other_host(location: str) -> str:
+    """*location* with a leading run of slashes and backslashes made one ``/``.
+
+    Browsers read ``//evil.example`` and ``/\\evil.example`` (tabs and newlines removed
+    first) as another host; a path must stay a path on the fork host.
+    """
+    cleaned = location.strip().replace("\t", "").replace("\n", "").replace("\r", "")
+    if cleaned[:1] in ("/", "\\") and cleaned[1:2] in ("/", "\\"):
+        return "/" + cleaned.lstrip("/\\")
+    return location

@@ -31,7 +31,7 @@ from .forward_auth import (
     UPSTREAM_PATH_HEADER,
     UPSTREAM_SCHEME_HEADER,
 )
-from .forwarding import OVERRIDE_COOKIE
+from .forwarding import CLIENT_PROXY_HEADERS, OVERRIDE_COOKIE
 
 __all__ = ["GATEWAYS", "GatewayOptions", "main", "render"]
 
@@ -109,7 +109,9 @@ def _nginx(o: GatewayOptions) -> str:
         proxy_set_header X-Forwarded-Port $server_port;
         proxy_buffering on;"""
     sets = "\n".join(f"        auth_request_set {_nginx_name(h)} {_var(h)};" for h in _ANSWER)
-    drop = "".join(f'        proxy_set_header {h} "";\n' for h in _ANSWER)
+    # The answer's headers, and proxy headers a visitor could forge (the upstream would
+    # believe them): none reaches the upstream.
+    drop = "".join(f'        proxy_set_header {h} "";\n' for h in (*_ANSWER, *CLIENT_PROXY_HEADERS))
     # Each fork's own upstream: nginx connects per request (a proxy_pass with variables
     # pools no connections). With --upstream every fork goes to that one app, over
     # kept-alive connections.
@@ -262,7 +264,7 @@ def _caddy(o: GatewayOptions) -> str:
     copy = " ".join((OVERRIDES, *_ANSWER))
     dial = "{http.request.header." + UPSTREAM_DIAL_HEADER + "}"
 
-    drop = "".join(f"\t\t\theader_up -{h}\n" for h in _ANSWER)
+    drop = "".join(f"\t\t\theader_up -{h}\n" for h in (*_ANSWER, *CLIENT_PROXY_HEADERS))
     tls = "\t\t\ttransport http {\n\t\t\t\ttls\n\t\t\t}\n"
 
     def proxy(matcher: str, tls: str) -> str:
@@ -361,7 +363,14 @@ def _traefik(o: GatewayOptions) -> str:
                     }
                 },
                 "featureflag-clean": {
-                    "headers": {"customRequestHeaders": {"Authorization": "", "Cookie": ""}}
+                    "headers": {
+                        "customRequestHeaders": {
+                            "Authorization": "",
+                            "Cookie": "",
+                            # Proxy headers a visitor could forge (the upstream believes them).
+                            **dict.fromkeys(CLIENT_PROXY_HEADERS, ""),
+                        }
+                    }
                 },
             },
             "services": {

@@ -15,10 +15,12 @@ import base64
 import functools
 import ipaddress
 import logging
+import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 from starlette.types import Receive, Scope, Send
@@ -29,7 +31,7 @@ from . import proxy_errors
 from .fork_tokens import DEFAULT_TOKEN_TTL, Signer, TokenCache
 from .forks import fork_name_problem, is_expired
 from .forwarding import ResponseRewriter, request_headers
-from .proxy_exchange import WATCH_AFTER, Exchange, Route, Watchlist, describe
+from .proxy_exchange import WATCH_AFTER, Exchange, Route, Watchlist, describe, log_failure
 from .proxy_websocket import relay_websocket
 from .store import Store
 from .upstream import (
@@ -39,6 +41,7 @@ from .upstream import (
     Upstream,
 )
 from .upstream_aiohttp import DEFAULT_CONNECTIONS, AiohttpUpstream
+from .upstream_policy import normalise_host
 
 __all__ = ["WATCH_AFTER", "ForkProxy", "fork_from_host", "upstream_target"]
 
@@ -51,7 +54,9 @@ def fork_from_host(host: str, fork_domain: str) -> str | None:
 
     ``fork_from_host("new-lp.localhost:8000", "localhost") == "new-lp"``. Case and port
     are ignored. The bare fork domain, other domains, IP addresses, nested labels
-    (``a.b.localhost``) and reserved names (``www``, ``api``...) are not forks.
+    (``a.b.localhost``) and reserved names (``www``, ``api``...) are not forks. The host
+    is compared after IDNA/UTS-46 mapping, as a client would connect to it:
+    ``new-lp\u3002localhost`` is ``new-lp.localhost``.
     """
     host = host.strip().lower()
     if host.startswith("["):  # an IPv6 literal
@@ -61,6 +66,11 @@ def fork_from_host(host: str, fork_domain: str) -> str | None:
         if port and not (port.isascii() and port.isdigit()):
             return None
         host = name
+    if not host.isascii() or "xn--" in host:
+        try:  # Host arrives as latin-1: a UTF-8 name is mojibake until decoded.
+            host = normalise_host(host.encode("latin-1").decode("utf-8"))
+        except (UnicodeError, ValueError):
+            return None
     host = host.removesuffix(".")
     domain = fork_domain.strip().strip(".").lower()
     suffix = "." + domain
@@ -87,6 +97,10 @@ class ForkProxy:
     a free connection) and each read; past it the client gets a 504 page.
     *service_url* is linked from the error pages (default: the bare fork domain on the
     request's port, which is the service itself).
+
+    Every proxied request carries ``Via: 1.1 featureflag-<instance id>`` (:attr:`via`);
+    one that arrives already carrying it has looped back through this service and gets
+    a 508 page instead of being forwarded again.
     """
 
     def __init__(
@@ -109,6 +123,10 @@ class ForkProxy:
         self.service_url = service_url
         self.tokens = TokenCache(signer, ttl=token_ttl, clock=clock)
         self.watchlist = Watchlist()
+        # Random per instance: a client cannot guess it to forge a loop, and two services
+        # chained on purpose do not take each other's requests for loops.
+        self.marker = f"featureflag-{secrets.token_hex(8)}".encode("ascii")
+        self.via = b"1.1 " + self.marker
         self.upstream: Upstream = (
             AiohttpUpstream(connections=connections)
             if transport is None
@@ -139,6 +157,9 @@ class ForkProxy:
         name = fork_from_host(host, self.fork_domain)
         if name is None:
             return proxy_errors.not_a_fork(host, service_url=self.page_service_url(scope, host))
+        if self._looped(scope):
+            logger.warning("fork %s: a request came back through this service: refused (508)", name)
+            return proxy_errors.loop_detected(name)
         fork = await self.store.get_fork(name)
         if fork is None:
             self.tokens.forget(name)
@@ -152,9 +173,12 @@ class ForkProxy:
             link = self.page_service_url(scope, host)
             return proxy_errors.outside_upstream(name, service_url=link)
         except (TokenError, ValueError, httpx.InvalidURL) as exc:
-            detail = f"its flags or upstream cannot be used ({proxy_errors.redact(str(exc))})"
-            link = self.page_service_url(scope, host)
-            return proxy_errors.bad_fork(name, detail, service_url=link)
+            logger.warning(
+                "fork %s: its flags or upstream cannot be used: %s",
+                name,
+                proxy_errors.redact(str(exc)),
+            )
+            return proxy_errors.bad_fork(name, service_url=self.page_service_url(scope, host))
         # A WebSocket's scheme is ws/wss; the fork's origin and X-Forwarded-Proto say http(s).
         scheme = _HTTP_SCHEME.get(scope.get("scheme", "http"), "http")
         headers = request_headers(
@@ -165,11 +189,12 @@ class ForkProxy:
             host=host,
         )
         headers.insert(0, (b"host", base.host))
+        headers.append((b"via", self.via))
         if base.authorization is not None:
             # Credentials in the fork's upstream URL win over the client's own.
             headers = [(k, v) for k, v in headers if k != b"authorization"]
             headers.append((b"authorization", base.authorization))
-        rewriter = ResponseRewriter(fork.upstream, f"{scheme}://{host}")
+        rewriter = ResponseRewriter(fork.upstream, f"{scheme}://{host}", self.fork_domain)
         return Route(fork, base.origin, target, headers, rewriter, host)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -187,24 +212,27 @@ class ForkProxy:
                 route.origin, route.target, headers, scope.get("subprotocols", []), self.timeouts
             )
         except httpx.TimeoutException:
+            log_failure(route, "timed out")
             page = proxy_errors.upstream_timeout(
-                route.fork.name,
-                route.fork.upstream,
-                self.timeout,
-                service_url=self.page_service_url(scope, route.host),
+                route.fork.name, self.timeout, service_url=self.page_service_url(scope, route.host)
             )
             await page.deny(send, scope)
             return
         except httpx.TransportError as exc:
+            log_failure(route, repr(exc))
             page = proxy_errors.upstream_unreachable(
                 route.fork.name,
-                route.fork.upstream,
                 describe(exc),
                 service_url=self.page_service_url(scope, route.host),
             )
             await page.deny(send, scope)
             return
         await relay_websocket(upstream, receive, send, logger=logger, fork=route.fork.name)
+
+    def _looped(self, scope: Scope) -> bool:
+        """Whether the request already passed through this proxy (its ``Via`` says so)."""
+        marker = self.marker
+        return any(k == b"via" and marker in v for k, v in scope["headers"])
 
     def page_service_url(self, scope: Scope, host: str) -> str:
         """Where the error pages link to: *service_url*, else the bare fork domain."""
@@ -282,6 +310,8 @@ def upstream_target(upstream: str, scope: Scope) -> tuple[_Base, bytes]:
     )
     if not path.startswith("/"):
         path = "/" + path
+    if base.prefix and ("." in path or "%" in path) and _climbs(path):
+        raise OutsideUpstream(f"the path {scope.get('path', '')!r} leads outside the upstream")
     path = base.prefix + path
     if "/." in path:
         # Resolve "." and ".." as the upstream would: a fork of http://app/shop must not
@@ -297,6 +327,32 @@ def upstream_target(upstream: str, scope: Scope) -> tuple[_Base, bytes]:
         else quote(query_string, safe=_QUERY_SAFE)
     )
     return base, (path + "?" + query if query else path).encode("ascii")
+
+
+_SEPARATORS = re.compile(r"[/\\]")
+
+
+def _climbs(path: str) -> bool:
+    """Whether *path* climbs above its start under any reading an upstream may use:
+    percent-decoded (once or more: ``%2e%2e``, ``%252e``), with ``\\`` as a separator and
+    ``;params`` cut from segments (``/..;/``), then ``.`` and ``..`` resolved."""
+    for _ in range(4):
+        decoded = unquote(path, encoding="latin-1")
+        if decoded == path:
+            break
+        path = decoded
+    depth = 0
+    for segment in _SEPARATORS.split(path):
+        segment = segment.partition(";")[0]
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        else:
+            depth += 1
+    return False
 
 
 class OutsideUpstream(Exception):

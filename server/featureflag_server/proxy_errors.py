@@ -1,10 +1,10 @@
 """The fork proxy's own HTML error pages: unknown fork (404), upstream down (502), slow (504),
-expired fork (410).
+expired fork (410), a request that loops back through the service (508).
 
 Also 400 for a path that ``..`` segments lead out of the upstream's path.
 
-Each page names the fork and says what to do. Everything interpolated is escaped: the fork
-name and host come from the request, the upstream from whoever created the fork.
+Each page names the fork and says what to do, but never the upstream or other internal
+detail (fork URLs are public; the proxy logs those). Everything interpolated is escaped.
 """
 
 from __future__ import annotations
@@ -141,41 +141,55 @@ def not_a_fork(host: str, *, service_url: str | None) -> ErrorPage:
     )
 
 
-def upstream_unreachable(
-    name: str, upstream: str, detail: str, *, service_url: str | None
-) -> ErrorPage:
-    """502: the upstream refused the connection, broke it, or cannot be reached."""
+def upstream_unreachable(name: str, detail: str, *, service_url: str | None) -> ErrorPage:
+    """502: the upstream refused the connection, broke it, or cannot be reached.
+
+    The page never names the upstream (fork URLs are public; the upstream is internal):
+    the proxy logs it instead.
+    """
     return ErrorPage(
         502,
         "Fork upstream unreachable",
         f"The fork {_code(name)} could not reach its app",
-        f"<p>The app at {_code(redact(upstream))} did not answer: {escape(detail)}.</p>"
+        f"<p>The fork's app did not answer: {escape(detail)}.</p>"
         "<p>Check that the app is running and reachable from the featureflag service, "
         f"or edit the fork's upstream {_manage(service_url)}. Then reload this page.</p>",
     )
 
 
-def upstream_timeout(
-    name: str, upstream: str, seconds: float, *, service_url: str | None
-) -> ErrorPage:
-    """504: the upstream took longer than the proxy's timeout."""
+def upstream_timeout(name: str, seconds: float, *, service_url: str | None) -> ErrorPage:
+    """504: the upstream took longer than the proxy's timeout (not named: see above)."""
     return ErrorPage(
         504,
         "Fork upstream timed out",
         f"The fork {_code(name)} timed out waiting for its app",
-        f"<p>The app at {_code(redact(upstream))} did not answer within {seconds:g} seconds. "
+        f"<p>The fork's app did not answer within {seconds:g} seconds. "
         "It may be overloaded or stuck; reload to try again, or check its logs. "
         f"The fork itself is managed {_manage(service_url)}.</p>",
     )
 
 
-def bad_fork(name: str, detail: str, *, service_url: str | None) -> ErrorPage:
-    """502: the fork's own settings cannot be used (its flags cannot be signed)."""
+def bad_fork(name: str, *, service_url: str | None) -> ErrorPage:
+    """502: the fork's own settings cannot be used (its flags cannot be signed, or its
+    upstream is unusable or refused); the reason goes to the log, not to the visitor."""
     return ErrorPage(
         502,
         "Fork misconfigured",
         f"The fork {_code(name)} cannot be served",
-        f"<p>{escape(detail)}.</p><p>Edit the fork {_manage(service_url)}.</p>",
+        "<p>Its flags or its upstream cannot be used; the service's log says why.</p>"
+        f"<p>Edit the fork {_manage(service_url)}.</p>",
+    )
+
+
+def loop_detected(name: str) -> ErrorPage:
+    """508: the request already passed through this service's proxy (a fork whose
+    upstream leads back here); forwarding it again would loop until sockets run out."""
+    return ErrorPage(
+        508,
+        "Loop detected",
+        f"The fork {_code(name)} leads back to itself",
+        "<p>This request already went through this featureflag service, so its fork's "
+        "upstream points back at the service. Point the fork at the app itself.</p>",
     )
 
 

@@ -22,12 +22,12 @@ from starlette.types import Message, Receive, Scope, Send
 from . import proxy_errors
 from .forwarding import ResponseRewriter
 from .store import Fork
-from .upstream import Headers, HeadersTooLarge, Key, WebSocketRefused
+from .upstream import Headers, HeadersTooLarge, Key, UpstreamRefused, WebSocketRefused
 
 if TYPE_CHECKING:
     from .proxy import ForkProxy
 
-__all__ = ["WATCH_AFTER", "Exchange", "Route", "Watchlist", "describe"]
+__all__ = ["WATCH_AFTER", "Exchange", "Route", "Watchlist", "describe", "log_failure"]
 
 logger = logging.getLogger("featureflag.server.proxy")
 
@@ -155,20 +155,20 @@ class Exchange:
 
     async def _forward(self, scope: Scope, route: Route, body: AsyncIterator[bytes] | None) -> None:
         proxy, send = self.proxy, self.send
-        name, upstream = self.fork.name, self.fork.upstream
+        name = self.fork.name
         link = proxy.page_service_url(scope, route.host)
         try:
             response = await proxy.upstream.send(
                 scope["method"], route.origin, route.target, route.headers, body, proxy.timeouts
             )
         except httpx.TimeoutException:
-            page = proxy_errors.upstream_timeout(name, upstream, proxy.timeout, service_url=link)
+            log_failure(route, "timed out")
+            page = proxy_errors.upstream_timeout(name, proxy.timeout, service_url=link)
             await page.send(send, head=self.head)
             return
         except httpx.TransportError as exc:
-            page = proxy_errors.upstream_unreachable(
-                name, upstream, describe(exc), service_url=link
-            )
+            log_failure(route, repr(exc))
+            page = proxy_errors.upstream_unreachable(name, describe(exc), service_url=link)
             await page.send(send, head=self.head)
             return
         if not self.watching:
@@ -225,8 +225,18 @@ class Exchange:
                 return
 
 
+def log_failure(route: Route, what: str) -> None:
+    """Log where a fork's upstream failed."""
+    # The visitor's page does not name the upstream (fork URLs are public): the log does.
+    logger.warning(
+        "fork %s: upstream %s: %s", route.fork.name, proxy_errors.redact(route.fork.upstream), what
+    )
+
+
 def describe(exc: httpx.TransportError) -> str:
     """What went wrong, in words for an error page."""
+    if isinstance(exc, UpstreamRefused):
+        return "the service's upstream policy refuses its address"
     if isinstance(exc, HeadersTooLarge | WebSocketRefused):
         return str(exc)
     if isinstance(exc, httpx.ConnectError):

@@ -69,12 +69,23 @@ SOURCES = {
     "forward_auth_cache": "--forward-auth-cache",
     "expired_fork_grace": "--expired-fork-grace",
     "upstream_connections": "--upstream-connections",
+    "fork_upstreams": "--fork-upstreams",
+    "http": "--http",
+    "max_header_bytes": "--max-header-bytes",
+    "keep_alive_timeout": "--keep-alive-timeout",
+    "max_connections": "--max-connections",
 }
 
 DEFAULT_EXPIRED_FORK_GRACE = 7 * 86400.0
 
 Loop = Literal["auto", "asyncio", "uvloop"]
 LOOPS: tuple[Loop, ...] = get_args(Loop)
+HttpParser = Literal["h11", "httptools"]
+HTTP_PARSERS: tuple[HttpParser, ...] = get_args(HttpParser)
+# Limits on direct connections (docs/server.md, "Limits"): uvicorn's own settings.
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5
+DEFAULT_MAX_CONNECTIONS = 1000
 
 
 class Settings(BaseModel):
@@ -106,6 +117,22 @@ class Settings(BaseModel):
     expired_fork_grace: float = Field(default=DEFAULT_EXPIRED_FORK_GRACE, ge=0, le=366 * 86400)
     # Most connections the fork proxy keeps open to upstreams, all together.
     upstream_connections: int = Field(default=100, ge=1, le=100_000)
+    # Where forks may point (upstream_policy.HostPattern entries, comma-separated); empty:
+    # anywhere but the always-refused addresses.
+    fork_upstreams: str = ""
+    # The HTTP/1.1 parser: h11 bounds a request head (max_header_bytes); httptools does not.
+    http: HttpParser = "h11"
+    max_header_bytes: int = Field(default=DEFAULT_MAX_HEADER_BYTES, ge=1024, le=16 * 1024 * 1024)
+    keep_alive_timeout: int = Field(default=DEFAULT_KEEP_ALIVE_TIMEOUT, ge=1, le=3600)
+    max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, ge=1, le=1_000_000)
+
+    @field_validator("fork_upstreams")
+    @classmethod
+    def _check_fork_upstreams(cls, value: str) -> str:
+        from .upstream_policy import parse_patterns
+
+        parse_patterns(value)  # ValueError says which entry and how to spell it
+        return value
 
     @field_validator("db", mode="before")
     @classmethod
@@ -365,6 +392,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help="most connections the fork proxy keeps open to upstreams, all together (100)",
     )
+    parser.add_argument(
+        "--fork-upstreams",
+        default="",
+        help="comma-separated hosts forks may point at: HOST, *.DOMAIN, an address or "
+        "network, each with an optional :PORT or :* (default: any host but link-local, "
+        "cloud metadata and this service's own address)",
+    )
+    parser.add_argument(
+        "--http",
+        choices=HTTP_PARSERS,
+        default="h11",
+        help="HTTP/1.1 parser: h11 enforces --max-header-bytes, httptools is faster but "
+        "unbounded; use it only behind a gateway that limits headers (h11)",
+    )
+    parser.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=DEFAULT_MAX_HEADER_BYTES,
+        help=f"largest request head (request line and headers) in bytes; past it the "
+        f"connection gets a 400 and is closed ({DEFAULT_MAX_HEADER_BYTES})",
+    )
+    parser.add_argument(
+        "--keep-alive-timeout",
+        type=int,
+        default=DEFAULT_KEEP_ALIVE_TIMEOUT,
+        help=f"seconds an idle kept-alive connection stays open ({DEFAULT_KEEP_ALIVE_TIMEOUT})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=f"most client connections and requests at once; past it requests get a 503 "
+        f"({DEFAULT_MAX_CONNECTIONS})",
+    )
     return parser
 
 
@@ -392,6 +453,11 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         "forward_auth_cache": args.forward_auth_cache,
         "expired_fork_grace": args.expired_fork_grace,
         "upstream_connections": args.upstream_connections,
+        "fork_upstreams": args.fork_upstreams,
+        "http": args.http,
+        "max_header_bytes": args.max_header_bytes,
+        "keep_alive_timeout": args.keep_alive_timeout,
+        "max_connections": args.max_connections,
         "secret": environ["FEATUREFLAG_SECRET"],
         "environment": environ.get("FEATUREFLAG_ENVIRONMENT") or "development",
     }

@@ -24,6 +24,7 @@ __all__ = [
     "Key",
     "Timeouts",
     "Upstream",
+    "UpstreamRefused",
     "UpstreamResponse",
     "UpstreamWebSocket",
     "WebSocketRefused",
@@ -46,6 +47,11 @@ class Timeouts:
 class HeadersTooLarge(httpx.RemoteProtocolError):
     """The upstream's response head is past the client's limits (too long a field or
     too many of them); nothing of it reaches the browser."""
+
+
+class UpstreamRefused(httpx.ConnectError):
+    """The upstream's address, once resolved, is one the service's upstream policy
+    refuses (:mod:`featureflag_server.upstream_policy`): no connection is made."""
 
 
 class WebSocketRefused(httpx.TransportError):

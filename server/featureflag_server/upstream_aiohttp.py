@@ -9,25 +9,36 @@ head is bounded while it is parsed (each field at most :data:`MAX_FIELD_SIZE` by
 most :data:`MAX_HEADERS` of them) and checked against *max_header_bytes* after, so a
 hostile upstream cannot make the service buffer more than about 1 MiB for a head.
 aiohttp's errors become httpx's, the interface's vocabulary.
+
+Every address is checked against the service's upstream policy
+(:mod:`featureflag_server.upstream_policy`) right before connecting: names after DNS, by
+a resolver that wraps aiohttp's (:class:`PolicyResolver`), and addresses written in the
+URL before the request. A name that resolves to a metadata, link-local or the service's
+own address is :class:`~.upstream.UpstreamRefused`, and no connection is made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import socket
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import Any
 
 import aiohttp
 import httpx
 from aiohttp import http_exceptions
+from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from . import upstream_policy
 from .upstream import (
     Headers,
     HeadersTooLarge,
     Key,
     Timeouts,
+    UpstreamRefused,
     UpstreamResponse,
     UpstreamWebSocket,
     WebSocketRefused,
@@ -39,6 +50,7 @@ __all__ = [
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
     "AiohttpUpstream",
+    "PolicyResolver",
 ]
 
 DEFAULT_CONNECTIONS = 100
@@ -51,6 +63,36 @@ MAX_HEADER_BYTES = 64 * 1024
 """Bytes of header names and values in one response head; past it the client gets a 502."""
 MAX_MESSAGE = 16 * 1024 * 1024
 """Bytes in one WebSocket message (uvicorn's own limit for the client's side)."""
+
+
+class PolicyResolver(AbstractResolver):
+    """aiohttp's resolver, refusing names that resolve to an address the upstream
+    policy refuses (all of a name's addresses are checked: one bad one refuses it)."""
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self.inner = inner if inner is not None else aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """The addresses of *host*, or :class:`~.upstream.UpstreamRefused`."""
+        results = await self.inner.resolve(host, port, family)
+        for result in results:
+            problem = upstream_policy.address_problem(result["host"], result["port"] or port)
+            if problem is not None:
+                raise UpstreamRefused(f"{host} resolves to {problem}")
+        return results
+
+    async def close(self) -> None:
+        """Close the wrapped resolver."""
+        await self.inner.close()
+
+
+def _check_address(origin: Key) -> None:
+    # An address in the URL never reaches the resolver: check it here (cached).
+    problem = upstream_policy.address_problem(origin[1], origin[2])
+    if problem is not None:
+        raise UpstreamRefused(f"the upstream is {problem}")
 
 
 class AiohttpUpstream:
@@ -89,6 +131,7 @@ class AiohttpUpstream:
                 # Below uvicorn's 5 s keep-alive, so the upstream rarely closes one under us.
                 keepalive_timeout=self.keepalive_expiry,
                 ssl=self.ssl_context if self.ssl_context is not None else True,
+                resolver=PolicyResolver(),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -120,6 +163,7 @@ class AiohttpUpstream:
         A *body* goes with its ``Content-Length`` from *headers*, or chunked.
         """
         url = _url(origin, target)
+        _check_address(origin)
         try:
             response = await self.session.request(
                 method,
@@ -150,6 +194,7 @@ class AiohttpUpstream:
         """The WebSocket handshake; frames then flow through the returned socket."""
         scheme, host, port = origin
         url = _url(("wss" if scheme == "https" else "ws", host, port), target)
+        _check_address(origin)
         try:
             # The handshake is one request: bounded like a request's answer.
             async with asyncio.timeout(timeouts.read):
@@ -191,6 +236,17 @@ def _url(origin: Key, target: bytes) -> URL:
     return URL(f"{scheme}://{host}:{port}{target.decode('ascii')}", encoded=True)
 
 
+def _refusal(exc: BaseException) -> UpstreamRefused | None:
+    seen: Any = exc
+    for _ in range(4):
+        if seen is None:
+            return None
+        if isinstance(seen, UpstreamRefused):
+            return seen
+        seen = getattr(seen, "os_error", None) or seen.__cause__ or seen.__context__
+    return None
+
+
 def _is_head_overflow(exc: BaseException) -> bool:
     cause: BaseException | None = exc
     while cause is not None:
@@ -204,6 +260,9 @@ def _is_head_overflow(exc: BaseException) -> bool:
 
 def _translate(exc: BaseException) -> httpx.TransportError:
     """The httpx error for an aiohttp one (the proxy picks its error page by them)."""
+    refused = _refusal(exc)
+    if refused is not None:
+        return refused
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx.ConnectTimeout(f"connecting to the upstream timed out ({exc})")
     if isinstance(exc, asyncio.TimeoutError):  # aiohttp's SocketTimeoutError among them

@@ -6,15 +6,18 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from featureflag_server.__main__ import main
-from tests.support.servers import free_port, run_server
+from tests.support.servers import Server, free_port, run_server
 
 SECRET = "k" * 40
 TOKEN = "alice-token-0123456789"
@@ -32,6 +35,10 @@ COMMAND = str(Path(sys.executable).with_name("featureflag-server"))
         (ENV, ["--port", "99999"], "--port"),
         (ENV, ["--db", "/nonexistent-dir/x/ff.sqlite3"], "--db"),
         (ENV, ["--upstream-connections", "0"], "--upstream-connections"),
+        (ENV, ["--fork-upstreams", "app:port"], "--fork-upstreams is invalid"),
+        (ENV, ["--max-header-bytes", "10"], "--max-header-bytes"),
+        (ENV, ["--keep-alive-timeout", "0"], "--keep-alive-timeout"),
+        (ENV, ["--max-connections", "0"], "--max-connections"),
     ],
 )
 def test_startup_errors_exit_2_with_a_message(
@@ -54,9 +61,37 @@ def test_the_service_runs_on_uvicorns_own_protocol_and_the_chosen_loop(
     for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
         monkeypatch.setattr(logging, name, getattr(logging, name))  # main() switches them
     assert main(["--db", str(tmp_path / "ff.sqlite3"), *argv], ENV) == 0
-    assert "http" not in seen  # uvicorn's own protocol: no subclass of its internals
+    assert seen["http"] == "h11"  # uvicorn's own protocol (by name): no subclass of it
     assert seen["access_log"] is True
     assert seen["loop"] == loop
+    # Issue 17, item 6: the limits on direct connections are uvicorn's own settings.
+    assert seen["h11_max_incomplete_event_size"] == 64 * 1024
+    assert seen["limit_concurrency"] == 1000
+    assert seen["timeout_keep_alive"] == 5
+
+
+def test_the_limits_and_the_upstream_policy_come_from_the_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from featureflag_server import upstream_policy
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: seen.update(options))
+    monkeypatch.setattr("gc.freeze", lambda: None)
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))
+    argv = ["--db", str(tmp_path / "ff.sqlite3"), "--port", "8123", "--http", "httptools"]
+    argv += ["--max-header-bytes", "32768", "--keep-alive-timeout", "9"]
+    argv += ["--max-connections", "50", "--fork-upstreams", "*.internal,127.0.0.1:*"]
+    try:
+        assert main(argv, ENV) == 0
+        policy = upstream_policy.current()
+    finally:
+        upstream_policy.install(upstream_policy.UpstreamPolicy())
+    assert (seen["http"], seen["h11_max_incomplete_event_size"]) == ("httptools", 32768)
+    assert (seen["timeout_keep_alive"], seen["limit_concurrency"]) == (9, 50)
+    assert [p.host for p in policy.allow] == ["*.internal", "127.0.0.1"]
+    assert policy.listening == (("127.0.0.1", 8123),)
 
 
 def test_an_unknown_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -205,3 +240,100 @@ def test_no_access_log_leaves_out_the_line_per_request(tmp_path: Path) -> None:
     log = server.output()
     assert "INFO uvicorn.error: Application startup complete." in log
     assert "uvicorn.access" not in log
+
+
+# --- issue 17, item 6: limits on direct connections, with real processes ----------------
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _get(sock: socket.socket, path: str = "/healthz") -> bytes:
+    """One keep-alive request on *sock*; the response head and body."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: (\d+)", head)
+    while length and len(body) < int(length.group(1)):
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+@contextmanager
+def _limited(tmp_path: Path, *options: str) -> Iterator[Server]:
+    port = free_port()
+    argv = [COMMAND, "--port", str(port), "--db", str(tmp_path / "ff.sqlite3"), "--no-access-log"]
+    with run_server(
+        [*argv, *options], port=port, ready_path="/healthz", env=_env(**ENV), log_dir=tmp_path
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> Iterator[Server]:
+    with _limited(tmp_path, *LIMITED) as server:
+        yield server
+
+
+LIMITED = ("--keep-alive-timeout", "1")
+
+
+@pytest.mark.integration
+def test_a_300_mb_header_is_refused_and_memory_stays_flat(limited: Server) -> None:
+    before = _rss_kib(limited.process.pid)
+    sent = 0
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+        chunk = b"a" * (1024 * 1024)
+        try:
+            for _ in range(300):
+                sock.sendall(chunk)
+                sent += 1
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            answer = sock.recv(65536)
+        except ConnectionResetError:
+            answer = b""
+    assert sent < 300, "the server read a 300 MB header to its end"
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    assert _rss_kib(limited.process.pid) - before < 20 * 1024
+    assert httpx.get(f"{limited.url}/healthz").status_code == 200  # and it still serves
+
+
+@pytest.mark.integration
+def test_an_idle_kept_alive_connection_is_closed_after_the_timeout(limited: Server) -> None:
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=30) as sock:
+        assert _get(sock).startswith(b"HTTP/1.1 200")
+        # Nothing more is sent: the server closes the connection (--keep-alive-timeout 1)
+        # long before this socket's own 30 s timeout would give up.
+        assert sock.recv(1) == b""
+
+
+@pytest.mark.integration
+def test_connections_past_the_cap_get_a_503(tmp_path: Path) -> None:
+    socks: list[socket.socket] = []
+    answers: list[bytes] = []
+    options = ("--max-connections", "5", "--keep-alive-timeout", "600")
+    with _limited(tmp_path, *options) as server:
+        try:
+            for _ in range(7):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+                socks.append(sock)
+                answers.append(_get(sock).split(b"\r\n", 1)[0])
+        finally:
+            for sock in socks:
+                sock.close()
+    # uvicorn counts the new connection too: --max-connections 5 serves 4 kept-alive
+    # connections at once, and the ones past them are told to come back later.
+    assert answers[:4] == [b"HTTP/1.1 200 OK"] * 4
+    assert set(answers[4:]) == {b"HTTP/1.1 503 Service Unavailable"}

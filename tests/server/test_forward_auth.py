@@ -278,3 +278,47 @@ async def test_a_token_without_the_gateway_scope_is_403(store: MemoryStore) -> N
     assert ci.headers["x-featureflag-error"] == "insufficient-scope"
     assert "gateway" in ci.text and "feature-flag-overrides" not in ci.headers
     assert gw.status_code == 200 and gw.headers["feature-flag-overrides"]
+
+
+# --- issue 17, item 4: the gateway gets no refused upstream ------------------------------
+
+
+@pytest.mark.parametrize(
+    "upstream",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/",
+        "http://metadata.google.internal/",
+        "http://169.254.1.1:8080",
+        "http://loop\u3002localhost:9110",
+    ],
+)
+async def test_a_stored_fork_pointing_where_forks_may_not_is_refused_to_the_gateway(
+    client: httpx.AsyncClient,
+    store: MemoryStore,
+    upstream: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Stored directly: written before the rule existed, or through another replica.
+    await store.create_fork(Fork("meta", upstream, {}))
+    response = await ask(client, "meta.localhost")
+    assert response.status_code == 403
+    assert response.headers["x-featureflag-error"] == "bad-fork"
+    assert "x-featureflag-upstream" not in response.headers
+    assert "169.254" not in response.text and "metadata" not in response.text
+    assert "meta" in caplog.text
+
+
+async def test_a_name_that_resolves_to_the_services_own_socket_is_refused(
+    client: httpx.AsyncClient, store: MemoryStore
+) -> None:
+    from featureflag_server import upstream_policy
+
+    await store.create_fork(Fork("self", "http://localhost:8000/", {}))
+    upstream_policy.install(upstream_policy.UpstreamPolicy.create("", [("127.0.0.1", 8000)]))
+    try:
+        response = await ask(client, "self.localhost")
+    finally:
+        upstream_policy.install(upstream_policy.UpstreamPolicy())
+    assert response.status_code == 403
+    assert response.headers["x-featureflag-error"] == "bad-fork"

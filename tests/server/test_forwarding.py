@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from featureflag_server.forwarding import (
+    CLIENT_PROXY_HEADERS,
+    OUR_COOKIES,
     ResponseRewriter,
     request_headers,
     strip_hop_by_hop,
@@ -141,3 +143,101 @@ def test_request_headers_do_not_repeat_a_client_the_server_took_from_the_chain()
         )
     )
     assert out[b"x-forwarded-for"] == b"198.51.100.9"
+
+
+# --- issue 17 ---------------------------------------------------------------------------
+
+
+def test_proxy_headers_a_client_sent_never_reach_the_upstream() -> None:
+    forged = [
+        (b"Forwarded", b"for=10.0.0.1;host=admin.internal;proto=https"),
+        (b"X-Real-IP", b"10.0.0.1"),
+        (b"X-Forwarded-Port", b"443"),
+        (b"X-Forwarded-Prefix", b"/admin"),
+        (b"X-Original-URL", b"/admin/delete"),
+        (b"X-Rewrite-URL", b"/admin/delete"),
+        (b"X-Forwarded-Server", b"internal"),
+        (b"Accept", b"*/*"),
+    ]
+    out = request_headers(forged, token="t", client_ip="203.0.113.7", scheme="http", host="h")
+    names = {name for name, _ in out}
+    assert names == {
+        b"accept",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"feature-flag-overrides",
+    }
+    assert dict(out)[b"x-forwarded-for"] == b"203.0.113.7"
+
+
+@pytest.mark.parametrize("name", CLIENT_PROXY_HEADERS)
+def test_each_client_proxy_header_is_dropped(name: str) -> None:
+    headers = [(name.upper().encode(), b"forged")]
+    out = request_headers(headers, token="t", client_ip=None, scheme="http", host="h")
+    assert b"forged" not in dict(out).values()
+
+
+def test_the_services_cookies_never_reach_the_upstream() -> None:
+    cookie = (
+        b"a=1; featureflag_session=s; __Host-featureflag_session=h; featureflag_overrides=o; "
+        b"featureflag_overrides=o2; b=2"
+    )
+    out = request_headers([(b"cookie", cookie)], token="t", client_ip=None, scheme="http", host="h")
+    assert dict(out)[b"cookie"] == b"a=1; b=2"
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("/shop//evil.example/", "/evil.example/"),
+        ("/shop/\\evil.example", "/evil.example"),
+        ("/shop/\\\\evil.example", "/evil.example"),
+        ("/shop/\t/evil.example", "/evil.example"),
+        ("//evil.example/x", "/evil.example/x"),
+        ("/shop/ok//double", "/ok//double"),
+        ("http://10.0.0.5:8080/shop//evil.example", FORK + "//evil.example"),
+    ],
+)
+def test_a_location_never_becomes_scheme_relative_or_backslashed(
+    location: str, expected: str
+) -> None:
+    rewriter = ResponseRewriter("http://10.0.0.5:8080/shop", FORK, "localhost")
+    assert rewriter.location(location) == expected
+
+
+@pytest.mark.parametrize(
+    ("cookie", "expected"),
+    [
+        # At or above the fork domain: would reach the service and every other fork.
+        ("sid=1; Domain=localhost; Path=/", "sid=1; Path=/"),
+        ("sid=1; Domain=.LOCALHOST.", "sid=1"),
+        ("sid=1; domain=new-lp.localhost", "sid=1"),
+        ("sid=1; Domain=qa.example.com", "sid=1"),
+        ("sid=1; Domain=example.com", "sid=1"),
+        # Elsewhere: left alone (the browser refuses it as it would without the proxy).
+        ("sid=1; Domain=other.example", "sid=1; Domain=other.example"),
+        # Named like the service's own: dropped whole.
+        ("featureflag_session=attacker; Domain=localhost", None),
+        ("__Host-featureflag_session=attacker; Path=/; Secure", None),
+        ("featureflag_overrides=forced; Domain=localhost", None),
+        ("__Secure-featureflag_overrides=forced", None),
+        ("featureflag_sessions=x", "featureflag_sessions=x"),
+    ],
+)
+def test_an_upstream_cannot_plant_cookies_on_the_service_or_other_forks(
+    cookie: str, expected: str | None
+) -> None:
+    domain = "qa.example.com" if "example.com" in cookie else "localhost"
+    fork = "http://new-lp." + domain
+    rewriter = ResponseRewriter("http://10.0.0.5:8080/", fork, domain)
+    assert rewriter.set_cookie(cookie) == expected
+    headers = rewriter.headers([(b"set-cookie", cookie.encode())])
+    assert headers == ([] if expected is None else [(b"set-cookie", expected.encode())])
+
+
+def test_our_cookie_names_come_from_the_one_place_they_are_spelled() -> None:
+    from featureflag.headers import TOKEN_COOKIE
+    from featureflag_server.web import SESSION_COOKIE
+
+    assert frozenset({TOKEN_COOKIE, SESSION_COOKIE}) == OUR_COOKIES

@@ -23,6 +23,7 @@ import kubernetes_validate
 import pytest
 
 from featureflag_server.__main__ import main
+from featureflag_server.forwarding import CLIENT_PROXY_HEADERS
 from featureflag_server.gateway_config import GatewayOptions, render
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -189,3 +190,15 @@ def test_a_bad_option_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err.startswith("featureflag-server gateway-config: ") and says in err
     assert err.count("\n") == 1
+
+
+# --- issue 17, item 9: proxy headers a visitor could forge --------------------------------
+
+
+@pytest.mark.parametrize("header", CLIENT_PROXY_HEADERS)
+def test_the_gateways_drop_proxy_headers_a_visitor_sent(header: str) -> None:
+    assert f'proxy_set_header {header} "";' in render("nginx", OPTIONS)
+    assert f"header_up -{header}\n" in render("caddy", OPTIONS)
+    (config,) = documents(render("traefik", OPTIONS))
+    clean = config["http"]["middlewares"]["featureflag-clean"]["headers"]["customRequestHeaders"]
+    assert clean[header] == ""

@@ -24,6 +24,7 @@ import pytest
 from websockets.sync.client import connect
 
 from featureflag.tokens import OverrideSigner
+from featureflag_server.forwarding import CLIENT_PROXY_HEADERS
 from featureflag_server.gateway_config import GatewayOptions, render
 from tests.support.servers import Server, free_port, run_server, run_uvicorn, stop, wait_ready
 
@@ -185,10 +186,14 @@ def test_a_fork_reaches_its_upstream_with_the_forks_token_only(gateway: Gateway)
                 "X-Featureflag-Upstream-Dial": "127.0.0.1:1",
                 "Keep-Alive": "timeout=99",
                 "Proxy-Connection": "keep-alive",
+                # Issue 17, item 9: proxy headers a visitor forged.
+                **dict.fromkeys(CLIENT_PROXY_HEADERS, "forged"),
             },
         )
     assert response.status_code == 200, response.text
     echo = response.json()
+    forged = [k for k, v in echo["headers"].items() if "forged" in v]
+    assert forged == [], forged
     headers = echo["headers"]
     assert echo["path"] == "/echo" and echo["query"] == "q=1"
     assert len(headers["feature-flag-overrides"]) == 1

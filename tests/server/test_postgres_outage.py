@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.postgres import PostgresServer, postgres_server
 from tests.support.replicas import TOKEN, replicas
-from tests.support.servers import Server
+from tests.support.servers import Server, run_uvicorn
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -37,7 +37,7 @@ def until(check: Callable[[], bool], what: str) -> None:
 
 def fork_page(server: Server) -> httpx.Response:
     host = f"kept.localhost:{server.port}"
-    return httpx.get(server.url + "/healthz", headers={"Host": host}, timeout=30)
+    return httpx.get(server.url + "/", headers={"Host": host}, timeout=30)
 
 
 def logged_in(server: Server) -> httpx.Client:
@@ -55,9 +55,13 @@ def test_a_database_restart_is_503_meanwhile_and_recovers(
     own_postgres: PostgresServer, tmp_path: Path
 ) -> None:
     url = own_postgres.database()
-    with replicas(url, count=1, log_dir=tmp_path) as (service,):
+    # The fork's upstream: an app of its own (the service refuses itself as an upstream).
+    with (
+        run_uvicorn("tests.server.proxy_upstream:app", log_dir=tmp_path) as app,
+        replicas(url, count=1, log_dir=tmp_path) as (service,),
+    ):
         api = httpx.Client(base_url=service.url, headers=AUTH, timeout=30)
-        body = {"name": "kept", "upstream": service.url, "flags": {"Outage.is_on": True}}
+        body = {"name": "kept", "upstream": app.url, "flags": {"Outage.is_on": True}}
         assert api.post("/api/forks", json=body).status_code == 201
         assert fork_page(service).status_code == 200
         web = logged_in(service)
@@ -88,7 +92,7 @@ def test_a_database_restart_is_503_meanwhile_and_recovers(
         assert web.get("/").status_code == 200
         assert [f["name"] for f in api.get("/api/forks").json()["forks"]] == ["kept"]
         until(lambda: fork_page(service).status_code == 200, "the fork back")
-        body = {"name": "after", "upstream": service.url, "flags": {}}
+        body = {"name": "after", "upstream": app.url, "flags": {}}
         assert api.post("/api/forks", json=body).status_code == 201
         api.close()
         web.close()

@@ -485,3 +485,49 @@ def wait_ready(
         except httpx.TransportError:
             time.sleep(0.05)
     raise RuntimeError(f"server not ready at {url}:\n{log.read_text()}")
+
+
+# --- issue 17, item 1: loops ------------------------------------------------------------
+
+
+def test_a_fork_that_leads_back_to_the_service_is_stopped_at_the_first_return(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "featureflag_server", "--port", str(port)]
+    argv += ["--db", str(tmp_path / "ff.db")]
+    fork_host = f"loop.localhost:{port}"
+    env = {"REFLECT_TO": f"http://127.0.0.1:{port}", "REFLECT_HOST": fork_host}
+    with (
+        run_server(argv, port=port, ready_path="/healthz", env=ENV, log_dir=tmp_path) as service,
+        run_uvicorn(
+            "tests.server.loop_reflector:app",
+            log_dir=tmp_path,
+            env=env,
+            ready_path="/ready",
+            name="reflector",
+        ) as reflector,
+    ):
+        api = httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {API_TOKEN}"})
+        # The attack as reported: the host spelled with Unicode dots is refused outright.
+        for dot in ("\u3002", "\uff0e", "\uff61"):
+            refused = api.post(
+                "/api/forks",
+                json={"name": "loop", "upstream": f"http://loop{dot}localhost:{port}", "flags": {}},
+            )
+            assert refused.status_code == 422, refused.text
+        # And the service's own socket, however it is spelled.
+        for own in (f"http://127.0.0.1:{port}", f"http://localhost:{port}/x"):
+            refused = api.post("/api/forks", json={"name": "own", "upstream": own, "flags": {}})
+            assert refused.status_code == 422, refused.text
+        # A loop the rules cannot see (through another host) ends at its first return.
+        created = api.post(
+            "/api/forks", json={"name": "loop", "upstream": reflector.url, "flags": {}}
+        )
+        assert created.status_code == 201, created.text
+        api.close()
+        answer = httpx.get(f"{service.url}/deep", headers={"Host": fork_host}, timeout=60)
+    assert answer.status_code == 508, answer.text
+    assert "leads back to itself" in answer.text
+    assert answer.headers["x-reflector-hops"] == "1"
+    assert "came back through this service" in service.output()

@@ -19,10 +19,18 @@ import pytest
 from featureflag_server import postgres_store
 from tests.support.postgres import PostgresServer
 from tests.support.replicas import TOKEN, replicas
-from tests.support.servers import Server, free_port
+from tests.support.servers import Server, free_port, run_uvicorn
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The forks' upstream: an app of its own (the service refuses itself as an upstream)."""
+    log_dir = tmp_path_factory.mktemp("replicas-upstream")
+    with run_uvicorn("tests.server.proxy_upstream:app", log_dir=log_dir) as upstream:
+        yield upstream.url
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +55,9 @@ def test_two_processes_started_at_once_on_an_empty_database_both_serve(
 
 
 def on_fork(server: Server, name: str) -> int:
-    """The status of ``GET /healthz`` on fork host *name* of *server*."""
+    """The status of ``GET /`` on fork host *name* of *server*."""
     host = f"{name}.localhost:{server.port}"
-    return httpx.get(server.url + "/healthz", headers={"Host": host}, timeout=30).status_code
+    return httpx.get(server.url + "/", headers={"Host": host}, timeout=30).status_code
 
 
 def until(check: Callable[[], bool], what: str) -> float:
@@ -64,14 +72,14 @@ def until(check: Callable[[], bool], what: str) -> float:
 
 
 def test_a_fork_written_through_one_is_served_accordingly_by_the_other(
-    pair: tuple[Server, Server, str],
+    pair: tuple[Server, Server, str], app_url: str
 ) -> None:
     a, b, _ = pair
     name = "shared-fork"
     # b remembers the miss first: the create must make it forget it.
     assert on_fork(b, name) == 404
     with httpx.Client(base_url=a.url, headers=AUTH, timeout=30) as api:
-        body = {"name": name, "upstream": a.url, "flags": {"Replica.is_on": True}}
+        body = {"name": name, "upstream": app_url, "flags": {"Replica.is_on": True}}
         assert api.post("/api/forks", json=body).status_code == 201
         seen = [until(lambda: on_fork(b, name) == 200, "the create on b")]
         assert on_fork(b, name) == 200  # b keeps serving it (from its cache)
@@ -111,12 +119,12 @@ def test_the_failed_login_limit_is_shared(pair: tuple[Server, Server, str]) -> N
 
 
 def test_a_change_made_straight_in_the_database_reaches_both_caches(
-    pair: tuple[Server, Server, str], tmp_path: Path
+    pair: tuple[Server, Server, str], tmp_path: Path, app_url: str
 ) -> None:
     # Whoever writes (an older release, an operator's UPDATE), the trigger notifies.
     a, b, url = pair
     with httpx.Client(base_url=a.url, headers=AUTH, timeout=30) as api:
-        body = {"name": "by-hand", "upstream": a.url, "flags": {}}
+        body = {"name": "by-hand", "upstream": app_url, "flags": {}}
         assert api.post("/api/forks", json=body).status_code == 201
     for server in (a, b):
         until(lambda s=server: on_fork(s, "by-hand") == 200, "the fork")
