@@ -43,16 +43,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     import uvicorn
 
-    from . import upstream_policy
     from .app import create_app
-
-    # Forks may not point at this service's own socket (a loop), nor where the operator
-    # did not allow (--fork-upstreams): checked when a fork is written and on connect.
-    upstream_policy.install(
-        upstream_policy.UpstreamPolicy.create(
-            settings.fork_upstreams, [(settings.host, settings.port)]
-        )
-    )
 
     app = create_app(settings, store=store)
     try:

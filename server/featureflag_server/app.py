@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from featureflag import __version__
 
+from . import upstream_policy
 from .api import create_api
 from .auth import FailedLogins
 from .errors import StoreUnavailable
@@ -30,6 +31,7 @@ from .outage import StoreOutage, api_outage, page_outage
 from .proxy import ForkProxy, fork_from_host
 from .settings import Settings
 from .store import Store, open_store
+from .upstream_policy import UpstreamPolicy
 from .web import create_web_app
 
 logger = logging.getLogger("featureflag.server")
@@ -75,6 +77,14 @@ class ServiceApp:
     def _build(self, store: Store) -> None:
         # Every part shares one cache, so a write through the API or the page is seen by
         # the proxy's next lookup.
+        # Forks may not point at this service's own socket (a loop), nor where the operator
+        # did not allow (--fork-upstreams): checked when a fork is written, by
+        # forward-auth, and on every upstream connection.
+        upstream_policy.install(
+            UpstreamPolicy.create(
+                self.settings.fork_upstreams, [(self.settings.host, self.settings.port)]
+            )
+        )
         store = CachedForks(store)
         self.sweeper = ExpirySweeper(store, grace=self.settings.expired_fork_grace)
         signer = self.settings.signer()
