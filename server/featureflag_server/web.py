@@ -143,6 +143,44 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class _FirstCookieWins:
+    """Pure ASGI: of several ``name`` cookies, keep the first, as the SDK does for its
+    token cookie (docs/security.md, duplicate cookies). Starlette's cookie parsing keeps
+    the last one, which a cookie planted for a parent domain would be."""
+
+    def __init__(self, app: ASGIApp, name: str) -> None:
+        self.app = app
+        self.name = name.encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            prefix = self.name + b"="
+            cookies = [v for k, v in scope["headers"] if k == b"cookie"]
+            if sum(v.count(prefix) for v in cookies) > 1:
+                scope = dict(scope)
+                scope["headers"] = _first_cookie_only(scope["headers"], prefix)
+        await self.app(scope, receive, send)
+
+
+def _first_cookie_only(
+    headers: list[tuple[bytes, bytes]], prefix: bytes
+) -> list[tuple[bytes, bytes]]:
+    seen = False
+    out = []
+    for key, value in headers:
+        if key == b"cookie":
+            kept = []
+            for pair in value.split(b";"):
+                if pair.strip().startswith(prefix):
+                    if seen:
+                        continue
+                    seen = True
+                kept.append(pair.strip())
+            value = b"; ".join(kept)
+        out.append((key, value))
+    return out
+
+
 class WebPage:
     """What every page shares (kept in the web app's ``state.page``); no per-request state."""
 
@@ -485,6 +523,8 @@ def create_web_app(
     ]
     middleware = [
         Middleware(_SecurityHeaders),
+        # Before SessionMiddleware reads the cookie (the first in this list is outermost).
+        Middleware(_FirstCookieWins, name=page.cookie),
         Middleware(
             SessionMiddleware,
             secret_key=page.key,

@@ -603,7 +603,7 @@ async def test_a_copy_of_the_cookie_is_signed_out_by_logout(
     # Another replica (another app over the same store) refuses the copy too.
     replica = create_web_app(settings, memory)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(replica), base_url=BASE) as c:
-        c.cookies.set(SESSION_COOKIE, copied)
+        c.cookies.set(SESSION_COOKIE, copied, domain="127.0.0.1")
         response = await c.get("/")
         assert response.status_code == 303
         assert response.headers["location"] == "/login"
@@ -620,7 +620,7 @@ async def test_a_cookie_without_a_session_id_is_not_signed_in(
     session = json.loads(base64.b64decode(client.cookies[SESSION_COOKIE].split(".")[0]))
     del session["sid"]
     data = base64.b64encode(json.dumps(session).encode())
-    client.cookies.set(SESSION_COOKIE, signer.sign(data).decode())
+    client.cookies.set(SESSION_COOKIE, signer.sign(data).decode(), domain="127.0.0.1")
     assert (await client.get("/")).status_code == 303
 
 
@@ -792,3 +792,23 @@ async def test_the_page_needs_read_to_log_in_and_forks_to_change_forks(
         assert deleted.status_code == 403
     assert await memory.get_fork("new-lp") is None
     assert await memory.get_fork("kept") is not None
+
+
+async def test_of_two_session_cookies_the_first_wins(
+    settings: Settings, memory: MemoryStore
+) -> None:
+    # Issue 17 item 7: a cookie planted for a parent domain (through a fork's upstream,
+    # say) comes after the browser's own; Starlette alone would take the last one and log
+    # the visitor in as the attacker.
+    app = create_web_app(settings, memory)
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as alice:
+        await login(alice, ALICE)
+        mine = alice.cookies[SESSION_COOKIE]
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as attacker:
+        await login(attacker, BOB)
+        planted = attacker.cookies[SESSION_COOKIE]
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as browser:
+        cookie = f"{SESSION_COOKIE}={mine}; other=1; {SESSION_COOKIE}={planted}"
+        page = await browser.get("/", headers={"Cookie": cookie})
+    assert "Signed in as <strong>alice</strong>" in page.text
