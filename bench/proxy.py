@@ -18,7 +18,7 @@ then up) while the service's peak RSS is read from /proc.
 
     .venv/bin/python bench/proxy.py [--seconds 3] [--rounds 3] [--connections 16]
                                     [--upstream page|hello|both] [--loop asyncio|uvloop]
-                                    [--client aiohttp|httpx]
+                                    [--client aiohttp|httpx] [--http h11|httptools]
 
 ``--client httpx`` runs the same service with httpx's own transport (httpcore) as the
 proxy's upstream client instead of aiohttp's, to compare the two.
@@ -341,33 +341,16 @@ def client_cost(url: str, requests: int = 1000) -> dict[str, float]:
 
 def serve_with_httpx(argv: list[str]) -> None:
     """``featureflag-server ARGV`` with httpx's transport as the fork proxy's client
-    (``--client httpx``); the same uvicorn options as ``featureflag_server.__main__``."""
-    import gc
-
-    import uvicorn
-
+    (``--client httpx``), served as ``featureflag_server.__main__`` serves it."""
+    from featureflag_server.__main__ import serve
     from featureflag_server.app import create_app
-    from featureflag_server.logs import LOG_CONFIG
     from featureflag_server.settings import load_settings
     from featureflag_server.sqlite_store import SQLiteStore
 
     settings = load_settings(argv, os.environ)
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=4)
     transport = httpx.AsyncHTTPTransport(limits=limits)
-    app = create_app(settings, store=SQLiteStore(settings.db), proxy_transport=transport)
-    gc.freeze()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        server_header=False,
-        log_level="info",
-        log_config=LOG_CONFIG,
-        access_log=settings.access_log,
-        loop=settings.loop,
-    )
+    serve(create_app(settings, store=SQLiteStore(settings.db), proxy_transport=transport), settings)
 
 
 # --- the benchmark --------------------------------------------------------------------
@@ -399,6 +382,12 @@ def main() -> None:
         help="event loop of the service and the upstreams (asyncio, as plain uvicorn)",
     )
     parser.add_argument(
+        "--http",
+        choices=["h11", "httptools"],
+        default="h11",
+        help="the service's HTTP parser (featureflag-server --http; h11, its default)",
+    )
+    parser.add_argument(
         "--client",
         choices=["aiohttp", "httpx"],
         default="aiohttp",
@@ -415,6 +404,7 @@ def main() -> None:
     print(f"{n} keep-alive connections, {rounds} x {seconds:g} s per side, interleaved")
     print("access logs: " + ("off everywhere" if args.no_access_log else "on everywhere"))
     print(f"event loop of the service and the upstreams: {args.loop}")
+    print(f"the service's HTTP parser: {args.http}")
     print(f"the fork proxy's upstream client: {args.client}")
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp)
@@ -422,7 +412,7 @@ def main() -> None:
         command = [sys.executable, "-m", "featureflag_server"]
         if args.client == "httpx":
             command = [sys.executable, __file__, "--serve-httpx"]
-        argv = [*command, "--port", str(port), "--loop", args.loop]
+        argv = [*command, "--port", str(port), "--loop", args.loop, "--http", args.http]
         argv += ["--db", str(log_dir / "bench.sqlite3")]
         if args.no_access_log:
             argv.append("--no-access-log")

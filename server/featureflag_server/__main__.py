@@ -9,11 +9,13 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from starlette.types import ASGIApp
+
 from featureflag.exceptions import ConfigurationError
 
 from .errors import StoreError
 from .logs import LOG_CONFIG
-from .settings import load_settings
+from .settings import Settings, load_settings
 
 EXIT_CONFIG = 2  # like argparse: the command cannot run as configured
 
@@ -41,8 +43,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"featureflag-server: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
-    import uvicorn
-
     from .app import create_app
 
     app = create_app(settings, store=store)
@@ -54,35 +54,42 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             file=sys.stderr,
             flush=True,
         )
-        # Everything built so far lives as long as the process: keep it out of the garbage
-        # collector's way (it was ~5% of the CPU of a proxied request).
-        gc.freeze()
-        # LOG_CONFIG's lines use none of these; skip looking them up for every record
-        # (the Logging HOWTO's "Optimization" switches).
-        logging._srcfile = None
-        logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            proxy_headers=True,
-            forwarded_allow_ips=settings.forwarded_allow_ips,
-            server_header=False,
-            log_level="info",
-            log_config=LOG_CONFIG,
-            access_log=settings.access_log,
-            loop=settings.loop,
-            # Limits on direct connections (docs/server.md, "Limits"): h11 refuses a request
-            # head past max_header_bytes with a 400; past max_connections a request gets a
-            # 503; an idle kept-alive connection is closed after keep_alive_timeout.
-            http=settings.http,
-            h11_max_incomplete_event_size=settings.max_header_bytes,
-            limit_concurrency=settings.max_connections,
-            timeout_keep_alive=settings.keep_alive_timeout,
-        )
+        serve(app, settings)
     finally:
         asyncio.run(store.close())
     return 0
+
+
+def serve(app: ASGIApp, settings: Settings) -> None:
+    """Run *app* on uvicorn with the service's options and limits until stopped."""
+    import uvicorn
+
+    # Everything built so far lives as long as the process: keep it out of the garbage
+    # collector's way (it was ~5% of the CPU of a proxied request).
+    gc.freeze()
+    # LOG_CONFIG's lines use none of these; skip looking them up for every record
+    # (the Logging HOWTO's "Optimization" switches).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        server_header=False,
+        log_level="info",
+        log_config=LOG_CONFIG,
+        access_log=settings.access_log,
+        loop=settings.loop,
+        # Limits on direct connections (docs/server.md, "Limits"): h11 refuses a request
+        # head past max_header_bytes with a 400; past max_connections a request gets a
+        # 503; an idle kept-alive connection is closed after keep_alive_timeout.
+        http=settings.http,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_timeout,
+    )
 
 
 if __name__ == "__main__":
