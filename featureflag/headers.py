@@ -21,6 +21,8 @@ __all__ = [
     "ERROR_HEADER",
     "OFREP_PATH",
     "REPORT_HEADER",
+    "RESERVED_NAMES",
+    "ROUTE",
     "TOKEN_COOKIE",
     "TOKEN_HEADER",
     "TRUNCATED",
@@ -46,6 +48,14 @@ OFREP_PATH = "/ofrep/v1/evaluate/flags"
 
 TRUNCATED = "featureflag.truncated"
 """The name of the last :data:`REPORT_HEADER` item when the report was cut."""
+
+ROUTE = "featureflag.route"
+"""The name of an evaluation that records a route (a ``route`` item in the report):
+``value`` is the route's base URL, ``service`` the routed service, ``rejected`` why it
+was not followed; ``source`` is ``override`` for a followed route."""
+
+RESERVED_NAMES = frozenset({TRUNCATED, ROUTE})
+"""Names the report uses for its own items: no flag may take one."""
 
 VARY = f"Cookie, {TOKEN_HEADER}"
 """The ``Vary`` value of every response: the token may come from either."""

@@ -33,8 +33,8 @@ from ._http import current_host, current_token
 from ._routing import RoutePolicy, token_routes
 from ._scope import Evaluation, current_scope
 from .exceptions import ConfigurationError
-from .headers import ERROR_HEADER, REPORT_HEADER, TOKEN_HEADER
-from .report import ROUTE, parse_report
+from .headers import ERROR_HEADER, REPORT_HEADER, ROUTE, TOKEN_HEADER
+from .report import parse_report
 
 __all__ = [
     "AsyncPropagatingTransport",

@@ -26,12 +26,8 @@ import http_sf
 
 from ._names import is_valid_name
 from ._scope import Evaluation, Evaluations, Scope, Source
-from .headers import TRUNCATED
+from .headers import ROUTE, TRUNCATED
 
-#: The name of an :class:`Evaluation` that records a route: ``value`` is the route's
-#: base URL, ``service`` the routed service, ``rejected`` why it was not followed;
-#: ``source`` is ``override`` for a followed route.
-ROUTE = "featureflag.route"
 DEFAULT_BUDGET = 4096
 MAX_REASON = 200
 _SEP = ", "

@@ -4,6 +4,7 @@ import pytest
 
 import featureflag
 from featureflag import FeatureFlagError, FlagNameError
+from featureflag.headers import RESERVED_NAMES
 
 
 def landing_variant() -> str:
@@ -103,3 +104,11 @@ def test_unknown_type_is_learned_from_the_default_before_accepting_an_override()
         assert featureflag.intercept("test-fresh-ok", lambda: "a") == "z"
         first, second = featureflag.evaluations()
     assert first.rejected is not None and second.source == "override"
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_NAMES))
+def test_the_reports_own_item_names_are_no_flag_names(name: str) -> None:
+    # A flag called "featureflag.route" would be written as a route item, and
+    # "featureflag.truncated" as the truncation marker: the report could not say it.
+    with pytest.raises(FlagNameError, match="report's own"):
+        featureflag.intercept(name, lambda: True)

@@ -25,8 +25,9 @@ from featureflag import Evaluation
 from featureflag._routing import RoutePolicy
 from featureflag.asgi import FeatureFlagMiddleware
 from featureflag.exceptions import ConfigurationError
+from featureflag.headers import ROUTE
 from featureflag.propagation import propagating_async_client, propagating_client
-from featureflag.report import ROUTE, format_report, parse_report
+from featureflag.report import format_report, parse_report
 from featureflag.tokens import OverrideSigner
 from tests.support.servers import run_uvicorn
 
