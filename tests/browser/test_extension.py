@@ -478,6 +478,7 @@ def test_popup_lists_followed_and_refused_routes(ext: Extension, live_demo: Live
     # The flags are still listed beside it, downstream ones included.
     expect_flag(popup, "Recommendations.strategy", "popular", "default", "downstream")
     popup.close()
+    page.close()  # one tab per URL: the popup finds its tab by URL
 
     # Refused: a host the app does not allow is never followed, and the popup says why.
     page, response = load_with_route("http://evil.example")
