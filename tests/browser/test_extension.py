@@ -492,9 +492,7 @@ def test_popup_lists_followed_and_refused_routes(ext: Extension, live_demo: Live
     expect(popup.locator("#routes li")).to_have_count(1)
 
 
-def test_popup_shows_no_routes_section_without_routes(
-    ext: Extension, live_demo: LiveDemo
-) -> None:
+def test_popup_shows_no_routes_section_without_routes(ext: Extension, live_demo: LiveDemo) -> None:
     page = ext.open(live_demo.app_url + "/")
     popup = ext.popup(page)
     expect_flag(popup, "new-lp", "a", "default", "server")
