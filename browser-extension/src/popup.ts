@@ -18,9 +18,10 @@ import {
   siteOf,
 } from "./overrides";
 import { describeRefusal } from "./report";
+import { routeElement } from "./routes";
 import { el, type RowContext, rowElement } from "./rows";
 import { originPattern } from "./sites";
-import { flagRows, navigated, overrideCount, type TabState } from "./state";
+import { flagRows, navigated, overrideCount, type TabState, tabRoutes } from "./state";
 import { appliedKey, tabKey } from "./storage";
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
@@ -106,8 +107,12 @@ function render(): void {
   const tbody = $<HTMLTableElement>("flags").tBodies[0] as HTMLTableSectionElement;
   tbody.replaceChildren(...rows.map((row) => rowElement(row, desired, table)));
   $("flags").hidden = rows.length === 0;
+  // Routes: which services the fork sent to another build, or asked to and was refused.
+  const routes = tabRoutes(state);
+  $("routes").querySelector("ul")?.replaceChildren(...routes.map(routeElement));
+  $("routes").hidden = routes.length === 0;
   const empty = $("empty");
-  empty.hidden = rows.length > 0;
+  empty.hidden = rows.length > 0 || routes.length > 0;
   empty.textContent = origin
     ? "No Feature-Flags header seen since this page loaded. Is the app using featureflag with report=\"always\", or carrying an override token? Reload the page after installing the extension."
     : view.url === null

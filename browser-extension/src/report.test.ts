@@ -68,6 +68,63 @@ describe("parseReport", () => {
   });
 });
 
+describe("route items", () => {
+  const followed = 'route;service="downstream";url="http://127.0.0.1:8003"';
+  const refused =
+    'route;service="recommendations";url="http://evil.example";rejected="the app does not allow evil.example:80 for service \'recommendations\'"';
+
+  it("reads a followed route, apart from the flags", () => {
+    const report = parseReport(`"a";value=?1;source=default, ${followed}`);
+    expect(report.routes).toEqual([{ service: "downstream", url: "http://127.0.0.1:8003", rejected: null }]);
+    expect(report.evaluations.map((e) => e.name)).toEqual(["a"]);
+  });
+
+  it("reads a refused route with its reason", () => {
+    const [route] = parseReport(refused).routes;
+    expect(route).toEqual({
+      service: "recommendations",
+      url: "http://evil.example",
+      rejected: "the app does not allow evil.example:80 for service 'recommendations'",
+    });
+  });
+
+  it("reads the example from docs/propagation.md, Display Strings and a route without a url", () => {
+    const report = parseReport(
+      '"Checkout.one_click";value=?0;source=default, route;service="recommendations";url="http://recs-pr-12.preview.svc.cluster.local", ' +
+        'route;service=%"pr%c3%afcing";url="http://p.localhost:1", route;service="search";rejected="no"',
+    );
+    expect(report.routes.map((r) => [r.service, r.url, r.rejected])).toEqual([
+      ["recommendations", "http://recs-pr-12.preview.svc.cluster.local", null],
+      ["prïcing", "http://p.localhost:1", null],
+      ["search", null, "no"],
+    ]);
+    expect(report.evaluations).toHaveLength(1);
+  });
+
+  it("ignores malformed route items and keeps the rest", () => {
+    const report = parseReport(
+      [
+        "route;url=\"http://x\"", // no service
+        'route;service="";url="http://x"', // empty service
+        "route;service=downstream;url=\"http://x\"", // service is a token
+        'route;service="a";url=3', // url is not text
+        'route;service="a";url="http://x";rejected=?1', // rejected is not text
+        '"route";service="a";url="http://x"', // a string: a flag item without value, skipped
+        'routes;service="a";url="http://x"', // another token
+        '(route);service="a";url="http://x"', // an inner list
+        followed,
+      ].join(", "),
+    );
+    expect(report.routes).toEqual([{ service: "downstream", url: "http://127.0.0.1:8003", rejected: null }]);
+    expect(report.evaluations).toEqual([]);
+  });
+
+  it("caps a refusal reason at 200 characters", () => {
+    const [route] = parseReport(`route;service="a";url="http://x";rejected="${"y".repeat(300)}"`).routes;
+    expect(route?.rejected).toHaveLength(200);
+  });
+});
+
 describe("parseRefusal", () => {
   it.each(["expired", "bad-signature", "wrong-environment", "malformed", "too-large", "too-many-flags", "invalid-override"])(
     "reads the token %s and describes it",

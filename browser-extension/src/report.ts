@@ -1,6 +1,7 @@
 /**
  * Parse the app's response headers: the `Feature-Flags` report (an RFC 9651 List of
- * sf-strings with parameters) and the `Feature-Flag-Override-Error` refusal token.
+ * sf-strings with parameters, plus `route` sf-tokens for routed services) and the
+ * `Feature-Flag-Override-Error` refusal token.
  *
  * Parsing is delegated to the `structured-headers` package; this module only maps the
  * parsed structure onto the contract and stays lenient: a garbled header yields nothing
@@ -26,11 +27,26 @@ export interface Evaluation {
   where: Where;
 }
 
+/**
+ * A routed service (docs/propagation.md): the fork's token sent requests for `service`
+ * to `url`, or asked to and the app refused (`rejected` says why; never followed).
+ */
+export interface Route {
+  service: string;
+  /** The route's base URL; null when the app left it out. */
+  url: string | null;
+  rejected: string | null;
+}
+
 /** A parsed `Feature-Flags` header. `omitted` counts flags cut by the app's byte budget. */
 export interface Report {
   evaluations: Evaluation[];
+  routes: Route[];
   omitted: number;
 }
+
+/** The sf-token that names a route item: `route;service="...";url="..."[;rejected="..."]`. */
+export const ROUTE_ITEM = "route";
 
 /** The name of the marker item the app appends when it cut the report short. */
 export const TRUNCATED_MARKER = "featureflag.truncated";
@@ -45,9 +61,25 @@ function text(bare: unknown): string | null {
   return null;
 }
 
+/**
+ * A `route` item's parameters as a {@link Route}; null when they break the contract (no
+ * service, or a url or rejected that is not text: better no line than a wrong one).
+ */
+function parseRoute(params: ReadonlyMap<string, unknown>): Route | null {
+  const service = text(params.get("service"));
+  if (service === null || service === "") return null;
+  const rawUrl = params.get("url");
+  const url = text(rawUrl);
+  if (rawUrl !== undefined && url === null) return null;
+  const rawRejected = params.get("rejected");
+  const rejected = text(rawRejected);
+  if (rawRejected !== undefined && rejected === null) return null;
+  return { service, url, rejected: rejected === null ? null : rejected.slice(0, MAX_REASON) };
+}
+
 /** Parse one `Feature-Flags` header value. Items that break the contract are skipped. */
 export function parseReport(value: string): Report {
-  const report: Report = { evaluations: [], omitted: 0 };
+  const report: Report = { evaluations: [], routes: [], omitted: 0 };
   let list;
   try {
     list = parseList(value);
@@ -56,6 +88,11 @@ export function parseReport(value: string): Report {
   }
   for (const member of list) {
     const [bare, params] = member;
+    if (bare instanceof Token && bare.toString() === ROUTE_ITEM) {
+      const route = parseRoute(params);
+      if (route !== null) report.routes.push(route);
+      continue;
+    }
     const name = text(bare);
     if (name === null || name === "") continue; // an inner list or a non-string item
     if (name === TRUNCATED_MARKER) {

@@ -11,6 +11,7 @@ import {
   remember,
   restored,
   type TabState,
+  tabRoutes,
 } from "./state";
 
 const page = "http://app.localhost:8000/";
@@ -119,6 +120,45 @@ describe("tab state", () => {
   it("survives a JSON round trip (chrome.storage.session stores JSON)", () => {
     const state = addResponse(navigated(page), { url: page, report: main, refusal: null });
     expect(flagRows(JSON.parse(JSON.stringify(state)))).toEqual(flagRows(state));
+  });
+});
+
+describe("routes", () => {
+  const followed = 'route;service="downstream";url="http://127.0.0.1:8003"';
+  const refused = 'route;service="recommendations";url="http://evil.example";rejected="not allowed"';
+
+  it("collects routes from the page and its sub-requests, beside the flags", () => {
+    let state = addResponse(navigated(page), { url: page, report: parseReport(`"hero";value="a";source=default, ${followed}`), refusal: null });
+    state = addResponse(state, { url: `${page}api/recs`, report: parseReport(refused), refusal: null });
+    expect(tabRoutes(state)).toEqual([
+      { service: "downstream", url: "http://127.0.0.1:8003", rejected: null },
+      { service: "recommendations", url: "http://evil.example", rejected: "not allowed" },
+    ]);
+    expect(flagRows(state).map((r) => r.name)).toEqual(["hero"]);
+    expect(overrideCount(state)).toBe(0);
+  });
+
+  it("keeps one line per (service, url): a later report replaces it, another url adds one", () => {
+    let state = addResponse(navigated(page), { url: page, report: parseReport(followed), refusal: null });
+    state = addResponse(state, { url: page, report: parseReport(`${followed};rejected="now refused"`), refusal: null });
+    state = addResponse(state, { url: page, report: parseReport('route;service="downstream";url="http://127.0.0.1:9"'), refusal: null });
+    expect(tabRoutes(state).map((r) => [r.url, r.rejected])).toEqual([
+      ["http://127.0.0.1:8003", "now refused"],
+      ["http://127.0.0.1:9", null],
+    ]);
+  });
+
+  it("starts with no routes on a navigation, and reads states stored before routes existed", () => {
+    expect(tabRoutes(navigated(page))).toEqual([]);
+    const { routes: _, ...old } = addResponse(navigated(page), { url: page, report: main, refusal: null });
+    const state = addResponse(old, { url: page, report: parseReport(followed), refusal: null });
+    expect(tabRoutes(old)).toEqual([]);
+    expect(tabRoutes(state)).toHaveLength(1);
+  });
+
+  it("remembers a page that reported only routes (back/forward cache)", () => {
+    const routed = addResponse(navigated(page), { url: page, report: parseReport(followed), refusal: null });
+    expect(remember([], { ...routed, reports: 0 })).toHaveLength(1);
   });
 });
 

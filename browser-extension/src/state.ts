@@ -3,7 +3,7 @@
  * navigation. Pure functions over plain JSON, so the MV3 service worker can keep the
  * state in `chrome.storage.session` (it is killed when idle) and tests need no browser.
  */
-import { type Evaluation, type FlagValue, type Report, type Where, whereKey } from "./report";
+import { type Evaluation, type FlagValue, type Report, type Route, type Where, whereKey } from "./report";
 
 /** What one tab reported since its last top-level navigation. */
 export interface TabState {
@@ -11,6 +11,11 @@ export interface TabState {
   url: string;
   /** Evaluations, one per (where, name); a later report of the same pair replaces it. */
   evaluations: Evaluation[];
+  /**
+   * Routed services (followed or refused), one per (service, url); a later report of the
+   * same pair replaces it. Optional: states stored before routes existed have none.
+   */
+  routes?: Route[];
   /** Flags the app left out of its report (byte budget), summed over responses. */
   omitted: number;
   /** The latest `Feature-Flag-Override-Error` seen since the navigation. */
@@ -37,7 +42,8 @@ export function remember(history: readonly TabState[], left: TabState | null): T
   const url = withoutFragment(left.url);
   const kept = history.filter((s) => withoutFragment(s.url) !== url);
   // A page that reported nothing (a redirect, a page without flags) restores as empty anyway.
-  const empty = left.evaluations.length === 0 && left.refusal === null && left.reports === 0;
+  const empty =
+    left.evaluations.length === 0 && tabRoutes(left).length === 0 && left.refusal === null && left.reports === 0;
   return (empty ? kept : [...kept, left]).slice(-HISTORY_SIZE);
 }
 
@@ -64,7 +70,28 @@ export function restored(
 
 /** A fresh state for a top-level navigation to `url`. */
 export function navigated(url: string): TabState {
-  return { url, evaluations: [], omitted: 0, refusal: null, reports: 0 };
+  return { url, evaluations: [], routes: [], omitted: 0, refusal: null, reports: 0 };
+}
+
+/** The tab's routes, in the order first reported (none for a state stored before routes). */
+export function tabRoutes(state: TabState): Route[] {
+  return state.routes ?? [];
+}
+
+function mergeRoutes(routes: readonly Route[], incoming: readonly Route[]): Route[] {
+  const key = (r: Route): string => `${r.service}\u0000${r.url ?? ""}`;
+  const out = [...routes];
+  const index = new Map(out.map((r, i) => [key(r), i]));
+  for (const r of incoming) {
+    const at = index.get(key(r));
+    if (at === undefined) {
+      index.set(key(r), out.length);
+      out.push(r);
+    } else {
+      out[at] = r;
+    }
+  }
+  return out;
 }
 
 function merge(evaluations: readonly Evaluation[], incoming: readonly Evaluation[]): Evaluation[] {
@@ -91,6 +118,7 @@ export function addResponse(
   const next: TabState = { ...state };
   if (response.report) {
     next.evaluations = merge(state.evaluations, response.report.evaluations);
+    next.routes = mergeRoutes(tabRoutes(state), response.report.routes);
     next.omitted = state.omitted + response.report.omitted;
     next.reports = state.reports + 1;
   }

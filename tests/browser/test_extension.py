@@ -452,6 +452,53 @@ def test_rejected_override_shows_the_apps_reason(ext: Extension, live_demo: Live
     expect(one_click.locator(".rejected")).to_contain_text("Checkout.is_one_click")
 
 
+def test_popup_lists_followed_and_refused_routes(ext: Extension, live_demo: LiveDemo) -> None:
+    """A token that routes ``downstream``: the shop reports the route, the popup lists it."""
+    signer = OverrideSigner(live_demo.secret, environment=live_demo.environment)
+
+    def load_with_route(url: str) -> tuple[Page, Response]:
+        token = signer.dumps({}, sub="e2e", routes={"downstream": url})
+        ext.context.add_cookies(
+            [{"name": "featureflag_overrides", "value": token, "url": live_demo.app_url + "/"}]
+        )
+        page = ext.context.new_page()
+        response = page.goto(live_demo.app_url + "/")
+        assert response is not None
+        return page, response
+
+    # Followed: the demo app allows 127.0.0.1:* for "downstream" (its own build stands in).
+    page, response = load_with_route(live_demo.downstream_url)
+    assert "route;" in (response.headers.get("feature-flags") or "")
+    popup = ext.popup(page)
+    route = popup.locator('#routes li[data-service="downstream"]')
+    expect(popup.locator("#routes")).to_be_visible()
+    expect(route).to_have_attribute("data-status", "followed")
+    expect(route.locator(".url")).to_have_text(live_demo.downstream_url)
+    expect(route.locator(".rejected")).to_have_count(0)
+    # The flags are still listed beside it, downstream ones included.
+    expect_flag(popup, "Recommendations.strategy", "popular", "default", "downstream")
+    popup.close()
+    page.close()  # one tab per URL: the popup finds its tab by URL
+
+    # Refused: a host the app does not allow is never followed, and the popup says why.
+    page, response = load_with_route("http://evil.example")
+    assert response.status == 200
+    popup = ext.popup(page)
+    route = popup.locator('#routes li[data-service="downstream"]')
+    expect(route).to_have_attribute("data-status", "refused")
+    expect(route.locator(".url")).to_have_text("http://evil.example")
+    expect(route.locator(".chip")).to_have_text("refused")
+    expect(route.locator(".rejected")).to_contain_text("evil.example")
+    expect(popup.locator("#routes li")).to_have_count(1)
+
+
+def test_popup_shows_no_routes_section_without_routes(ext: Extension, live_demo: LiveDemo) -> None:
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    expect_flag(popup, "new-lp", "a", "default", "server")
+    expect(popup.locator("#routes")).to_be_hidden()
+
+
 def test_service_refusal_is_shown_in_the_popup(ext: Extension, live_demo: LiveDemo) -> None:
     ext.configure(live_demo.service_url, live_demo.api_token)
     page = ext.open(live_demo.app_url + "/")
