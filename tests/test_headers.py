@@ -9,7 +9,7 @@ import pytest
 
 import featureflag
 from featureflag import headers
-from featureflag.headers import asgi_name, wsgi_key
+from featureflag.headers import RESERVED_NAMES, asgi_name, wsgi_key
 
 ROOT = Path(featureflag.__file__).resolve().parents[1]
 HOME = Path(headers.__file__).resolve()
@@ -111,3 +111,13 @@ def test_all_is_sorted_and_documented() -> None:
     } - {"annotations"}
     for name in ("asgi_name", "wsgi_key"):
         assert getattr(headers, name).__doc__
+
+
+def test_the_extension_knows_the_sdk_name_rule() -> None:
+    # browser-extension/src/edits.ts mirrors featureflag/_names.py's NAME_RULE.
+    from featureflag._names import NAME_RULE
+
+    source = (ROOT / "browser-extension" / "src" / "edits.ts").read_text()
+    for name in sorted(RESERVED_NAMES):
+        assert f'"{name}"' in source
+    assert " ".join(NAME_RULE.split()[:6]) in source

@@ -40,6 +40,9 @@ describe("names and comparisons", () => {
     expect(isValidName("a\ud800")).toBe(false);
     expect(isValidName("\udc00b")).toBe(false);
     expect(isValidName("rocket-\ud83d\ude80")).toBe(true);
+    // The report's own item names are no flag names.
+    expect(isValidName("featureflag.route")).toBe(false);
+    expect(isValidName("featureflag.truncated")).toBe(false);
   });
 
   it("compares override sets by content", () => {

@@ -8,9 +8,13 @@ import type { FlagValue } from "./report";
 /** A change the user made in the popup: a new value, or `null` to drop the override. */
 export type Edits = Map<string, FlagValue | null>;
 
+/** Names the report uses for its own items (the SDK's `featureflag.headers.RESERVED_NAMES`). */
+const RESERVED_NAMES: ReadonlySet<string> = new Set(["featureflag.route", "featureflag.truncated"]);
+
 /** Same rule as the Python SDK's `NAME_RULE`. */
 export const NAME_RULE =
-  "a flag name is a non-empty string of at most 200 characters with no whitespace, control characters or lone surrogates";
+  "a flag name is a non-empty string of at most 200 characters with no whitespace, control characters or lone surrogates, " +
+  "and not one of the report's own: featureflag.route, featureflag.truncated";
 
 // Mirrors featureflag/_names.py: \s (Unicode whitespace), C0, DEL and C1 controls, and
 // surrogates: with the u flag a valid pair is one code point, so only a lone half matches.
@@ -18,7 +22,7 @@ const BAD_NAME = /[\s\u0000-\u001f\u007f-\u009f\uD800-\uDFFF]/u;
 
 /** True when `name` follows the SDK's flag name rule. */
 export function isValidName(name: string): boolean {
-  return name.length > 0 && name.length <= 200 && !BAD_NAME.test(name);
+  return name.length > 0 && name.length <= 200 && !BAD_NAME.test(name) && !RESERVED_NAMES.has(name);
 }
 
 /** The overrides that Apply will request: applied ones (unless expired) plus edits. */
