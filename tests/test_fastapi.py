@@ -21,6 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 import featureflag
 from featureflag.asgi import FeatureFlagMiddleware
+from featureflag.exceptions import ConfigurationError
 from featureflag.report import parse_report
 from featureflag.tokens import OverrideSigner
 from tests.support.servers import run_uvicorn
@@ -81,8 +82,12 @@ def client(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://app.test")
 
 
-async def lifespan(app: Any) -> list[dict[str, Any]]:
-    """Drive the lifespan (httpx.ASGITransport does not): startup, then shutdown."""
+async def lifespan(app: Any) -> tuple[list[dict[str, Any]], Exception | None]:
+    """Drive the lifespan (httpx.ASGITransport does not): startup, then shutdown.
+
+    Returns the messages the app sent and what it raised, if anything: after
+    ``lifespan.startup.failed`` an app may raise (Starlette's router does).
+    """
     sent: list[dict[str, Any]] = []
     messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
 
@@ -95,8 +100,12 @@ async def lifespan(app: Any) -> list[dict[str, Any]]:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
-    return sent
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    try:
+        await app(scope, receive, send)
+    except Exception as error:
+        return sent, error
+    return sent, None
 
 
 # 1. A missing secret fails start-up
@@ -106,12 +115,30 @@ async def test_add_middleware_without_a_secret_fails_the_lifespan_startup(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("FEATUREFLAG_SECRET", raising=False)
-    sent = await lifespan(create_app((FeatureFlagMiddleware, {})))
+    sent, error = await lifespan(create_app((FeatureFlagMiddleware, {})))
     assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
     assert "FEATUREFLAG_SECRET" in sent[0]["message"]
+    assert error is None or isinstance(error, ConfigurationError)
     # Configured, FastAPI's own lifespan runs.
-    ok = await lifespan(create_app((FeatureFlagMiddleware, {"secret": SECRET})))
+    ok, error = await lifespan(create_app((FeatureFlagMiddleware, {"secret": SECRET})))
     assert [m["type"] for m in ok] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert error is None
+
+
+@pytest.mark.xfail(
+    reason="featureflag/asgi.py's _fail_startup returns after lifespan.startup.failed; "
+    "starlette's TestClient then waits for lifespan.shutdown.complete forever "
+    "(`with TestClient(app):` hangs). Fix: raise the ConfigurationError after sending it."
+)
+async def test_after_a_failed_startup_the_app_raises_as_starlette_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # TestClient (and the ASGI convention Starlette's router follows) expect the app to
+    # raise after lifespan.startup.failed; uvicorn then exits quietly all the same.
+    monkeypatch.delenv("FEATUREFLAG_SECRET", raising=False)
+    sent, error = await lifespan(create_app((FeatureFlagMiddleware, {})))
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    assert isinstance(error, ConfigurationError)
 
 
 def no_secret_app() -> FastAPI:
