@@ -162,6 +162,9 @@ async def _fail_startup(error: ConfigurationError | None, receive: Receive, send
     message = await receive()
     if message["type"] == "lifespan.startup":
         await send({"type": "lifespan.startup.failed", "message": str(error)})
+        # Raise after telling the server, as Starlette's router does: a server (or
+        # TestClient) that waits for the app to end then stops instead of hanging.
+        raise ConfigurationError(str(error))
 
 
 def _route_path(scope: Scope) -> str:

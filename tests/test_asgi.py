@@ -547,7 +547,10 @@ async def lifespan_startup(app: Any) -> list[dict[str, Any]]:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    try:
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    except ConfigurationError:
+        assert sent[-1]["type"] == "lifespan.startup.failed"  # told the server first
     return sent
 
 

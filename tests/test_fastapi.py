@@ -125,11 +125,6 @@ async def test_add_middleware_without_a_secret_fails_the_lifespan_startup(
     assert error is None
 
 
-@pytest.mark.xfail(
-    reason="featureflag/asgi.py's _fail_startup returns after lifespan.startup.failed; "
-    "starlette's TestClient then waits for lifespan.shutdown.complete forever "
-    "(`with TestClient(app):` hangs). Fix: raise the ConfigurationError after sending it."
-)
 async def test_after_a_failed_startup_the_app_raises_as_starlette_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
