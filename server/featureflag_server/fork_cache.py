@@ -82,20 +82,8 @@ class CachedForks:
             fork = await self._load(name, now)
         if fork is None:
             return None
-        # A copy: callers must not change what other requests will be given. (The
-        # constructor, not dataclasses.replace: this runs on every proxied request.)
-        return Fork(
-            fork.name,
-            fork.upstream,
-            dict(fork.flags),
-            fork.created_by,
-            fork.created_at,
-            fork.updated_at,
-            dict(fork.labels),
-            dict(fork.routes),
-            fork.expires_at,
-            fork.updated_by,
-        )
+        # A copy: callers must not change what other requests will be given.
+        return fork.copy()
 
     async def _load(self, name: str, now: float) -> Fork | None:
         generation = self._generation

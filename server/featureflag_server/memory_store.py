@@ -25,17 +25,17 @@ class MemoryStore:
 
     async def get_fork(self, name: str) -> Fork | None:
         fork = self._forks.get(name)
-        return None if fork is None else _copy(fork)
+        return None if fork is None else fork.copy()
 
     async def list_forks(self) -> list[Fork]:
-        return [_copy(self._forks[name]) for name in sorted(self._forks)]
+        return [self._forks[name].copy() for name in sorted(self._forks)]
 
     async def create_fork(self, fork: Fork) -> Fork:
         async with self._lock:
             if fork.name in self._forks:
                 raise ForkExists(fork.name)
-            self._forks[fork.name] = _copy(fork)
-            return _copy(fork)
+            self._forks[fork.name] = fork.copy()
+            return fork.copy()
 
     async def update_fork(self, fork: Fork) -> Fork:
         async with self._lock:
@@ -43,8 +43,8 @@ class MemoryStore:
             if known is None:
                 raise ForkNotFound(fork.name)
             stored = replace(fork, created_by=known.created_by, created_at=known.created_at)
-            self._forks[fork.name] = _copy(stored)
-            return _copy(stored)
+            self._forks[fork.name] = stored.copy()
+            return stored.copy()
 
     async def delete_fork(self, name: str) -> bool:
         async with self._lock:
@@ -108,8 +108,3 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
-
-
-def _copy(fork: Fork) -> Fork:
-    # Callers must not be able to change stored state through a shared flags dict.
-    return replace(fork, flags=dict(fork.flags), labels=dict(fork.labels), routes=dict(fork.routes))

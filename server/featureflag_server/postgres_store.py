@@ -240,7 +240,7 @@ class PostgresStore:
                 await conn.execute(f"INSERT INTO forks ({_COLUMNS}) VALUES ({_PLACES})", _row(fork))
         except psycopg.errors.UniqueViolation:
             raise ForkExists(fork.name) from None
-        return _copy(fork)
+        return fork.copy()
 
     async def update_fork(self, fork: Fork) -> Fork:
         row = _row(fork)
@@ -254,7 +254,7 @@ class PostgresStore:
             known = await cur.fetchone()
         if known is None:
             raise ForkNotFound(fork.name)
-        stored = _copy(fork)
+        stored = fork.copy()
         return Fork(
             stored.name,
             stored.upstream,
@@ -394,21 +394,6 @@ def _row(fork: Fork) -> tuple[Any, ...]:
         fork.updated_at,
         Jsonb(fork.labels),
         Jsonb(fork.routes),
-        fork.expires_at,
-        fork.updated_by,
-    )
-
-
-def _copy(fork: Fork) -> Fork:
-    return Fork(
-        fork.name,
-        fork.upstream,
-        dict(fork.flags),
-        fork.created_by,
-        fork.created_at,
-        fork.updated_at,
-        dict(fork.labels),
-        dict(fork.routes),
         fork.expires_at,
         fork.updated_by,
     )

@@ -37,6 +37,25 @@ class Fork:
     expires_at: datetime | None = None
     updated_by: str = ""
 
+    def copy(self) -> Fork:
+        """A copy whose dicts the caller may change without changing this fork's.
+
+        Stores and the fork cache hand out copies. (The constructor, not
+        ``dataclasses.replace``: the cache calls this on every proxied request.)
+        """
+        return Fork(
+            self.name,
+            self.upstream,
+            dict(self.flags),
+            self.created_by,
+            self.created_at,
+            self.updated_at,
+            dict(self.labels),
+            dict(self.routes),
+            self.expires_at,
+            self.updated_by,
+        )
+
     def to_json(self, url: str) -> dict[str, Any]:
         """The API's JSON form; *url* is where the fork is served (see ``Settings.fork_url``)."""
         return {
