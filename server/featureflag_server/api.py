@@ -43,6 +43,7 @@ from .schemas import Catalog, ForkCreate, ForkUpdate, TokenRequest
 from .settings import ApiScope, Settings
 from .store import Fork, Store, iso
 from .text import may_hold_surrogate, scrub_json, surrogate_problems
+from .upstream_policy import UpstreamPolicy
 
 M = TypeVar("M", bound=BaseModel)
 MAX_BODY = 4 * 1024 * 1024
@@ -361,10 +362,13 @@ def create_api(
     store: Store,
     signer: OverrideSigner | None = None,
     logins: FailedLogins | None = None,
+    policy: UpstreamPolicy | None = None,
 ) -> Starlette:
-    """The ``/api`` app (mount it at ``/api``); *logins* is shared with the web page."""
+    """The ``/api`` app (mount it at ``/api``); *logins* is shared with the web page, and
+    *policy* (default: the settings') with the rest of the service."""
     signer = signer or settings.signer()
-    forks = Forks(store, signer, fork_domain=settings.fork_domain)
+    policy = policy or settings.upstream_policy()
+    forks = Forks(store, signer, fork_domain=settings.fork_domain, policy=policy)
     app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS)
     app.state.api = ApiContext(settings, forks, signer, logins or FailedLogins())
     return app

@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from featureflag import __version__
 
-from . import upstream_policy
 from .api import create_api
 from .auth import FailedLogins
 from .errors import StoreUnavailable
@@ -31,7 +30,6 @@ from .outage import StoreOutage, api_outage, page_outage
 from .proxy import ForkProxy, fork_from_host
 from .settings import Settings
 from .store import Store, open_store
-from .upstream_policy import UpstreamPolicy
 from .web import create_web_app
 
 logger = logging.getLogger("featureflag.server")
@@ -78,21 +76,17 @@ class ServiceApp:
         # Every part shares one cache, so a write through the API or the page is seen by
         # the proxy's next lookup.
         # Forks may not point at this service's own socket (a loop), nor where the operator
-        # did not allow (--fork-upstreams): checked when a fork is written, by
+        # did not allow (--fork-upstreams): one policy, checked when a fork is written, by
         # forward-auth, and on every upstream connection.
-        upstream_policy.install(
-            UpstreamPolicy.create(
-                self.settings.fork_upstreams, [(self.settings.host, self.settings.port)]
-            )
-        )
+        policy = self.settings.upstream_policy()
         store = CachedForks(store)
         self.sweeper = ExpirySweeper(store, grace=self.settings.expired_fork_grace)
         signer = self.settings.signer()
         # One record of unknown tokens for the API and the page, shared through the store
         # with the other replicas.
         logins = FailedLogins(shared=store, key=self.settings.signing_secret)
-        api_app = create_api(self.settings, store, signer, logins)
-        web_app = create_web_app(self.settings, store, logins, signer)
+        api_app = create_api(self.settings, store, signer, logins, policy)
+        web_app = create_web_app(self.settings, store, logins, signer, policy)
         # A database outage is a 503 (JSON for the API, a page for people), not a 500.
         api_app.add_exception_handler(StoreUnavailable, api_outage)
         if isinstance(web_app, Starlette):
@@ -101,7 +95,7 @@ class ServiceApp:
             routes=[
                 Route("/healthz", _health, methods=["GET"]),
                 Route("/openapi.json", _openapi, methods=["GET"]),
-                Route("/api/forward-auth", ForwardAuth(self.settings, store, logins)),
+                Route("/api/forward-auth", ForwardAuth(self.settings, store, logins, policy)),
                 Mount("/api", api_app),
                 Mount("/", web_app),
             ],
@@ -114,6 +108,7 @@ class ServiceApp:
             fork_domain=self.settings.fork_domain,
             transport=self._proxy_transport,
             connections=self.settings.upstream_connections,
+            policy=policy,
         )
         self._proxy_app = StoreOutage(self.proxy)
 

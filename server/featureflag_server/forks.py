@@ -37,7 +37,7 @@ from featureflag.tokens import (
 from .errors import FieldProblem, ForkExists, ForkNotFound, InvalidFork
 from .fork_tokens import DEFAULT_TOKEN_TTL
 from .store import FlagValue, Fork, Store, iso, utcnow
-from .upstream_policy import upstream_problem as policy_problem
+from .upstream_policy import UpstreamPolicy
 
 FORK_NAME_RULE = (
     "a fork name is a DNS label: 1 to 63 lowercase letters, digits or '-', "
@@ -207,12 +207,15 @@ class Forks:
         signer: OverrideSigner,
         *,
         fork_domain: str,
+        policy: UpstreamPolicy | None = None,
         token_ttl: float = DEFAULT_TOKEN_TTL,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.signer = signer
         self.fork_domain = fork_domain
+        # Where upstreams may point (IDNA, SSRF, loops); default: the rules that always apply.
+        self.policy = policy if policy is not None else UpstreamPolicy()
         self.token_ttl = token_ttl
         self.clock = clock
 
@@ -220,7 +223,7 @@ class Forks:
     def upstream_problems(self, upstream: object) -> list[FieldProblem]:
         """The upstream's form, and that it is not itself a fork host (a loop)."""
         problem = upstream_problem(upstream)
-        problem = problem or policy_problem(upstream, self.fork_domain)  # IDNA, SSRF, loops
+        problem = problem or self.policy.url_problem(str(upstream), self.fork_domain)
         if problem is not None:
             return [FieldProblem("upstream", problem)]
         host = (urlsplit(str(upstream)).hostname or "").rstrip(".").lower()

@@ -34,7 +34,7 @@ from starlette.types import Receive, Scope, Send
 
 from featureflag.exceptions import TokenError
 
-from . import proxy_errors, upstream_policy
+from . import proxy_errors
 from .auth import FailedLogins, bearer_token, challenge
 from .errors import TooManyAttempts
 from .fork_tokens import DEFAULT_TOKEN_TTL, REMINT_FRACTION, TokenCache
@@ -43,6 +43,7 @@ from .forwarding import OVERRIDE_HEADER
 from .proxy import fork_from_host
 from .settings import DEFAULT_MAX_TOKEN_TTL, Settings
 from .store import Store
+from .upstream_policy import UpstreamPolicy
 
 logger = logging.getLogger("featureflag.server.forward_auth")
 
@@ -90,8 +91,15 @@ def max_age(cache_seconds: int, ttl: float) -> int:
 class ForwardAuth:
     """The pure ASGI app behind ``/api/forward-auth`` (any method; no body is read)."""
 
-    def __init__(self, settings: Settings, store: Store, logins: FailedLogins) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        logins: FailedLogins,
+        policy: UpstreamPolicy | None = None,
+    ) -> None:
         self.settings = settings
+        self.policy = policy or settings.upstream_policy()
         self.store = store
         self.logins = logins
         ttl = token_ttl(settings.forward_auth_cache, settings.max_token_ttl)
@@ -144,9 +152,7 @@ class ForwardAuth:
                 raise ValueError(f"the upstream {fork.upstream!r} is not an http(s) URL")
             # The gateway connects where this answer says: the upstream policy (SSRF,
             # loops) is checked here, on the name and on what it resolves to now.
-            problem = await upstream_policy.resolved_problem(
-                fork.upstream, self.settings.fork_domain
-            )
+            problem = await self.policy.resolved_problem(fork.upstream, self.settings.fork_domain)
             if problem is not None:
                 raise ValueError(problem)
         except (TokenError, ValueError, httpx.InvalidURL) as exc:

@@ -41,7 +41,7 @@ from .upstream import (
     Upstream,
 )
 from .upstream_aiohttp import DEFAULT_CONNECTIONS, AiohttpUpstream
-from .upstream_policy import normalise_host
+from .upstream_policy import UpstreamPolicy, normalise_host
 
 __all__ = ["WATCH_AFTER", "ForkProxy", "fork_from_host", "upstream_target"]
 
@@ -94,7 +94,9 @@ class ForkProxy:
     pool of at most *connections* upstream connections; *transport* replaces it with any
     ``httpx.AsyncBaseTransport`` (tests inject one that plays the upstream; it carries no
     WebSockets). *timeout* (seconds) bounds connecting to the upstream (and waiting for
-    a free connection) and each read; past it the client gets a 504 page.
+    a free connection) and each read; past it the client gets a 504 page. *policy* is
+    checked on every new upstream connection, after DNS (default: the rules that always
+    apply).
     *service_url* is linked from the error pages (default: the bare fork domain on the
     request's port, which is the service itself).
 
@@ -111,6 +113,7 @@ class ForkProxy:
         fork_domain: str,
         transport: httpx.AsyncBaseTransport | None = None,
         connections: int = DEFAULT_CONNECTIONS,
+        policy: UpstreamPolicy | None = None,
         timeout: float = 30.0,
         token_ttl: float = DEFAULT_TOKEN_TTL,
         clock: Callable[[], float] = time.time,
@@ -128,7 +131,7 @@ class ForkProxy:
         self.marker = f"featureflag-{secrets.token_hex(8)}".encode("ascii")
         self.via = b"1.1 " + self.marker
         self.upstream: Upstream = (
-            AiohttpUpstream(connections=connections)
+            AiohttpUpstream(connections=connections, policy=policy)
             if transport is None
             else HttpxUpstream(transport)
         )

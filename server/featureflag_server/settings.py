@@ -35,6 +35,8 @@ from featureflag.exceptions import ConfigurationError
 if TYPE_CHECKING:
     from featureflag.tokens import OverrideSigner
 
+    from .upstream_policy import UpstreamPolicy
+
 MIN_SECRET_BYTES = 32
 MIN_API_TOKEN_LENGTH = 16
 DEFAULT_MAX_TOKEN_TTL = 12 * 3600.0
@@ -253,6 +255,12 @@ class Settings(BaseModel):
         return OverrideSigner(
             self.secret_values, environment=self.environment, max_age_cap=self.max_token_ttl
         )
+
+    def upstream_policy(self) -> UpstreamPolicy:
+        """Where forks may point: ``--fork-upstreams`` and this service's own socket."""
+        from .upstream_policy import UpstreamPolicy
+
+        return UpstreamPolicy.create(self.fork_upstreams, [(self.host, self.port)])
 
     def fork_url(self, name: str, scheme: str = "http", port: int | None = None) -> str:
         """Where fork *name* is served: ``http://new-lp.localhost:8000/``.

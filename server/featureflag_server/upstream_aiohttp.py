@@ -32,7 +32,6 @@ from aiohttp import http_exceptions
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from . import upstream_policy
 from .upstream import (
     Headers,
     HeadersTooLarge,
@@ -43,6 +42,7 @@ from .upstream import (
     UpstreamWebSocket,
     WebSocketRefused,
 )
+from .upstream_policy import UpstreamPolicy
 
 __all__ = [
     "DEFAULT_CONNECTIONS",
@@ -69,7 +69,8 @@ class PolicyResolver(AbstractResolver):
     """aiohttp's resolver, refusing names that resolve to an address the upstream
     policy refuses (all of a name's addresses are checked: one bad one refuses it)."""
 
-    def __init__(self, inner: AbstractResolver | None = None) -> None:
+    def __init__(self, policy: UpstreamPolicy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
         self.inner = inner if inner is not None else aiohttp.ThreadedResolver()
 
     async def resolve(
@@ -78,7 +79,7 @@ class PolicyResolver(AbstractResolver):
         """The addresses of *host*, or :class:`~.upstream.UpstreamRefused`."""
         results = await self.inner.resolve(host, port, family)
         for result in results:
-            problem = upstream_policy.address_problem(result["host"], result["port"] or port)
+            problem = self.policy.address_problem(result["host"], result["port"] or port)
             if problem is not None:
                 raise UpstreamRefused(f"{host} resolves to {problem}")
         return results
@@ -88,9 +89,9 @@ class PolicyResolver(AbstractResolver):
         await self.inner.close()
 
 
-def _check_address(origin: Key) -> None:
+def _check_address(policy: UpstreamPolicy, origin: Key) -> None:
     # An address in the URL never reaches the resolver: check it here (cached).
-    problem = upstream_policy.address_problem(origin[1], origin[2])
+    problem = policy.address_problem(origin[1], origin[2])
     if problem is not None:
         raise UpstreamRefused(f"the upstream is {problem}")
 
@@ -110,6 +111,7 @@ class AiohttpUpstream:
         keepalive_expiry: float = 4.0,
         max_header_bytes: int = MAX_HEADER_BYTES,
         ssl_context: ssl.SSLContext | None = None,
+        policy: UpstreamPolicy | None = None,
     ) -> None:
         if connections < 1:
             raise ValueError("connections must be at least 1")
@@ -117,6 +119,8 @@ class AiohttpUpstream:
         self.keepalive_expiry = keepalive_expiry
         self.max_header_bytes = max_header_bytes
         self.ssl_context = ssl_context
+        # Checked on every new connection, after DNS (default: the rules that always apply).
+        self.policy = policy if policy is not None else UpstreamPolicy()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -131,7 +135,7 @@ class AiohttpUpstream:
                 # Below uvicorn's 5 s keep-alive, so the upstream rarely closes one under us.
                 keepalive_timeout=self.keepalive_expiry,
                 ssl=self.ssl_context if self.ssl_context is not None else True,
-                resolver=PolicyResolver(),
+                resolver=PolicyResolver(self.policy),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -163,7 +167,7 @@ class AiohttpUpstream:
         A *body* goes with its ``Content-Length`` from *headers*, or chunked.
         """
         url = _url(origin, target)
-        _check_address(origin)
+        _check_address(self.policy, origin)
         try:
             response = await self.session.request(
                 method,
@@ -194,7 +198,7 @@ class AiohttpUpstream:
         """The WebSocket handshake; frames then flow through the returned socket."""
         scheme, host, port = origin
         url = _url(("wss" if scheme == "https" else "ws", host, port), target)
-        _check_address(origin)
+        _check_address(self.policy, origin)
         try:
             # The handshake is one request: bounded like a request's answer.
             async with asyncio.timeout(timeouts.read):

@@ -2,7 +2,8 @@
 
 Anyone with an API token can create a fork, and fork URLs are public, so an upstream is
 a request the service makes on a stranger's behalf. The rules, checked when a fork is
-written (:func:`upstream_problem`, from :mod:`featureflag_server.forks`) and again when
+written (:meth:`UpstreamPolicy.url_problem`, from :mod:`featureflag_server.forks`), by
+forward-auth (:meth:`UpstreamPolicy.resolved_problem`), and again when
 the proxy connects, after DNS (:meth:`UpstreamPolicy.address_problem`, from
 :mod:`featureflag_server.upstream_aiohttp`):
 
@@ -16,8 +17,9 @@ the proxy connects, after DNS (:meth:`UpstreamPolicy.address_problem`, from
 - With ``--fork-upstreams`` set, the upstream's host and port must match one of its
   patterns (see :class:`HostPattern`).
 
-The policy of the running service is installed once at start-up (:func:`install`, from
-``featureflag_server.__main__``); the default refuses only what is always refused.
+One policy per app, built from its settings (``Settings.upstream_policy()``, by
+``featureflag_server.app``) and handed to the forks layer, forward-auth and the proxy's
+client; ``UpstreamPolicy()`` refuses only what is always refused.
 See docs/security.md, "The fork proxy and the ingress path".
 """
 
@@ -37,12 +39,8 @@ __all__ = [
     "METADATA_HOSTS",
     "HostPattern",
     "UpstreamPolicy",
-    "address_problem",
-    "current",
-    "install",
     "normalise_host",
-    "resolved_problem",
-    "upstream_problem",
+    "parse_patterns",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -157,6 +155,9 @@ class HostPattern:
         return host == self.host
 
 
+_MAX_ANSWERS = 1024
+
+
 def parse_patterns(text: str) -> tuple[HostPattern, ...]:
     """``--fork-upstreams``: comma-separated :class:`HostPattern` entries."""
     return tuple(HostPattern.parse(part) for part in text.split(",") if part.strip())
@@ -170,6 +171,10 @@ class UpstreamPolicy:
     allow: tuple[HostPattern, ...] = ()
     listening: tuple[tuple[str, int], ...] = ()
     _local: frozenset[IPAddress] = field(default=frozenset(), compare=False)
+    # address_problem's answers (the proxy asks on every new connection), bounded.
+    _answers: dict[tuple[str, int], str | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def create(
@@ -202,6 +207,15 @@ class UpstreamPolicy:
 
     def address_problem(self, address: str, port: int) -> str | None:
         """Why the proxy must not connect to *address*:*port* (after DNS), or None."""
+        key = (address, port)
+        if key in self._answers:
+            return self._answers[key]
+        if len(self._answers) >= _MAX_ANSWERS:
+            self._answers.clear()
+        answer = self._answers[key] = self._address_problem(address, port)
+        return answer
+
+    def _address_problem(self, address: str, port: int) -> str | None:
         ip = _address(address)
         if ip is None:
             return None
@@ -247,6 +261,32 @@ class UpstreamPolicy:
             )
         return None
 
+    async def resolved_problem(self, url: str, fork_domain: str) -> str | None:
+        """:meth:`url_problem`, then the same rule on every address the host resolves to
+        now (for the gateway path, where the service does not make the connection)."""
+        problem = self.url_problem(url, fork_domain)
+        if problem is not None:
+            return problem
+        parts = urlsplit(url)
+        host = normalise_host(parts.hostname or "")
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        if _address(host) is not None:
+            return None
+        try:
+            async with asyncio.timeout(_RESOLVE_TIMEOUT):
+                loop = asyncio.get_running_loop()
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except TimeoutError:
+            # Fail closed: what it resolves to was not checked.
+            return f"{host} did not resolve within {_RESOLVE_TIMEOUT:g} s, so it was not checked"
+        except OSError:
+            return None  # no address: the gateway will fail to connect, and say so
+        for info in infos:
+            problem = self.address_problem(str(info[4][0]).partition("%")[0], port)
+            if problem is not None:
+                return f"{host} resolves to {problem}"
+        return None
+
 
 def _resolve(host: str) -> list[str]:
     try:
@@ -270,61 +310,4 @@ def _local_addresses() -> frozenset[IPAddress]:
     return frozenset(found)
 
 
-_current = UpstreamPolicy()
-
-
-def install(policy: UpstreamPolicy) -> None:
-    """Make *policy* the one the fork rules and the proxy's connections check."""
-    global _current
-    _current = policy
-    _checked.cache_clear()
-
-
-def current() -> UpstreamPolicy:
-    """The installed policy (by default: only the rules that always apply)."""
-    return _current
-
-
-def upstream_problem(url: object, fork_domain: str) -> str | None:
-    """Why the installed policy refuses the upstream URL *url*, or None (for forks.py)."""
-    return _current.url_problem(str(url), fork_domain)
-
-
 _RESOLVE_TIMEOUT = 2.0  # seconds: a slow DNS must not hold a gateway's auth request
-
-
-async def resolved_problem(url: str, fork_domain: str) -> str | None:
-    """:func:`upstream_problem`, then the same rule on every address the host resolves
-    to now (for the gateway path, where the service does not make the connection)."""
-    problem = upstream_problem(url, fork_domain)
-    if problem is not None:
-        return problem
-    parts = urlsplit(url)
-    host = normalise_host(parts.hostname or "")
-    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    if _address(host) is not None:
-        return None
-    try:
-        async with asyncio.timeout(_RESOLVE_TIMEOUT):
-            loop = asyncio.get_running_loop()
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except TimeoutError:
-        # Fail closed: what it resolves to was not checked.
-        return f"{host} did not resolve within {_RESOLVE_TIMEOUT:g} s, so it was not checked"
-    except OSError:
-        return None  # no address: the gateway will fail to connect, and say so
-    for info in infos:
-        problem = address_problem(str(info[4][0]).partition("%")[0], port)
-        if problem is not None:
-            return f"{host} resolves to {problem}"
-    return None
-
-
-@functools.lru_cache(maxsize=1024)
-def _checked(address: str, port: int) -> str | None:
-    return _current.address_problem(address, port)
-
-
-def address_problem(address: str, port: int) -> str | None:
-    """The installed policy's :meth:`UpstreamPolicy.address_problem`, cached."""
-    return _checked(address, port)

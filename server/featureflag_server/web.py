@@ -51,6 +51,7 @@ from .forks import Forks
 from .settings import ApiScope, Settings
 from .store import Fork, Store, utcnow
 from .text import has_surrogate, scrub
+from .upstream_policy import UpstreamPolicy
 from .web_forms import ForkForm, catalog_rows, parse_fork_form
 
 HERE = Path(__file__).parent
@@ -190,14 +191,18 @@ class WebPage:
         store: Store,
         logins: FailedLogins | None = None,
         signer: OverrideSigner | None = None,
+        policy: UpstreamPolicy | None = None,
     ) -> None:
+        policy = policy or settings.upstream_policy()
         self.settings = settings
         self.store = store
         self.logins = logins or FailedLogins()
         self.cookie = SECURE_SESSION_COOKIE if settings.secure_cookies else SESSION_COOKIE
         self.key = session_key(settings.signing_secret, settings.environment)
         # The same forks layer as the API: the page accepts exactly what the API accepts.
-        self.forks = Forks(store, signer or settings.signer(), fork_domain=settings.fork_domain)
+        self.forks = Forks(
+            store, signer or settings.signer(), fork_domain=settings.fork_domain, policy=policy
+        )
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -508,10 +513,11 @@ def create_web_app(
     store: Store,
     logins: FailedLogins | None = None,
     signer: OverrideSigner | None = None,
+    policy: UpstreamPolicy | None = None,
 ) -> ASGIApp:
     """The web page as an ASGI app (``featureflag_server.app.create_app`` mounts it at ``/``);
-    *logins* is shared with the API."""
-    page = WebPage(settings, store, logins, signer)
+    *logins* and *policy* (default: the settings') are shared with the API."""
+    page = WebPage(settings, store, logins, signer, policy)
     routes = [
         Route("/", Index),
         Route("/login", Login),

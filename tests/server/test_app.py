@@ -156,27 +156,24 @@ async def test_a_store_that_cannot_open_fails_startup_with_the_reason(
 async def test_the_app_checks_fork_upstreams_against_its_own_settings() -> None:
     # --fork-upstreams and the service's own socket apply to any app create_app builds,
     # not only to the one featureflag-server starts.
-    from featureflag_server import upstream_policy
-
     settings = Settings(
         secret="s" * 40, api_tokens=f"alice:{ALICE}", port=8123, fork_upstreams="*.internal:*"
     )
     app = create_app(settings, store=MemoryStore())
+    # Another app in the same process, with no allow-list, changes nothing for this one.
+    create_app(settings.model_copy(update={"fork_upstreams": ""}), store=MemoryStore())
     auth = {"Authorization": f"Bearer {ALICE}"}
     transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8123") as c:
-            allowed = await c.put(
-                "/api/forks/ok", json={"upstream": "http://shop.internal:8080"}, headers=auth
-            )
-            elsewhere = await c.put(
-                "/api/forks/no", json={"upstream": "http://example.com"}, headers=auth
-            )
-            itself = await c.put(
-                "/api/forks/me", json={"upstream": "http://127.0.0.1:8123"}, headers=auth
-            )
-    finally:
-        upstream_policy.install(upstream_policy.UpstreamPolicy())
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8123") as c:
+        allowed = await c.put(
+            "/api/forks/ok", json={"upstream": "http://shop.internal:8080"}, headers=auth
+        )
+        elsewhere = await c.put(
+            "/api/forks/no", json={"upstream": "http://example.com"}, headers=auth
+        )
+        itself = await c.put(
+            "/api/forks/me", json={"upstream": "http://127.0.0.1:8123"}, headers=auth
+        )
     assert allowed.status_code == 201, allowed.text
     assert elsewhere.status_code == 422 and "upstream" in elsewhere.text
     assert itself.status_code == 422

@@ -17,6 +17,8 @@ import httpx
 import pytest
 
 from featureflag_server.__main__ import main
+from featureflag_server.app import ServiceApp
+from featureflag_server.upstream_aiohttp import AiohttpUpstream
 from tests.support.servers import Server, free_port, run_server
 
 SECRET = "k" * 40
@@ -73,21 +75,19 @@ def test_the_service_runs_on_uvicorns_own_protocol_and_the_chosen_loop(
 def test_the_limits_and_the_upstream_policy_come_from_the_options(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from featureflag_server import upstream_policy
-
     seen: dict[str, object] = {}
-    monkeypatch.setattr("uvicorn.run", lambda app, **options: seen.update(options))
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: seen.update(options, app=app))
     monkeypatch.setattr("gc.freeze", lambda: None)
     for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
         monkeypatch.setattr(logging, name, getattr(logging, name))
     argv = ["--db", str(tmp_path / "ff.sqlite3"), "--port", "8123", "--http", "httptools"]
     argv += ["--max-header-bytes", "32768", "--keep-alive-timeout", "9"]
     argv += ["--max-connections", "50", "--fork-upstreams", "*.internal,127.0.0.1:*"]
-    try:
-        assert main(argv, ENV) == 0
-        policy = upstream_policy.current()
-    finally:
-        upstream_policy.install(upstream_policy.UpstreamPolicy())
+    assert main(argv, ENV) == 0
+    app = seen["app"]
+    assert isinstance(app, ServiceApp) and app.proxy is not None
+    assert isinstance(app.proxy.upstream, AiohttpUpstream)
+    policy = app.proxy.upstream.policy  # the one the forks layer and forward-auth share
     assert (seen["http"], seen["h11_max_incomplete_event_size"]) == ("httptools", 32768)
     assert (seen["timeout_keep_alive"], seen["limit_concurrency"]) == (9, 50)
     assert [p.host for p in policy.allow] == ["*.internal", "127.0.0.1"]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from featureflag_server import upstream_policy
 from featureflag_server.app import create_app
 from featureflag_server.memory_store import MemoryStore
 from featureflag_server.settings import Settings
@@ -21,14 +20,6 @@ from featureflag_server.upstream_policy import HostPattern, UpstreamPolicy, norm
 from .conftest import ALICE
 
 AUTH = {"Authorization": f"Bearer {ALICE}"}
-
-
-@pytest.fixture(autouse=True)
-def default_policy() -> Iterator[None]:
-    """Each test starts, and leaves, with the default policy installed."""
-    upstream_policy.install(UpstreamPolicy())
-    yield
-    upstream_policy.install(UpstreamPolicy())
 
 
 @pytest.fixture
@@ -169,10 +160,15 @@ async def test_post_api_forks_refuses_unicode_dot_loops_and_metadata(
     assert (await client.post("/api/forks", json=fine, headers=AUTH)).status_code == 201
 
 
-async def test_post_api_forks_follows_the_installed_allow_list(
-    client: httpx.AsyncClient,
-) -> None:
-    upstream_policy.install(UpstreamPolicy.create("*.internal"))
+async def test_post_api_forks_follows_the_allow_list(settings: Settings) -> None:
+    allowing = settings.model_copy(update={"fork_upstreams": "*.internal"})
+    app = create_app(allowing, store=MemoryStore())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+        await _post_outside_and_inside(client)
+
+
+async def _post_outside_and_inside(client: httpx.AsyncClient) -> None:
     fork = {"name": "ext", "upstream": "http://evil.example/", "flags": {}}
     response = await client.post("/api/forks", json=fork, headers=AUTH)
     assert response.status_code == 422
@@ -213,7 +209,7 @@ async def test_a_name_resolving_to_metadata_is_refused_before_connecting() -> No
     # The name passes the check at creation (it is no address)...
     assert UpstreamPolicy.create().url_problem("http://rebind.example/", "localhost") is None
     inner = _Rebinding()
-    resolver = PolicyResolver(inner)
+    resolver = PolicyResolver(UpstreamPolicy(), inner)
     with pytest.raises(UpstreamRefused, match=r"169\.254\.169\.254 is a cloud metadata address"):
         await resolver.resolve("rebind.example", 80)
     assert inner.asked == ["rebind.example"]
@@ -236,8 +232,7 @@ async def test_the_aiohttp_upstream_refuses_a_name_for_the_services_own_socket()
         listener.listen()
         listener.setblocking(False)
         port = listener.getsockname()[1]
-        upstream_policy.install(UpstreamPolicy.create("", [("127.0.0.1", port)]))
-        upstream = AiohttpUpstream()
+        upstream = AiohttpUpstream(policy=UpstreamPolicy.create("", [("127.0.0.1", port)]))
         try:
             with pytest.raises(UpstreamRefused, match="this service itself"):
                 await upstream.send(
