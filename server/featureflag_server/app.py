@@ -73,12 +73,12 @@ class ServiceApp:
             self._build(store)
 
     def _build(self, store: Store) -> None:
-        # Every part shares one cache, so a write through the API or the page is seen by
-        # the proxy's next lookup.
         # Forks may not point at this service's own socket (a loop), nor where the operator
         # did not allow (--fork-upstreams): one policy, checked when a fork is written, by
         # forward-auth, and on every upstream connection.
         policy = self.settings.upstream_policy()
+        # Every part shares one cache, so a write through the API or the page is seen by
+        # the proxy's next lookup.
         store = CachedForks(store)
         self.sweeper = ExpirySweeper(store, grace=self.settings.expired_fork_grace)
         signer = self.settings.signer()
@@ -151,8 +151,8 @@ class ServiceApp:
             self.sweeper.start()
 
     async def shutdown(self) -> None:
-        """Close the proxy's client, and the store when this app opened it; write the
-        access lines still waiting (every request has been answered by now)."""
+        """Stop the expiry sweep, close the proxy's client, and the store when this app
+        opened it."""
         if self.sweeper is not None:
             await self.sweeper.stop()
         if self.proxy is not None:
