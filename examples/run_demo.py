@@ -49,17 +49,51 @@ def read_or_create(path: Path, make: str) -> str:
     return make
 
 
-def check_port_free(port: int, what: str, flag: str) -> None:
+# The ports the demo binds, in the order it starts them: (option, what listens there).
+PORTS = (
+    ("--service-port", "override service"),
+    ("--app-port", "demo app"),
+    ("--downstream-port", "downstream service"),
+    ("--pr-downstream-port", "downstream PR build"),
+)
+
+
+def port_taken(port: int) -> bool:
+    """Whether *port* on 127.0.0.1 cannot be bound, as uvicorn binds it."""
     with socket.socket() as s:
         # As uvicorn binds: connections of a previous run in TIME_WAIT do not count.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
-            sys.exit(
-                f"demo: port {port} on 127.0.0.1 is taken, so the {what} cannot start there. "
-                f"Stop what uses it, or choose another port with {flag} N."
+            return True
+    return False
+
+
+def taken_ports(args: argparse.Namespace) -> str | None:
+    """Every port the demo needs that is taken (or given twice), in one message; None
+    when all are free. Checked before anything starts, so one run names them all."""
+    problems = []
+    owner: dict[int, str] = {}
+    for option, what in PORTS:
+        port: int = getattr(args, option.removeprefix("--").replace("-", "_"))
+        if port in owner:
+            problems.append(
+                f"  port {port}, for the {what}: also given for the {owner[port]} "
+                f"(choose another with {option} N)"
             )
+        elif port_taken(port):
+            problems.append(f"  port {port}, for the {what}: taken (choose another with {option} N)")
+        owner.setdefault(port, what)
+    if not problems:
+        return None
+    count = "a port is" if len(problems) == 1 else f"{len(problems)} ports are"
+    return (
+        f"demo: {count} not free on 127.0.0.1, so nothing was started:\n"
+        + "\n".join(problems)
+        + "\nStop what uses them, or choose other ports with the options shown (or "
+        "DEMO_SERVICE_PORT, DEMO_APP_PORT, DEMO_DOWNSTREAM_PORT, DEMO_PR_DOWNSTREAM_PORT)."
+    )
 
 
 def wait_ready(url: str, child: Child, timeout: float = 60) -> None:
@@ -199,10 +233,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    check_port_free(args.service_port, "override service", "--service-port")
-    check_port_free(args.app_port, "demo app", "--app-port")
-    check_port_free(args.downstream_port, "downstream service", "--downstream-port")
-    check_port_free(args.pr_downstream_port, "downstream PR build", "--pr-downstream-port")
+    if (taken := taken_ports(args)) is not None:
+        print(taken, file=sys.stderr)
+        return 1
     state: Path = args.state_dir.resolve()
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     logs = state / "logs"

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from examples.run_demo import parse_args, taken_ports
 from tests.support.servers import ROOT, free_port
 
 pytestmark = pytest.mark.integration
@@ -207,20 +208,61 @@ def test_the_demo_starts_everything_serves_the_fork_and_stops_on_ctrl_c(tmp_path
     assert [running_on(port) for port in ports] == [[], [], [], []]
 
 
-def test_a_taken_port_is_named_with_the_flag_to_change(tmp_path: Path) -> None:
+def test_every_taken_port_is_named_at_once_with_the_option_to_change(tmp_path: Path) -> None:
+    # Issue 19 item 6: the ports were reported one at a time, one run each.
     ports = four_ports()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", ports[1]))
-        taken.listen()
+    with socket.socket() as app, socket.socket() as pr_build:
+        app.bind(("127.0.0.1", ports[1]))
+        app.listen()
+        pr_build.bind(("127.0.0.1", ports[3]))
+        pr_build.listen()
         result = subprocess.run(
             [
                 "./scripts/demo", "--no-install", "--state-dir", str(tmp_path),
                 "--service-port", str(ports[0]), "--app-port", str(ports[1]),
-                "--downstream-port", str(ports[2]),
+                "--downstream-port", str(ports[2]), "--pr-downstream-port", str(ports[3]),
             ],
             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
-    assert result.returncode != 0
-    assert f"port {ports[1]} on 127.0.0.1 is taken" in result.stderr
-    assert "--app-port" in result.stderr
-    assert refuses(ports[0])
+    assert result.returncode == 1
+    assert result.stderr.startswith("demo: 2 ports are not free on 127.0.0.1")
+    assert f"port {ports[1]}, for the demo app: taken (choose another with --app-port N)" in (
+        result.stderr
+    )
+    assert (
+        f"port {ports[3]}, for the downstream PR build: taken "
+        "(choose another with --pr-downstream-port N)"
+    ) in result.stderr
+    assert str(ports[0]) not in result.stderr and str(ports[2]) not in result.stderr
+    assert refuses(ports[0]) and refuses(ports[2])
+    assert not (tmp_path / "logs").exists()  # nothing was started
+
+
+def test_taken_ports_lists_each_taken_or_repeated_port_with_what_it_is_for() -> None:
+    ports = four_ports()
+    argv = ["--service-port", str(ports[0]), "--app-port", str(ports[1])]
+    argv += ["--downstream-port", str(ports[2]), "--pr-downstream-port", str(ports[3])]
+    assert taken_ports(parse_args(argv)) is None
+    with socket.socket() as service, socket.socket() as downstream:
+        service.bind(("127.0.0.1", ports[0]))
+        service.listen()
+        downstream.bind(("127.0.0.1", ports[2]))
+        message = taken_ports(parse_args(argv))
+    assert message is not None
+    lines = message.splitlines()
+    assert lines[0] == "demo: 2 ports are not free on 127.0.0.1, so nothing was started:"
+    assert lines[1:3] == [
+        f"  port {ports[0]}, for the override service: taken (choose another with "
+        "--service-port N)",
+        f"  port {ports[2]}, for the downstream service: taken (choose another with "
+        "--downstream-port N)",
+    ]
+    # The same port given twice is named too (the second would fail to start).
+    twice = ["--service-port", str(ports[0]), "--app-port", str(ports[0])]
+    twice += ["--downstream-port", str(ports[2]), "--pr-downstream-port", str(ports[3])]
+    message = taken_ports(parse_args(twice))
+    assert message is not None and message.startswith("demo: a port is not free")
+    assert (
+        f"port {ports[0]}, for the demo app: also given for the override service "
+        "(choose another with --app-port N)"
+    ) in message
