@@ -109,6 +109,7 @@ class ServiceApp:
             transport=self._proxy_transport,
             connections=self.settings.upstream_connections,
             policy=policy,
+            service_host=self.settings.service_host,
         )
         self._proxy_app = StoreOutage(self.proxy)
 

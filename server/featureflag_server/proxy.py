@@ -97,8 +97,10 @@ class ForkProxy:
     a free connection) and each read; past it the client gets a 504 page. *policy* is
     checked on every new upstream connection, after DNS (default: the rules that always
     apply).
-    *service_url* is linked from the error pages (default: the bare fork domain on the
-    request's port, which is the service itself).
+    *service_url* is linked from the error pages; without it they link to the service on
+    the request's own scheme and port (the one socket serves forks and the service) at
+    *service_host* (default: the bare fork domain; the app passes
+    :attr:`Settings.service_host <featureflag_server.settings.Settings.service_host>`).
 
     Every proxied request carries ``Via: 1.1 featureflag-<instance id>`` (:attr:`via`);
     one that arrives already carrying it has looped back through this service and gets
@@ -118,9 +120,11 @@ class ForkProxy:
         token_ttl: float = DEFAULT_TOKEN_TTL,
         clock: Callable[[], float] = time.time,
         service_url: str | None = None,
+        service_host: str | None = None,
     ) -> None:
         self.store = store
         self.fork_domain = fork_domain.strip().strip(".").lower()
+        self.service_host = service_host or self.fork_domain
         self.timeout = timeout
         self.timeouts = Timeouts(connect=timeout, read=timeout)
         self.service_url = service_url
@@ -238,13 +242,21 @@ class ForkProxy:
         return any(k == b"via" and marker in v for k, v in scope["headers"])
 
     def page_service_url(self, scope: Scope, host: str) -> str:
-        """Where the error pages link to: *service_url*, else the bare fork domain."""
+        """Where the error pages link to: *service_url*, else :attr:`service_host` with
+        the request's scheme and port.
+
+        Only the port comes from the ``Host`` header, and only as 1 to 5 ASCII digits:
+        a forged ``Host`` cannot point the link anywhere but this service.
+        """
         if self.service_url:
             return self.service_url
-        _, sep, port = host.rpartition(":")
-        port_part = f":{port}" if sep and port.isdigit() else ""
         scheme = _HTTP_SCHEME.get(scope.get("scheme", "http"), "http")
-        return f"{scheme}://{self.fork_domain}{port_part}/"
+        _, sep, port = host.rpartition(":")
+        default = "443" if scheme == "https" else "80"
+        port_part = ""
+        if sep and _PORT.fullmatch(port) and 0 < int(port) < 65536 and port != default:
+            port_part = f":{int(port)}"
+        return f"{scheme}://{self.service_host}{port_part}/"
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -258,6 +270,7 @@ class ForkProxy:
 
 
 _HTTP_SCHEME = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 # Characters a path (and a query) may carry as they are; anything else a lenient HTTP

@@ -262,6 +262,26 @@ class Settings(BaseModel):
 
         return UpstreamPolicy.create(self.fork_upstreams, [(self.host, self.port)])
 
+    @property
+    def service_host(self) -> str:
+        """The host name of the service itself, as fork pages link to it (their scheme and
+        port are those of the visitor's request).
+
+        With the fork domain ``localhost`` (one machine: browsers resolve ``*.localhost``
+        to loopback) it is the address the service listens on and announces at start-up,
+        ``--host`` (``127.0.0.1`` by default, and for an all-addresses ``0.0.0.0`` or
+        ``::``), where the README and the demo sign people in: a session cookie is kept
+        per host, so a link to ``localhost`` would ask them to sign in again. With a real
+        fork domain, the bare domain, which the team's DNS or ingress sends to the service.
+        """
+        domain = self.fork_domain
+        if domain != "localhost" and not domain.endswith(".localhost"):
+            return domain
+        host = self.host.strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            return "127.0.0.1"
+        return f"[{host}]" if ":" in host else host
+
     def fork_url(self, name: str, scheme: str = "http", port: int | None = None) -> str:
         """Where fork *name* is served: ``http://new-lp.localhost:8000/``.
 

@@ -177,3 +177,38 @@ async def test_the_app_checks_fork_upstreams_against_its_own_settings() -> None:
     assert allowed.status_code == 201, allowed.text
     assert elsewhere.status_code == 422 and "upstream" in elsewhere.text
     assert itself.status_code == 422
+
+
+async def test_fork_pages_link_to_the_service_where_people_sign_in(
+    forked: tuple[Any, Upstream],
+) -> None:
+    # Issue 19 item 5: they linked to http://localhost:8000/, while the service (and the
+    # README, the demo, the start-up line) is at http://127.0.0.1:8000, where the
+    # session cookie is: a click meant signing in again.
+    app, _ = forked
+    for host in ("gone.localhost:8000", "gone.localhost:9123"):
+        response = await get(app, "/", host)
+        assert response.status_code == 404
+        port = host.rpartition(":")[2]
+        assert f'href="http://127.0.0.1:{port}/"' in response.text
+        assert "localhost:" + port + "/" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("host", "fork_domain", "expected"),
+    [
+        ("127.0.0.1", "localhost", "http://127.0.0.1:8000/"),
+        ("localhost", "localhost", "http://localhost:8000/"),
+        ("0.0.0.0", "localhost", "http://127.0.0.1:8000/"),
+        ("::1", "localhost", "http://[::1]:8000/"),
+        ("0.0.0.0", "qa.example.com", "http://qa.example.com:8000/"),
+    ],
+)
+async def test_the_service_link_follows_host_and_fork_domain(
+    settings: Settings, host: str, fork_domain: str, expected: str
+) -> None:
+    configured = settings.model_copy(update={"host": host, "fork_domain": fork_domain})
+    app = create_app(configured, store=MemoryStore())
+    response = await get(app, "/", f"gone.{fork_domain}:8000")
+    assert response.status_code == 404
+    assert f'href="{expected}"' in response.text

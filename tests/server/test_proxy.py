@@ -432,6 +432,51 @@ async def test_unknown_fork_is_a_404_page(client: httpx.AsyncClient, upstream: U
     assert upstream.requests == []
 
 
+@pytest.mark.parametrize(
+    ("host", "link"),
+    [
+        ("old-lp.localhost:8000", "http://127.0.0.1:8000/"),
+        ("old-lp.localhost", "http://127.0.0.1/"),
+        ("old-lp.localhost:80", "http://127.0.0.1/"),
+        # A forged Host: only a port of digits is ever taken from it.
+        ('old-lp.localhost:80"><script>x</script>', "http://127.0.0.1/"),
+        ("evil.example:8000", "http://127.0.0.1:8000/"),
+        ('"><b>.localhost:99999', "http://127.0.0.1/"),
+        ("old-lp.localhost:\u0968\u0966", "http://127.0.0.1/"),  # non-ASCII digits
+    ],
+)
+async def test_error_pages_link_to_the_service_host_on_the_request_port_only(
+    store: MemoryStore, signer: OverrideSigner, upstream: Upstream, host: str, link: str
+) -> None:
+    proxy = ForkProxy(
+        store=store,
+        signer=signer,
+        fork_domain="localhost",
+        transport=upstream,
+        service_host="127.0.0.1",
+    )
+    scope_host = host.encode("utf-8")
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": "GET", "scheme": "http", "path": "/", "raw_path": b"/",
+        "query_string": b"", "headers": [(b"host", scope_host)], "client": ("203.0.113.7", 1),
+        "server": ("127.0.0.1", 8000), "http_version": "1.1", "root_path": "",
+    }  # fmt: skip
+    await proxy(scope, receive, send)
+    await proxy.aclose()
+    html = b"".join(m.get("body", b"") for m in sent).decode()
+    assert sent[0]["status"] == 404
+    assert [m for m in html.split('href="')[1:]][0].split('"')[0] == link
+    assert "<script>" not in html and "<b>" not in html
+
+
 async def test_an_expired_fork_is_a_410_page_saying_how_to_renew_it(
     client: httpx.AsyncClient, store: MemoryStore, upstream: Upstream
 ) -> None:
