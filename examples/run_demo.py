@@ -83,7 +83,9 @@ def taken_ports(args: argparse.Namespace) -> str | None:
                 f"(choose another with {option} N)"
             )
         elif port_taken(port):
-            problems.append(f"  port {port}, for the {what}: taken (choose another with {option} N)")
+            problems.append(
+                f"  port {port}, for the {what}: taken (choose another with {option} N)"
+            )
         owner.setdefault(port, what)
     if not problems:
         return None

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlencode
 
 import jinja2
 from starlette.applications import Starlette
@@ -52,7 +52,7 @@ from .settings import ApiScope, Settings
 from .store import Fork, Store, utcnow
 from .text import has_surrogate, scrub
 from .upstream_policy import UpstreamPolicy
-from .web_forms import ForkForm, catalog_rows, parse_fork_form
+from .web_forms import TYPE_LABELS, TYPE_OPTIONS, ForkForm, catalog_rows, parse_fork_form
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "featureflag_session"
@@ -86,6 +86,24 @@ def session_key(secret: str, environment: str) -> str:
 def flag_value(value: object) -> str:
     """A flag value as JSON shows it (``true``, ``"b"``); the template escapes it."""
     return json.dumps(value, ensure_ascii=False)
+
+
+def flag_type(value: object) -> str:
+    """A stored flag value's type in words (``boolean``, ``string``)."""
+    return TYPE_LABELS["bool" if isinstance(value, bool) else "str"]
+
+
+def local_path(target: object) -> str | None:
+    """*target* when it is a path on this site (``/forks/new?...``), else None: where
+    the login form may send the user back to, never another site (no ``//host``, no
+    backslash, which some browsers read as a slash, no control characters)."""
+    if not isinstance(target, str) or not target.startswith("/") or len(target) > 8192:
+        return None
+    if target.startswith("//") or "\\" in target:
+        return None
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in target):
+        return None
+    return target
 
 
 def _fingerprint(key: str, api_token: str) -> str:
@@ -209,6 +227,8 @@ class WebPage:
             undefined=jinja2.StrictUndefined,
         )
         env.filters["flagvalue"] = flag_value
+        env.filters["flagtype"] = flag_type
+        env.globals["type_options"] = TYPE_OPTIONS
         self.templates = env
 
     # -- session helpers ------------------------------------------------------------
@@ -256,7 +276,15 @@ class WebPage:
         or a 403 when the user's token lacks *scope*."""
         user = await self.user(request)
         if user is None:
-            raise HTTPException(303, headers={"Location": "/login"})
+            # Back to this page after logging in (a GET of a page other than "/": a
+            # prefilled /forks/new link keeps its flags through the login form).
+            location = "/login"
+            if request.method == "GET" and request.url.path != "/":
+                target = request.url.path
+                if request.url.query:
+                    target += "?" + request.url.query
+                location += "?" + urlencode({"next": target})
+            raise HTTPException(303, headers={"Location": location})
         if scope not in self.settings.scopes(user):
             raise HTTPException(
                 403,
@@ -381,13 +409,15 @@ class Login(HTTPEndpoint):
 
     async def get(self, request: Request) -> Response:
         page = page_of(request)
+        after = local_path(request.query_params.get("next")) or "/"
         if await page.user(request) is not None:
-            return RedirectResponse("/", status_code=303)
-        return await page.render(request, "login.html", error=None)
+            return RedirectResponse(after, status_code=303)
+        return await page.render(request, "login.html", error=None, next=after)
 
     async def post(self, request: Request) -> Response:
         page = page_of(request)
         form = await page.checked_form(request)
+        after = local_path(form.get("next")) or "/"
         client = request.client.host if request.client else ""
         given = form.get("api_token")
         try:
@@ -395,18 +425,20 @@ class Login(HTTPEndpoint):
                 client, given if isinstance(given, str) else "", page.settings.authenticate
             )
         except TooManyAttempts as exc:
-            response = await page.render(request, "login.html", status=429, error=str(exc))
+            response = await page.render(
+                request, "login.html", status=429, error=str(exc), next=after
+            )
             response.headers["Retry-After"] = str(exc.retry_after)
             return response
         if name is None:
             error = "That API token is not known to this service; check FEATUREFLAG_API_TOKENS."
-            return await page.render(request, "login.html", status=401, error=error)
+            return await page.render(request, "login.html", status=401, error=error, next=after)
         if "read" not in page.settings.scopes(name):
             error = (
                 f"The API token {name!r} lacks the 'read' scope the page needs; log in "
                 "with a token that has it (FEATUREFLAG_API_TOKENS, name:token:read+forks)."
             )
-            return await page.render(request, "login.html", status=403, error=error)
+            return await page.render(request, "login.html", status=403, error=error, next=after)
         # A fresh session (id and CSRF token) at the change of privilege.
         request.session.clear()
         request.session["user"] = name
@@ -415,7 +447,7 @@ class Login(HTTPEndpoint):
         request.session["sid"] = secrets.token_urlsafe(24)
         request.session["csrf"] = secrets.token_urlsafe(32)
         request.state.user = name
-        return RedirectResponse("/", status_code=303)
+        return RedirectResponse(after, status_code=303)
 
 
 class Logout(HTTPEndpoint):
@@ -436,13 +468,25 @@ class Logout(HTTPEndpoint):
 
 
 class NewFork(HTTPEndpoint):
-    """``/forks/new``."""
+    """``/forks/new``; ``/forks/new?flag.<name>=<JSON>&name=...&upstream=...`` prefills it
+    (the extension's "save as a fork": docs/forks.md, "From a link")."""
 
     async def get(self, request: Request) -> Response:
         page = page_of(request)
         await page.required_user(request)
-        fork_form = ForkForm.blank(await page.catalog())
-        return await page.render(request, "fork_form.html", form=fork_form, editing=False)
+        catalog = await page.catalog()
+        if not request.url.query:
+            fork_form = ForkForm.blank(catalog)
+            return await page.render(request, "fork_form.html", form=fork_form, editing=False)
+        fork_form = ForkForm.from_link(catalog, request.query_params.multi_items())
+        # The catalog's types, checked as for a POST; a bad link is a 400 page with the
+        # form and every reason, never a 500.
+        for problem in await page.forks.flag_problems(fork_form.flags()):
+            fork_form.add_problem(problem.field, problem.rule)
+        status = 400 if fork_form.errors else 200
+        return await page.render(
+            request, "fork_form.html", status=status, form=fork_form, editing=False
+        )
 
     async def post(self, request: Request) -> Response:
         page = page_of(request)

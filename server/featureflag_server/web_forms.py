@@ -7,6 +7,17 @@ and a text field. A flag the catalog does not know (set through the API, or an
 one empty row adds a flag by name. Select values carry a ``v:`` prefix so that "not
 set" (the empty value) can never collide with a choice.
 
+A type select offers ``auto`` (``true``/``false`` store a boolean, anything else a
+string: the default for a new row), ``string`` and ``boolean``. Choosing ``string`` for
+the text ``true`` or ``false`` is refused until the row's "store the text" box is ticked
+(front-end flags are never in the catalog, and the string ``"true"`` is falsy to nobody
+but reads as "off" to ``useBoolFlag``). A re-rendered form keeps every choice: each
+row's name, type, value and boxes, and the fields above the rows.
+
+``/forks/new`` can be prefilled from a link (:meth:`ForkForm.from_link`):
+``flag.<flag name>=<JSON literal>`` per flag, plus ``name`` and ``upstream``
+(docs/forks.md, "From a link").
+
 Labels are a text area of ``key=value`` lines, and the expiry one text field: a
 duration (``90m``, ``8h``, ``3d``) or an ISO 8601 time; empty for never.
 
@@ -16,10 +27,13 @@ flag values, labels, expiry) is :mod:`featureflag_server.forks`'s to say, as for
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from featureflag.tokens import MAX_FLAGS
 
 from .forks import ForkSpec
 from .store import FlagValue, Fork
@@ -28,6 +42,22 @@ _ROW = re.compile(r"^flag-(\d{1,4})-name$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 EXPIRES_HINT = "a duration such as 90m, 8h or 3d, or a time such as 2026-12-31T18:00Z"
+# The type select of a row the catalog gives no type: (value, label), the first the default.
+TYPE_OPTIONS = (
+    ("auto", "auto: true/false → boolean, else string"),
+    ("str", "string"),
+    ("bool", "boolean"),
+)
+_TYPES = {value for value, _ in TYPE_OPTIONS}
+TYPE_LABELS = {"bool": "boolean", "str": "string"}
+# The query parameters of a link that prefills /forks/new (docs/forks.md, "From a link").
+LINK_FLAG = "flag."
+LINK_FIELDS = ("name", "upstream")
+
+
+def looks_boolean(text: str) -> bool:
+    """Whether *text* reads as a boolean (what ``auto`` stores as one)."""
+    return text.strip().lower() in ("true", "false")
 
 
 @dataclass
@@ -45,6 +75,11 @@ class FlagRow:
     set: bool = False
     value: FlagValue | None = None
     error: str | None = None
+    # For rows without a catalog type: the type select's choice ("auto", "str", "bool"),
+    # and whether the user confirmed storing the text "true"/"false" as a string.
+    type_choice: str = "auto"
+    as_text: bool = False
+    added: bool = False  # the "another flag" row: its name stays editable
 
     @property
     def select_value(self) -> str:
@@ -72,16 +107,24 @@ class FlagRow:
 
     @property
     def text_value(self) -> str:
-        if not self.set or self.value is None:
+        """The text field's value: what the user typed, ticked or not."""
+        if self.value is None:
             return ""
         if isinstance(self.value, bool):
             return "true" if self.value else "false"
         return self.value
 
     @property
-    def value_type(self) -> str:
-        """For rows without a catalog type: the type select's current choice."""
-        return "bool" if isinstance(self.value, bool) else "str"
+    def asks_text(self) -> bool:
+        """Whether the row shows "store the text": a string chosen for true/false."""
+        return self.type is None and self.type_choice == "str" and looks_boolean(self.text_value)
+
+    @property
+    def type_label(self) -> str:
+        """The catalog's type in words (rows without one show the type select)."""
+        if self.type == "str" and self.choices is not None:
+            return "one of the choices"
+        return TYPE_LABELS.get(self.type or "", "")
 
 
 @dataclass
@@ -108,13 +151,54 @@ class ForkForm:
         known = {row.name for row in rows}
         for name, value in sorted(fork.flags.items()):
             if name not in known:
-                rows.append(FlagRow(len(rows), name, None, known=False, set=True, value=value))
+                row = FlagRow(len(rows), name, None, known=False)
+                _stored(row, value)
+                rows.append(row)
         rows.append(_new_row(len(rows)))
         labels = "\n".join(f"{key}={value}" for key, value in sorted(fork.labels.items()))
         expires = fork.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ") if fork.expires_at else ""
         return cls(
             name=fork.name, upstream=fork.upstream, rows=rows, labels_text=labels, expires=expires
         )
+
+    @classmethod
+    def from_link(
+        cls, catalog: list[dict[str, Any]], params: Iterable[tuple[str, str]]
+    ) -> ForkForm:
+        """A new fork's form prefilled from a link's query parameters: ``name``,
+        ``upstream`` and ``flag.<flag name>=<JSON literal>`` (``true``, ``false`` or a
+        JSON string give the row's value and type). What the link gets wrong is in
+        :attr:`errors`, never an exception; other parameters are ignored. The caller
+        still has the forks layer check the flags against the catalog."""
+        form = cls(rows=_catalog_rows(catalog, {}))
+        by_name = {row.name: row for row in form.rows}
+        seen: set[str] = set()
+        for key, raw in params:
+            if key in LINK_FIELDS:
+                setattr(form, key, raw.strip())
+                continue
+            if not key.startswith(LINK_FLAG):
+                continue
+            name = key.removeprefix(LINK_FLAG)
+            if not name:
+                form.errors[key] = "names no flag: write flag.<flag name>=<JSON value>"
+                continue
+            if name in seen:
+                form.errors[key] = "appears twice in the link; the first value is kept"
+                continue
+            if len(seen) >= MAX_FLAGS:
+                form.errors["link"] = f"more than {MAX_FLAGS} flags; the rest were left out"
+                break
+            seen.add(name)
+            row = by_name.get(name)
+            if row is None:
+                row = FlagRow(len(form.rows), name, None, known=False, added=True)
+                form.rows.append(row)
+            _link_value(row, raw)
+        form.rows.append(_new_row(len(form.rows)))
+        if any(row.error for row in form.rows):
+            form.errors["flags"] = "; ".join(form.row_errors)
+        return form
 
     def flags(self) -> dict[str, FlagValue]:
         return {r.name: r.value for r in self.rows if r.set and r.value is not None and r.name}
@@ -150,7 +234,44 @@ class ForkForm:
 
 
 def _new_row(index: int) -> FlagRow:
-    return FlagRow(index, "", None, known=False)
+    return FlagRow(index, "", None, known=False, added=True)
+
+
+def _stored(row: FlagRow, value: FlagValue) -> None:
+    """Set *row* to a fork's stored *value*; a row without a catalog type says the stored
+    type explicitly, and text that reads as a boolean was stored as text on purpose (it
+    shows ticked, for a second look)."""
+    row.set, row.value = True, value
+    row.type_choice = "bool" if isinstance(value, bool) else "str"
+    row.as_text = isinstance(value, str) and looks_boolean(value)
+
+
+def _link_value(row: FlagRow, raw: str) -> None:
+    """Set *row* from a link's JSON literal; a bad one is the row's error."""
+    row.set = True
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        row.value = raw
+        row.error = (
+            f"the link's value {raw[:60]!r} is not JSON: write true, false or a quoted "
+            'string such as "b"'
+        )
+        return
+    if isinstance(value, bool):
+        row.value, row.type_choice = value, "bool"
+    elif isinstance(value, str):
+        # JSON says string: "true" in quotes is text on purpose (ticked, in view).
+        row.value, row.type_choice = value, "str"
+        row.as_text = looks_boolean(value)
+    else:
+        row.value = raw
+        kinds = {int: "a number", float: "a number", list: "an array", dict: "an object"}
+        kind = kinds.get(type(value), "null")
+        row.error = (
+            f"the link's value {raw[:60]} is {kind}; a flag is true, false or a string "
+            f'(write "{raw[:60]}" for the text)'
+        )
 
 
 def catalog_rows(catalog: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -187,7 +308,7 @@ def _catalog_rows(catalog: list[dict[str, Any]], values: Mapping[str, FlagValue]
             where=str(entry.get("module") or ""),
         )
         if name in values:
-            row.set, row.value = True, values[name]
+            _stored(row, values[name])
         rows.append(row)
     return rows
 
@@ -234,6 +355,7 @@ def parse_fork_form(
             where=str(entry.get("module") or "") if entry else "",
             known=entry is not None,
         )
+        row.added = form.get(prefix + "added") is not None
         result.rows.append(row)
         _read_row(row, form, prefix)
         if not row.name:
@@ -298,18 +420,36 @@ def _read_row(row: FlagRow, form: Mapping[str, Any], prefix: str) -> None:
             row.value = chosen  # the forks layer checks it is one of the choices
         return
     row.set = form.get(prefix + "set") is not None
+    if row.type is None:
+        # Not in the catalog (or its type is unknown): the row's own type select
+        # decides; kept as chosen whatever else happens to the row.
+        choice = form.get(prefix + "type")
+        row.type_choice = choice if isinstance(choice, str) and choice in _TYPES else "auto"
+        # (the box only shows, and so only counts, for a string that reads as a boolean)
+        ticked = form.get(prefix + "text") is not None
+        row.as_text = ticked and row.type_choice == "str" and looks_boolean(raw)
+        if isinstance(choice, str) and choice not in _TYPES and row.set:
+            row.value, row.error = raw, "choose a type from the list"
+            return
     if not row.set:
         row.value = raw or None
         return
     if row.type == "str":
         row.value = raw
         return
-    # Not in the catalog (or its type is unknown): the row's own type select decides.
-    value_type = form.get(prefix + "type")
-    if value_type == "bool":
-        if raw.lower() not in ("true", "false"):
+    kind = row.type_choice
+    if kind == "auto":
+        kind = "bool" if looks_boolean(raw) else "str"
+    if kind == "bool":
+        if not looks_boolean(raw):
             row.value, row.error = raw, "a boolean flag is true or false"
             return
-        row.value = raw.lower() == "true"
-    else:
-        row.value = raw
+        row.value = raw.strip().lower() == "true"
+        return
+    row.value = raw
+    if row.type_choice == "str" and looks_boolean(raw) and not row.as_text:
+        text = raw.strip()
+        row.error = (
+            f'"string" is chosen, so this stores the text "{text}", not the boolean '
+            f'{text.lower()}: tick "store the text" to confirm, or choose boolean or auto'
+        )

@@ -473,7 +473,7 @@ async def test_error_pages_link_to_the_service_host_on_the_request_port_only(
     await proxy.aclose()
     html = b"".join(m.get("body", b"") for m in sent).decode()
     assert sent[0]["status"] == 404
-    assert [m for m in html.split('href="')[1:]][0].split('"')[0] == link
+    assert html.split('href="')[1].split('"')[0] == link
     assert "<script>" not in html and "<b>" not in html
 
 

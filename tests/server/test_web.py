@@ -8,11 +8,13 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import itsdangerous
 import pytest
 
+from featureflag.tokens import MAX_FLAGS
 from featureflag_server.memory_store import MemoryStore
 from featureflag_server.schemas import FlagEntry
 from featureflag_server.settings import Settings
@@ -100,10 +102,14 @@ def new_fork_form(csrf: str, **extra: str) -> dict[str, str]:
 
 
 async def test_logged_out_pages_redirect_to_login(client: httpx.AsyncClient) -> None:
-    for path in ("/", "/forks/new", "/forks/x/edit"):
+    for path, location in [
+        ("/", "/login"),
+        ("/forks/new", "/login?next=%2Fforks%2Fnew"),
+        ("/forks/x/edit", "/login?next=%2Fforks%2Fx%2Fedit"),
+    ]:
         response = await client.get(path)
         assert response.status_code == 303
-        assert response.headers["location"] == "/login"
+        assert response.headers["location"] == location
 
 
 async def test_login_with_a_known_token_shows_the_forks(client: httpx.AsyncClient) -> None:
@@ -812,3 +818,262 @@ async def test_of_two_session_cookies_the_first_wins(
         cookie = f"{SESSION_COOKIE}={mine}; other=1; {SESSION_COOKIE}={planted}"
         page = await browser.get("/", headers={"Cookie": cookie})
     assert "Signed in as <strong>alice</strong>" in page.text
+
+
+# -- issue 19: the form keeps every choice, infers types, asks before "true" as text -----
+
+
+def another_flag(name: str, value: str, kind: str | None, **extra: str) -> dict[str, str]:
+    """The "another flag" row (index 3 after the three catalog rows) as a browser sends it."""
+    row = {"flag-3-added": "1", "flag-3-name": name, "flag-3-set": "1", "flag-3-value": value}
+    if kind is not None:
+        row["flag-3-type"] = kind
+    return {**row, **extra}
+
+
+def selected_type(html: str, index: int) -> str:
+    select = re.search(rf'<select name="flag-{index}-type".*?</select>', html, re.S)
+    assert select, f"row {index} has no type select"
+    chosen = re.findall(r'<option value="(\w+)" selected>', select.group(0))
+    assert len(chosen) == 1, select.group(0)
+    return chosen[0]
+
+
+async def test_a_rerendered_form_keeps_every_choice(
+    client: httpx.AsyncClient, memory: MemoryStore
+) -> None:
+    # Issue 19 item 1: boolean chosen, "yes" typed: the form came back with "string".
+    csrf = await login(client)
+    form = new_fork_form(
+        csrf,
+        labels="team=checkout",
+        expires="8h",
+        **another_flag("frontend.chat-widget", "yes", "bool"),
+    )
+    del form["flag-1-set"]  # an unticked text row keeps what was typed in it
+    response = await client.post("/forks/new", data=form)
+    assert response.status_code == 422
+    html = response.text
+    assert "a boolean flag is true or false" in html
+    assert selected_type(html, 3) == "bool"
+    # The typed row keeps its name (still editable) and value; a fresh row follows it.
+    assert 'name="flag-3-name" value="frontend.chat-widget" placeholder="another flag name"' in html
+    assert 'name="flag-3-value" value="yes"' in html
+    assert selected_type(html, 4) == "auto"
+    assert 'name="flag-4-name" value=""' in html
+    # Everything else as chosen.
+    assert 'name="name" value="new-lp"' in html
+    assert 'name="upstream" value="http://127.0.0.1:8001"' in html
+    assert 'name="expires" value="8h"' in html
+    assert ">team=checkout</textarea>" in html
+    assert '<option value="v:true" selected>' in html  # Checkout.is_one_click
+    assert '<option value="v:b" selected>' in html  # new-lp
+    assert 'name="flag-1-set" value="1" >' in html  # unticked, and ...
+    assert 'name="flag-1-value" value="Sale &lt;today&gt;"' in html  # ... its text kept
+    assert await memory.list_forks() == []
+
+    # Corrected to "true": stored as the boolean true.
+    form["flag-3-value"] = "true"
+    assert (await client.post("/forks/new", data=form)).status_code == 303
+    fork = await memory.get_fork("new-lp")
+    assert fork is not None and fork.flags["frontend.chat-widget"] is True
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [("true", True), ("FALSE", False), (" true ", True), ("Free", "Free"), ("1", "1"), ("", "")],
+)
+async def test_another_flag_infers_its_type_from_the_value_by_default(
+    client: httpx.AsyncClient, memory: MemoryStore, value: str, stored: bool | str
+) -> None:
+    # Issue 19 item 2: the row defaulted to string, so "true" was stored as text.
+    csrf = await login(client)
+    html = (await client.get("/forks/new")).text
+    assert selected_type(html, 3) == "auto"
+    assert "auto: true/false → boolean, else string" in html
+    for kind in (None, "auto"):  # a form without the select infers too
+        await memory.delete_fork("new-lp")
+        form = new_fork_form(csrf, **another_flag("frontend.chat-widget", value, kind))
+        if kind is None:
+            del form["flag-3-type"]
+        response = await client.post("/forks/new", data=form)
+        assert response.status_code == 303, response.text
+        fork = await memory.get_fork("new-lp")
+        assert fork is not None
+        assert fork.flags["frontend.chat-widget"] == stored
+        assert type(fork.flags["frontend.chat-widget"]) is type(stored)
+
+
+async def test_text_that_reads_as_a_boolean_is_stored_as_a_string_only_once_confirmed(
+    client: httpx.AsyncClient, memory: MemoryStore
+) -> None:
+    csrf = await login(client)
+    form = new_fork_form(csrf, **another_flag("frontend.chat-widget", "true", "str"))
+    response = await client.post("/forks/new", data=form)
+    assert response.status_code == 422
+    assert "this stores the text &#34;true&#34;, not the boolean true" in response.text
+    box = '<input type="checkbox" name="flag-3-text" value="1" >'
+    assert box + " store the text “true”, not the boolean" in response.text
+    assert selected_type(response.text, 3) == "str"
+    assert await memory.list_forks() == []
+
+    form["flag-3-text"] = "1"
+    assert (await client.post("/forks/new", data=form)).status_code == 303
+    fork = await memory.get_fork("new-lp")
+    assert fork is not None and fork.flags["frontend.chat-widget"] == "true"
+    # Other text needs no confirmation; a bad type choice is named, not guessed.
+    await memory.delete_fork("new-lp")
+    form = new_fork_form(csrf, **another_flag("frontend.greeting", "Hello", "str"))
+    assert (await client.post("/forks/new", data=form)).status_code == 303
+    await memory.delete_fork("new-lp")
+    form = new_fork_form(csrf, **another_flag("frontend.greeting", "1", "int"))
+    response = await client.post("/forks/new", data=form)
+    assert response.status_code == 422
+    assert "choose a type from the list" in response.text
+
+
+async def test_the_list_and_the_edit_form_show_each_flag_s_stored_type(
+    client: httpx.AsyncClient, memory: MemoryStore
+) -> None:
+    flags: dict[str, bool | str] = {"frontend.on": True, "frontend.text": "true", "new-lp": "b"}
+    await memory.create_fork(Fork(name="typed", upstream="http://127.0.0.1:9", flags=flags))
+    csrf = await login(client)
+    index = (await client.get("/")).text
+    assert (
+        '<code>frontend.on</code> = <code class="value">true</code> <span class="type">boolean'
+    ) in index
+    assert (
+        '<code>frontend.text</code> = <code class="value">&#34;true&#34;</code> '
+        '<span class="type">string'
+    ) in index
+    assert '<code class="value">&#34;b&#34;</code> <span class="type">string' in index
+    edit = (await client.get("/forks/typed/edit")).text
+    rows = dict(re.findall(r'name="flag-(\d+)-name" value="([^"]*)"', edit))
+    by_name = {name: int(index) for index, name in rows.items()}
+    assert selected_type(edit, by_name["frontend.on"]) == "bool"
+    assert selected_type(edit, by_name["frontend.text"]) == "str"
+    # Text stored on purpose shows as such, ticked, so saving unchanged keeps it.
+    text = by_name["frontend.text"]
+    assert f'name="flag-{text}-text" value="1" checked> store the text “true”' in edit
+    assert '<td class="type">\n            boolean' in edit or "boolean</td>" in edit
+    form = {
+        "csrf_token": csrf,
+        "upstream": "http://127.0.0.1:9",
+        f"flag-{text}-name": "frontend.text",
+        f"flag-{text}-set": "1",
+        f"flag-{text}-value": "true",
+        f"flag-{text}-type": "str",
+        f"flag-{text}-text": "1",
+    }
+    assert (await client.post("/forks/typed/edit", data=form)).status_code == 303
+    fork = await memory.get_fork("typed")
+    assert fork is not None and fork.flags == {"frontend.text": "true"}
+
+
+# -- issue 19: /forks/new prefilled from a link (the extension's "save as a fork") ---------
+
+
+async def test_a_link_prefills_the_new_fork_form_with_typed_values(
+    client: httpx.AsyncClient,
+) -> None:
+    await login(client)
+    query = (
+        "flag.frontend.chat-widget=true&flag.promo-banner=%22Free%20shipping%22"
+        "&flag.frontend.label=%22false%22&flag.new-lp=%22b%22"
+        "&flag.Checkout.is_one_click=false&name=from-popup&upstream=http%3A%2F%2F127.0.0.1%3A8001"
+        "&utm_source=ignored"
+    )
+    response = await client.get("/forks/new?" + query)
+    assert response.status_code == 200, response.text
+    html = response.text
+    assert "The fork was not saved" not in html
+    assert 'name="name" value="from-popup"' in html
+    assert 'name="upstream" value="http://127.0.0.1:8001"' in html
+    assert '<option value="v:b" selected>' in html
+    assert '<option value="v:false" selected>' in html
+    rows = {name: int(i) for i, name in re.findall(r'name="flag-(\d+)-name" value="([^"]*)"', html)}
+    assert selected_type(html, rows["frontend.chat-widget"]) == "bool"
+    assert selected_type(html, rows["promo-banner"]) == "str"
+    assert f'name="flag-{rows["promo-banner"]}-value" value="Free shipping"' in html
+    label = rows["frontend.label"]
+    assert selected_type(html, label) == "str"
+    assert f'name="flag-{label}-text" value="1" checked>' in html  # quoted: text on purpose
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("flag.frontend.on=yes", "the link&#39;s value &#39;yes&#39; is not JSON"),
+        ("flag.frontend.on=%7B", "is not JSON"),
+        ("flag.frontend.n=42", "the link&#39;s value 42 is a number; a flag is true, false"),
+        ("flag.frontend.n=null", "is null"),
+        ("flag.frontend.n=%5B1%5D", "is an array"),
+        ("flag.bad%20name=true", "Invalid flag name &#39;bad name&#39;"),
+        ("flag.=true", "names no flag: write flag.&lt;flag name&gt;=&lt;JSON value&gt;"),
+        ("flag.x=true&flag.x=false", "appears twice in the link"),
+        ("flag.Checkout.is_one_click=%22yes%22", "Checkout.is_one_click"),
+        ("flag.new-lp=%22c%22", "accepts only &#39;a&#39;, &#39;b&#39;"),
+        ("flag.frontend.on=%ff", "is not JSON"),
+    ],
+)
+async def test_a_bad_link_is_a_form_with_the_reason_not_a_500(
+    client: httpx.AsyncClient, query: str, message: str
+) -> None:
+    await login(client)
+    response = await client.get("/forks/new?" + query)
+    assert response.status_code == 400
+    assert "The fork was not saved" in response.text
+    assert message in response.text
+
+
+async def test_a_link_with_too_many_flags_keeps_the_first_ones(client: httpx.AsyncClient) -> None:
+    await login(client)
+    query = "&".join(f"flag.f{i}=true" for i in range(MAX_FLAGS + 5))
+    response = await client.get("/forks/new?" + query)
+    assert response.status_code == 400
+    assert f"more than {MAX_FLAGS} flags; the rest were left out" in response.text
+    assert f'value="f{MAX_FLAGS - 1}"' in response.text
+    assert f'value="f{MAX_FLAGS}"' not in response.text
+
+
+async def test_a_link_opened_logged_out_comes_back_after_logging_in(
+    client: httpx.AsyncClient,
+) -> None:
+    link = "/forks/new?flag.frontend.chat-widget=true&name=saved"
+    response = await client.get(link)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?" + urlencode({"next": link})
+    page = await client.get(response.headers["location"])
+    assert f'name="next" value="{link.replace("&", "&amp;")}"' in page.text
+    response = await client.post(
+        "/login", data={"api_token": ALICE, "csrf_token": csrf_of(page.text), "next": link}
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == link
+    form = await client.get(link)
+    assert 'name="name" value="saved"' in form.text
+    # Signed in already: /login?next= goes straight there.
+    again = await client.get("/login?" + urlencode({"next": link}))
+    assert again.headers["location"] == link
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "evil",
+        "/x\r\nSet-Cookie: a=b",
+    ],
+)
+async def test_logging_in_never_sends_the_user_to_another_site(
+    client: httpx.AsyncClient, target: str
+) -> None:
+    page = await client.get("/login?" + urlencode({"next": target}))
+    assert 'name="next"' not in page.text
+    response = await client.post(
+        "/login", data={"api_token": ALICE, "csrf_token": csrf_of(page.text), "next": target}
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/"

@@ -210,3 +210,117 @@ def test_a_blank_form_sends_no_flags() -> None:
     parsed = parse_fork_form(sent, CATALOG, name=None)
     assert parsed.errors == {}
     assert parsed.flags() == {}
+
+
+# -- issue 19: a re-rendered form keeps every choice; links prefill typed rows --------------
+
+
+def resubmit(form: ForkForm) -> dict[str, str]:
+    """The fields a browser sends back for a re-rendered *new* fork form."""
+    html = PAGE.templates.get_template("fork_form.html").render(
+        csrf_field="csrf_token", csrf_token="x", user="alice", flash=None, form=form, editing=False
+    )
+    parser = BrowserForm()
+    parser.feed(html)
+    fields = dict(parser.fields)
+    assert len(fields) == len(parser.fields), "two controls share a name"
+    return fields
+
+
+def chosen(form: ForkForm) -> list[tuple[object, ...]]:
+    """What the user chose, row by row, in the form's own terms."""
+    return [
+        (row.name, row.type_choice if row.type is None else row.type, row.set, row.value,
+         row.as_text if row.type is None else None, row.error)
+        for row in form.rows
+        if row.name or row.set
+    ]  # fmt: skip
+
+
+VALUES = st.sampled_from(["true", "FALSE", "yes", "", " 1 ", "Free", "v:x"]) | TEXT
+
+
+@st.composite
+def posted_forms(draw: st.DrawFn) -> dict[str, str]:
+    """A new-fork form as a browser may post it, right or wrong, with added rows."""
+    sent = {
+        "name": draw(st.sampled_from(["new-lp", "www", "Bad_Name", ""])),
+        "upstream": draw(st.sampled_from(["http://127.0.0.1:8001", "ftp://x", ""])),
+        "labels": draw(st.sampled_from(["", "team=checkout", "no-equals"])),
+        "expires": draw(st.sampled_from(["", "8h", "soon"])),
+        "flag-0-name": "Checkout.is_one_click",
+        "flag-0-value": draw(st.sampled_from(["", "v:true", "v:false", "v:maybe"])),
+        "flag-1-name": "banner-text",
+        "flag-1-value": draw(VALUES),
+        "flag-4-name": "mystery",
+        "flag-4-value": draw(VALUES),
+        "flag-4-type": draw(st.sampled_from(["auto", "str", "bool"])),
+    }
+    if draw(st.booleans()):
+        sent["flag-1-set"] = "1"
+    if draw(st.booleans()):
+        sent["flag-4-set"] = "1"
+    if draw(st.booleans()):
+        sent["flag-4-text"] = "1"
+    for index in range(5, 5 + draw(st.integers(0, 3))):
+        sent[f"flag-{index}-added"] = "1"
+        sent[f"flag-{index}-set"] = "1"
+        sent[f"flag-{index}-name"] = draw(st.sampled_from(["", "frontend.a", "frontend.b", "x y"]))
+        sent[f"flag-{index}-value"] = draw(VALUES)
+        sent[f"flag-{index}-type"] = draw(st.sampled_from(["auto", "str", "bool"]))
+        if draw(st.booleans()):
+            sent[f"flag-{index}-text"] = "1"
+    return sent
+
+
+@settings(max_examples=150, deadline=None)
+@given(posted_forms())
+def test_a_rerendered_form_sends_back_every_choice(sent: dict[str, str]) -> None:
+    # Issue 19 item 1: whatever was posted, right or wrong, the re-rendered form sends
+    # the same choices back (the type select used to fall back to "string").
+    first = parse_fork_form(sent, CATALOG, name=None)
+    again = parse_fork_form(resubmit(first), CATALOG, name=None)
+    assert chosen(again) == chosen(first)
+    assert (again.name, again.upstream, again.labels_text, again.expires) == (
+        first.name,
+        first.upstream,
+        first.labels_text,
+        first.expires,
+    )
+    assert again.errors == first.errors
+
+
+def test_a_link_s_typed_values_are_what_the_form_stores() -> None:
+    params = [
+        ("flag.frontend.chat-widget", "true"),
+        ("flag.frontend.label", '"false"'),
+        ("flag.promo-banner", '"Free shipping over $50"'),
+        ("flag.new-lp", '"b"'),
+        ("flag.Checkout.is_one_click", "false"),
+        ("flag.banner-text", '"Hi"'),
+        ("flag.mystery", "true"),
+        ("name", "from-popup"),
+        ("upstream", "http://127.0.0.1:8001"),
+    ]
+    linked = ForkForm.from_link(CATALOG, params)
+    assert linked.errors == {}
+    parsed = parse_fork_form(resubmit(linked), CATALOG, name=None)
+    assert parsed.errors == {}
+    assert (parsed.name, parsed.upstream) == ("from-popup", "http://127.0.0.1:8001")
+    assert parsed.flags() == {
+        "frontend.chat-widget": True,
+        "frontend.label": "false",  # quoted in the link: text, confirmed by the link
+        "promo-banner": "Free shipping over $50",
+        "new-lp": "b",
+        "Checkout.is_one_click": False,
+        "banner-text": "Hi",
+        "mystery": True,
+    }
+
+
+def test_the_edit_form_keeps_text_that_reads_as_a_boolean() -> None:
+    flags: dict[str, bool | str] = {"frontend.a": "true", "frontend.b": "False", "mystery": "true"}
+    fork = Fork(name="new-lp", upstream="http://127.0.0.1:8001", flags=flags)
+    parsed = parse_fork_form(submit(ForkForm.from_fork(fork, CATALOG)), CATALOG, name="new-lp")
+    assert parsed.errors == {}
+    assert parsed.flags() == flags
