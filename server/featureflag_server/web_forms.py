@@ -123,7 +123,7 @@ class FlagRow:
     def type_label(self) -> str:
         """The catalog's type in words (rows without one show the type select)."""
         if self.type == "str" and self.choices is not None:
-            return "one of the choices"
+            return "string, one of the choices"
         return TYPE_LABELS.get(self.type or "", "")
 
 
