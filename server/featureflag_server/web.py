@@ -53,6 +53,7 @@ from .store import Fork, Store, utcnow
 from .text import has_surrogate, scrub
 from .upstream_policy import UpstreamPolicy
 from .web_forms import TYPE_LABELS, TYPE_OPTIONS, ForkForm, catalog_rows, parse_fork_form
+from .web_links import form_from_link
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "featureflag_session"
@@ -478,7 +479,7 @@ class NewFork(HTTPEndpoint):
         if not request.url.query:
             fork_form = ForkForm.blank(catalog)
             return await page.render(request, "fork_form.html", form=fork_form, editing=False)
-        fork_form = ForkForm.from_link(catalog, request.query_params.multi_items())
+        fork_form = form_from_link(catalog, request.query_params.multi_items())
         # The catalog's types, checked as for a POST; a bad link is a 400 page with the
         # form and every reason, never a 500.
         for problem in await page.forks.flag_problems(fork_form.flags()):

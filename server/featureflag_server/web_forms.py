@@ -14,9 +14,7 @@ the text ``true`` or ``false`` is refused until the row's "store the text" box i
 but reads as "off" to ``useBoolFlag``). A re-rendered form keeps every choice: each
 row's name, type, value and boxes, and the fields above the rows.
 
-``/forks/new`` can be prefilled from a link (:meth:`ForkForm.from_link`):
-``flag.<flag name>=<JSON literal>`` per flag, plus ``name`` and ``upstream``
-(docs/forks.md, "From a link").
+``/forks/new`` can also be prefilled from a link: :mod:`featureflag_server.web_links`.
 
 Labels are a text area of ``key=value`` lines, and the expiry one text field: a
 duration (``90m``, ``8h``, ``3d``) or an ISO 8601 time; empty for never.
@@ -27,13 +25,10 @@ flag values, labels, expiry) is :mod:`featureflag_server.forks`'s to say, as for
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from featureflag.tokens import MAX_FLAGS
 
 from .forks import ForkSpec
 from .store import FlagValue, Fork
@@ -50,9 +45,6 @@ TYPE_OPTIONS = (
 )
 _TYPES = {value for value, _ in TYPE_OPTIONS}
 TYPE_LABELS = {"bool": "boolean", "str": "string"}
-# The query parameters of a link that prefills /forks/new (docs/forks.md, "From a link").
-LINK_FLAG = "flag."
-LINK_FIELDS = ("name", "upstream")
 
 
 def looks_boolean(text: str) -> bool:
@@ -161,45 +153,6 @@ class ForkForm:
             name=fork.name, upstream=fork.upstream, rows=rows, labels_text=labels, expires=expires
         )
 
-    @classmethod
-    def from_link(
-        cls, catalog: list[dict[str, Any]], params: Iterable[tuple[str, str]]
-    ) -> ForkForm:
-        """A new fork's form prefilled from a link's query parameters: ``name``,
-        ``upstream`` and ``flag.<flag name>=<JSON literal>`` (``true``, ``false`` or a
-        JSON string give the row's value and type). What the link gets wrong is in
-        :attr:`errors`, never an exception; other parameters are ignored. The caller
-        still has the forks layer check the flags against the catalog."""
-        form = cls(rows=_catalog_rows(catalog, {}))
-        by_name = {row.name: row for row in form.rows}
-        seen: set[str] = set()
-        for key, raw in params:
-            if key in LINK_FIELDS:
-                setattr(form, key, raw.strip())
-                continue
-            if not key.startswith(LINK_FLAG):
-                continue
-            name = key.removeprefix(LINK_FLAG)
-            if not name:
-                form.errors[key] = "names no flag: write flag.<flag name>=<JSON value>"
-                continue
-            if name in seen:
-                form.errors[key] = "appears twice in the link; the first value is kept"
-                continue
-            if len(seen) >= MAX_FLAGS:
-                form.errors["link"] = f"more than {MAX_FLAGS} flags; the rest were left out"
-                break
-            seen.add(name)
-            row = by_name.get(name)
-            if row is None:
-                row = FlagRow(len(form.rows), name, None, known=False, added=True)
-                form.rows.append(row)
-            _link_value(row, raw)
-        form.rows.append(_new_row(len(form.rows)))
-        if any(row.error for row in form.rows):
-            form.errors["flags"] = "; ".join(form.row_errors)
-        return form
-
     def flags(self) -> dict[str, FlagValue]:
         return {r.name: r.value for r in self.rows if r.set and r.value is not None and r.name}
 
@@ -244,34 +197,6 @@ def _stored(row: FlagRow, value: FlagValue) -> None:
     row.set, row.value = True, value
     row.type_choice = "bool" if isinstance(value, bool) else "str"
     row.as_text = isinstance(value, str) and looks_boolean(value)
-
-
-def _link_value(row: FlagRow, raw: str) -> None:
-    """Set *row* from a link's JSON literal; a bad one is the row's error."""
-    row.set = True
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        row.value = raw
-        row.error = (
-            f"the link's value {raw[:60]!r} is not JSON: write true, false or a quoted "
-            'string such as "b"'
-        )
-        return
-    if isinstance(value, bool):
-        row.value, row.type_choice = value, "bool"
-    elif isinstance(value, str):
-        # JSON says string: "true" in quotes is text on purpose (ticked, in view).
-        row.value, row.type_choice = value, "str"
-        row.as_text = looks_boolean(value)
-    else:
-        row.value = raw
-        kinds = {int: "a number", float: "a number", list: "an array", dict: "an object"}
-        kind = kinds.get(type(value), "null")
-        row.error = (
-            f"the link's value {raw[:60]} is {kind}; a flag is true, false or a string "
-            f'(write "{raw[:60]}" for the text)'
-        )
 
 
 def catalog_rows(catalog: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -290,34 +290,6 @@ def test_a_rerendered_form_sends_back_every_choice(sent: dict[str, str]) -> None
     assert again.errors == first.errors
 
 
-def test_a_link_s_typed_values_are_what_the_form_stores() -> None:
-    params = [
-        ("flag.frontend.chat-widget", "true"),
-        ("flag.frontend.label", '"false"'),
-        ("flag.promo-banner", '"Free shipping over $50"'),
-        ("flag.new-lp", '"b"'),
-        ("flag.Checkout.is_one_click", "false"),
-        ("flag.banner-text", '"Hi"'),
-        ("flag.mystery", "true"),
-        ("name", "from-popup"),
-        ("upstream", "http://127.0.0.1:8001"),
-    ]
-    linked = ForkForm.from_link(CATALOG, params)
-    assert linked.errors == {}
-    parsed = parse_fork_form(resubmit(linked), CATALOG, name=None)
-    assert parsed.errors == {}
-    assert (parsed.name, parsed.upstream) == ("from-popup", "http://127.0.0.1:8001")
-    assert parsed.flags() == {
-        "frontend.chat-widget": True,
-        "frontend.label": "false",  # quoted in the link: text, confirmed by the link
-        "promo-banner": "Free shipping over $50",
-        "new-lp": "b",
-        "Checkout.is_one_click": False,
-        "banner-text": "Hi",
-        "mystery": True,
-    }
-
-
 def test_the_edit_form_keeps_text_that_reads_as_a_boolean() -> None:
     flags: dict[str, bool | str] = {"frontend.a": "true", "frontend.b": "False", "mystery": "true"}
     fork = Fork(name="new-lp", upstream="http://127.0.0.1:8001", flags=flags)
