@@ -210,18 +210,27 @@ def uvicorn(app: str, port: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    if not text.strip().isascii() or not text.strip().isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535")
+    return int(text)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
-    parser.add_argument("--service-port", type=int, default=int(env.get("DEMO_SERVICE_PORT", 8000)))
-    parser.add_argument("--app-port", type=int, default=int(env.get("DEMO_APP_PORT", 8001)))
     parser.add_argument(
-        "--downstream-port", type=int, default=int(env.get("DEMO_DOWNSTREAM_PORT", 8002))
+        "--service-port", type=port_number, default=env.get("DEMO_SERVICE_PORT", "8000")
+    )
+    parser.add_argument("--app-port", type=port_number, default=env.get("DEMO_APP_PORT", "8001"))
+    parser.add_argument(
+        "--downstream-port", type=port_number, default=env.get("DEMO_DOWNSTREAM_PORT", "8002")
     )
     parser.add_argument(
         "--pr-downstream-port",
-        type=int,
-        default=int(env.get("DEMO_PR_DOWNSTREAM_PORT", 8003)),
+        type=port_number,
+        default=env.get("DEMO_PR_DOWNSTREAM_PORT", "8003"),
         help="the downstream service's second instance, the pull request's build (8003)",
     )
     parser.add_argument(

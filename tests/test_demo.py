@@ -266,3 +266,13 @@ def test_taken_ports_lists_each_taken_or_repeated_port_with_what_it_is_for() -> 
         f"port {ports[0]}, for the demo app: also given for the override service "
         "(choose another with --app-port N)"
     ) in message
+
+
+@pytest.mark.parametrize("value", ["70000", "0", "-1", "eighty", "\uff18\uff10"])
+def test_a_port_that_is_no_port_is_refused_by_name(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--app-port", value])
+    assert exited.value.code == 2
+    assert f"argument --app-port: {value!r} is not a port" in capsys.readouterr().err
