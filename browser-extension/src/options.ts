@@ -11,7 +11,14 @@
  * colon inside a token, so the page cannot be sure; a second button keeps it as typed.
  */
 import { loadConfig, saveConfig } from "./apitoken";
-import { type Config, normalizeServiceUrl, pastedTokenEntry, plainHttpWarning, serviceOriginPattern } from "./config";
+import {
+  type Config,
+  DEFAULT_TTL_MINUTES,
+  normalizeServiceUrl,
+  pastedTokenEntry,
+  plainHttpWarning,
+  serviceOriginPattern,
+} from "./config";
 import { testConnection } from "./service";
 
 const input = (id: string): HTMLInputElement => document.getElementById(id) as HTMLInputElement;
@@ -92,7 +99,8 @@ function tokenAccepted(config: Config, retry: () => Promise<void>): boolean {
 /** Read the form; throws with a message that says what to fix. */
 function formConfig(): Config {
   const url = input("service-url").value.trim();
-  const ttl = Number(input("ttl").value);
+  const raw = input("ttl").value.trim();
+  const ttl = raw === "" ? DEFAULT_TTL_MINUTES : Number(raw);
   if (!Number.isInteger(ttl) || ttl < 1) throw new Error("The token lifetime is a whole number of minutes, at least 1");
   return {
     serviceUrl: url ? normalizeServiceUrl(url) : "",
@@ -150,15 +158,19 @@ async function test(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const config = await loadConfig(chrome.storage);
-  input("service-url").value = config.serviceUrl;
-  input("api-token").value = config.apiToken;
-  input("ttl").value = String(config.ttlMinutes);
   (document.getElementById("form") as HTMLFormElement).addEventListener("submit", (e) => {
     e.preventDefault();
     void save();
   });
   (document.getElementById("test") as HTMLButtonElement).addEventListener("click", () => void test());
+  const config = await loadConfig(chrome.storage);
+  // Storage answers after the page is shown: keep what the user typed meanwhile.
+  const fill = (id: string, value: string): void => {
+    if (input(id).value === "") input(id).value = value;
+  };
+  fill("service-url", config.serviceUrl);
+  fill("api-token", config.apiToken);
+  fill("ttl", String(config.ttlMinutes));
 }
 
 void main();

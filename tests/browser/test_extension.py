@@ -362,7 +362,9 @@ def test_downstream_override_and_popup_screenshot(ext: Extension, live_demo: Liv
     expect_flag(popup, "Recommendations.strategy", "personal", "override", "downstream")
     expect_flag(popup, "Checkout.is_one_click", "true", "override", "server")
     # A change not applied yet: the marked row, the legend, a long value wrapped.
-    row(popup, "promo-banner").locator("textarea").fill("Free shipping over $50 this weekend only")
+    field = row(popup, "promo-banner").locator("textarea")
+    field.fill("Free shipping over $50 this weekend only")
+    field.blur()
     expect(popup.locator("#legend")).to_be_visible()
     path = SCREENSHOT if os.environ.get("FEATUREFLAG_SAVE_SCREENSHOT") else None
     image = popup.locator("body").screenshot(path=path)
