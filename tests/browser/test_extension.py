@@ -528,7 +528,9 @@ def test_service_refusal_is_shown_in_the_popup(ext: Extension, live_demo: LiveDe
     popup.locator("#apply").click()
     # The service checks overrides against the catalog and says what to send instead.
     error = popup.locator(".notice.error")
-    expect(error).to_contain_text("accepts only 'a', 'b' but the override is 'c'; send one of those")
+    expect(error).to_contain_text(
+        "accepts only 'a', 'b' but the override is 'c'; send one of those"
+    )
     expect(error.locator("a")).to_have_count(0)  # nothing to fix in Options
     assert "featureflag_overrides" not in [c["name"] for c in ext.context.cookies()]
 
@@ -747,7 +749,9 @@ def test_build_makes_the_unpacked_folder_and_a_store_zip(extension_dir: Path) ->
 # -- issue 19: what a newcomer tripped on --------------------------------------------------
 
 
-def test_options_page_refuses_a_pasted_name_token_entry(ext: Extension, live_demo: LiveDemo) -> None:
+def test_options_page_refuses_a_pasted_name_token_entry(
+    ext: Extension, live_demo: LiveDemo
+) -> None:
     """``demo:<token>`` from FEATUREFLAG_API_TOKENS: not a 401, but "paste only the token"."""
     options = ext.api
     hint = options.locator("#api-token-hint")
@@ -856,7 +860,7 @@ def test_add_a_flag_by_name_takes_its_known_type(ext: Extension, live_demo: Live
     kind.select_option("true")
     popup.locator("#add button").click()
     expect(popup.locator("#status")).to_have_text(
-        'Not added: promo-banner is a text flag (the page reported a text value): '
+        "Not added: promo-banner is a text flag (the page reported a text value): "
         'choose "text…" and type the value.'
     )
     expect(row(popup, "promo-banner")).not_to_have_class("changed")
@@ -871,7 +875,7 @@ def test_add_a_flag_by_name_takes_its_known_type(ext: Extension, live_demo: Live
 
 
 def test_text_fields_show_the_whole_value(ext: Extension, live_demo: LiveDemo) -> None:
-    """"Free shipping over $50" was cut to "…over $5": the field wraps and grows instead."""
+    """ "Free shipping over $50" was cut to "…over $5": the field wraps and grows instead."""
     page = ext.open(live_demo.app_url + "/")
     popup = ext.popup(page)
     field = row(popup, "promo-banner").locator("textarea")
