@@ -41,7 +41,7 @@ describe("catalog", () => {
     expect(down).toEqual({
       entries: [],
       problem:
-        "Override service unreachable: choices unavailable: string flags show a text field instead of their choices.",
+        "Override service unreachable: choices unavailable (string flags show a text field instead of their choices).",
     });
     const problem = async (status: number) =>
       (await fetchCatalog("http://s:1", "tok", async () => new Response("no", { status }))).problem;

@@ -48,7 +48,7 @@ export interface CatalogResult {
   problem: string | null;
 }
 
-const UNAVAILABLE = "choices unavailable: string flags show a text field instead of their choices";
+const UNAVAILABLE = "choices unavailable (string flags show a text field instead of their choices)";
 
 /**
  * Fetch the catalog with the API token.

@@ -839,8 +839,8 @@ def test_popup_says_why_choices_are_missing_while_the_service_is_down(
     ext.configure(f"http://127.0.0.1:{free_port()}", live_demo.api_token)
     popup = ext.popup(page)
     expect(popup.locator("#catalog-problem")).to_have_text(
-        "Override service unreachable: choices unavailable: "
-        "string flags show a text field instead of their choices."
+        "Override service unreachable: choices unavailable "
+        "(string flags show a text field instead of their choices)."
     )
     expect(row(popup, "new-lp").locator("textarea")).to_have_value("a")
     expect(row(popup, "new-lp").locator("select")).to_have_count(0)
