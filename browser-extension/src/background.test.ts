@@ -24,7 +24,7 @@ function fakeChrome(lock: "missing" | "works") {
     tabs: { onUpdated: event(), onRemoved: event() },
     permissions: { onAdded: event(), onRemoved: event(), getAll: async () => ({ origins: [] }) },
     scripting: { getRegisteredContentScripts: async () => [], registerContentScripts: vi.fn() },
-    action: { setBadgeText: vi.fn(), setBadgeBackgroundColor: vi.fn() },
+    action: { setBadgeText: vi.fn(), setBadgeBackgroundColor: vi.fn(), setTitle: vi.fn() },
   };
   return { chrome, local, session };
 }

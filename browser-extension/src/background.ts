@@ -16,6 +16,7 @@ import {
   addResponse,
   navigated,
   overrideCount,
+  rejectedOverrides,
   type RestoredMessage,
   remember,
   restored,
@@ -78,11 +79,18 @@ async function refreshBadge(tabId: number, state: TabState): Promise<void> {
     const key = appliedKey(origin);
     applied = ((await chrome.storage.local.get(key))[key] as Applied | undefined) ?? null;
   }
-  const status = overrideStatus(applied, state.refusal?.reason ?? null, overrideCount(state), Date.now());
+  const status = overrideStatus(
+    applied,
+    state.refusal?.reason ?? null,
+    overrideCount(state),
+    Date.now(),
+    rejectedOverrides(state),
+  );
   const badge = badgeFor(status);
   try {
     await chrome.action.setBadgeText({ tabId, text: badge.text });
     await chrome.action.setBadgeBackgroundColor({ tabId, color: badge.color });
+    await chrome.action.setTitle({ tabId, title: badge.title });
   } catch {
     // the tab closed meanwhile
   }

@@ -1,8 +1,9 @@
 /**
  * The override service's flag catalog (`GET {serviceUrl}/api/flags`, with the API token:
  * reads need its `read` scope): the popup uses it to offer a flag's choices and to suggest
- * names in "add a flag". Optional: without it (no service or token configured, or the
- * call fails) the popup works the same.
+ * names and types in "add a flag". Optional: without it (no service or token configured,
+ * or the call fails) the popup works the same with text fields for string flags, and
+ * says why when the call failed.
  */
 import type { FlagValue } from "./report";
 
@@ -37,25 +38,51 @@ export function readCatalog(body: unknown): CatalogEntry[] {
 }
 
 /**
- * Fetch the catalog with the API token; [] when the service or the token is not
- * configured, or the service does not answer.
+ * The catalog, or why there is none: `problem` is a sentence for the popup when the service
+ * is configured but the catalog could not be read (string flags then show a text field
+ * instead of their choices, and the popup must say why); null when it was read, or when
+ * no service or token is configured (the popup says what to set).
+ */
+export interface CatalogResult {
+  entries: CatalogEntry[];
+  problem: string | null;
+}
+
+const UNAVAILABLE = "choices unavailable (string flags show a text field instead of their choices)";
+
+/**
+ * Fetch the catalog with the API token.
  *
  * @example
- * const entries = await fetchCatalog(config.serviceUrl, config.apiToken);
+ * const { entries, problem } = await fetchCatalog(config.serviceUrl, config.apiToken);
  */
 export async function fetchCatalog(
   serviceUrl: string,
   apiToken: string,
   fetchFn: (input: string, init?: RequestInit) => Promise<Response> = fetch,
-): Promise<CatalogEntry[]> {
-  if (!serviceUrl || !apiToken) return [];
+): Promise<CatalogResult> {
+  if (!serviceUrl || !apiToken) return { entries: [], problem: null };
+  let response: Response;
   try {
-    const response = await fetchFn(`${serviceUrl}/api/flags`, {
+    response = await fetchFn(`${serviceUrl}/api/flags`, {
       method: "GET",
       headers: { Authorization: `Bearer ${apiToken}` },
     });
-    return response.ok ? readCatalog(await response.json()) : [];
   } catch {
-    return [];
+    return { entries: [], problem: `Override service unreachable: ${UNAVAILABLE}.` };
+  }
+  if (response.status === 401) {
+    return { entries: [], problem: `The override service refused the API token (HTTP 401): ${UNAVAILABLE}.` };
+  }
+  if (response.status === 403) {
+    return { entries: [], problem: `The API token lacks the read scope the flag catalog needs: ${UNAVAILABLE}.` };
+  }
+  if (!response.ok) {
+    return { entries: [], problem: `The override service did not give its flag catalog (HTTP ${response.status}): ${UNAVAILABLE}.` };
+  }
+  try {
+    return { entries: readCatalog(await response.json()), problem: null };
+  } catch {
+    return { entries: [], problem: `The override service's flag catalog is not JSON: ${UNAVAILABLE}.` };
   }
 }

@@ -4,6 +4,7 @@ import {
   isLoopbackHost,
   missingSettings,
   normalizeServiceUrl,
+  pastedTokenEntry,
   plainHttpWarning,
   readConfig,
   serviceOriginPattern,
@@ -99,5 +100,44 @@ describe("plainHttpWarning", () => {
     expect(isLoopbackHost("1127.0.0.1")).toBe(false);
     expect(isLoopbackHost("127.0.0.1.example")).toBe(false);
     expect(isLoopbackHost("notlocalhost")).toBe(false);
+  });
+});
+
+describe("pastedTokenEntry", () => {
+  const token = "Zx81-abcdefghijklmnopqrstuv_0123456789";
+
+  it("leaves a token alone", () => {
+    expect(pastedTokenEntry(token)).toBeNull();
+    expect(pastedTokenEntry("")).toBeNull();
+    expect(pastedTokenEntry(` ${token} `)).toBeNull();
+  });
+
+  it("recognises a name:token entry and says to paste only the part after the colon", () => {
+    const entry = pastedTokenEntry(`demo:${token}`);
+    expect(entry).toMatchObject({ name: "demo", token, scopes: null });
+    expect(entry?.message).toBe(
+      'This looks like a FEATUREFLAG_API_TOKENS entry ("demo:…"), not a token: paste only the token, the part after "demo:".',
+    );
+    // The message never echoes the token (the field is a password field).
+    expect(entry?.message).not.toContain(token);
+    expect(pastedTokenEntry(`alice@example.com:${token},`)).toMatchObject({ name: "alice@example.com", token });
+  });
+
+  it("reads a scoped entry as the service does (name:token:read+forks)", () => {
+    const entry = pastedTokenEntry(`ci:${token}:read+forks`);
+    expect(entry).toMatchObject({ name: "ci", token, scopes: "read+forks" });
+    expect(entry?.message).toContain('without the ":read+forks" at its end');
+  });
+
+  it("refuses the whole list without guessing which entry is yours", () => {
+    const entry = pastedTokenEntry(`demo:${token},ci:${token}x:read`);
+    expect(entry).toMatchObject({ name: null, token: null });
+    expect(entry?.message).toContain("the whole FEATUREFLAG_API_TOKENS list");
+  });
+
+  it("is not fooled by a colon that cannot start an entry", () => {
+    expect(pastedTokenEntry(`a b:${token}`)).toBeNull(); // no entry name has a space
+    expect(pastedTokenEntry(`:${token}`)).toBeNull();
+    expect(pastedTokenEntry("demo:")).toBeNull();
   });
 });

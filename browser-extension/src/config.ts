@@ -57,8 +57,65 @@ export function normalizeServiceUrl(input: string): string {
 export function missingSettings(config: Config): string[] {
   const missing: string[] = [];
   if (!config.serviceUrl) missing.push("the override service URL (e.g. http://127.0.0.1:8000)");
-  if (!config.apiToken) missing.push("your API token for that service (FEATUREFLAG_API_TOKENS on the service)");
+  if (!config.apiToken) missing.push("your API token for that service");
   return missing;
+}
+
+/** A FEATUREFLAG_API_TOKENS entry's name (server/featureflag_server/settings.py `_TOKEN_NAME`). */
+const TOKEN_NAME = /^[A-Za-z0-9_.@-]{1,64}$/;
+/** The scope list at the end of a scoped entry, `name:token:read+forks` (settings.py `_SCOPE_LIST`). */
+const SCOPE_LIST = /^[a-z]+(?:\+[a-z]+)*$/;
+
+/**
+ * What is wrong with a pasted API token that looks like the service's configuration rather
+ * than a token, or null. The service reads FEATUREFLAG_API_TOKENS as comma-separated
+ * `name:token` entries, optionally scoped (`name:token:read+forks`), and expects only the
+ * `token` part in `Authorization: Bearer`. `token` is that part when one entry was pasted
+ * (null for a whole list: which entry is yours is not for the extension to guess).
+ *
+ * A real token could contain a colon (the service allows it, though the tokens it tells you
+ * to generate never do), so the options page asks rather than strips: see options.ts.
+ *
+ * @example
+ * pastedTokenEntry("demo:Zx81..."); // { name: "demo", token: "Zx81...", scopes: null, message: "..." }
+ * pastedTokenEntry("Zx81..."); // null
+ */
+export function pastedTokenEntry(
+  value: string,
+): { name: string | null; token: string | null; scopes: string | null; message: string } | null {
+  const text = value.trim();
+  const entries = text.split(",").filter((item) => item.trim() !== "");
+  if (entries.length > 1) {
+    return {
+      name: null,
+      token: null,
+      scopes: null,
+      message:
+        "This looks like the whole FEATUREFLAG_API_TOKENS list (name:token entries separated by commas), " +
+        "not a token: paste only your own token, the part after the colon of your entry.",
+    };
+  }
+  const entry = (entries[0] ?? "").trim();
+  const colon = entry.indexOf(":");
+  if (colon < 0) return null;
+  const name = entry.slice(0, colon);
+  let token = entry.slice(colon + 1);
+  if (!TOKEN_NAME.test(name) || token === "") return null;
+  let scopes: string | null = null;
+  const last = token.lastIndexOf(":");
+  if (last > 0 && SCOPE_LIST.test(token.slice(last + 1))) {
+    scopes = token.slice(last + 1);
+    token = token.slice(0, last);
+  }
+  const without = scopes === null ? "" : ` and without the ":${scopes}" at its end (the service keeps the scopes)`;
+  return {
+    name,
+    token,
+    scopes,
+    message:
+      `This looks like a FEATUREFLAG_API_TOKENS entry ("${name}:…"), not a token: ` +
+      `paste only the token, the part after "${name}:"${without}.`,
+  };
 }
 
 /** The origin pattern for `chrome.permissions` that lets extension pages call the service. */

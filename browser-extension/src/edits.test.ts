@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { desiredOverrides, type Edits, isValidName, sameOverrides } from "./edits";
+import { addRefusal, desiredOverrides, type Edits, isValidName, knownType, sameOverrides } from "./edits";
 import type { Applied } from "./overrides";
 
 const applied: Applied = { origin: "http://a", flags: { a: true, b: "x" }, expiresAt: 10_000, appliedAt: 0 };
@@ -50,5 +50,35 @@ describe("names and comparisons", () => {
     expect(sameOverrides({ a: true }, { a: false })).toBe(false);
     expect(sameOverrides({ a: true }, { a: true, b: "x" })).toBe(false);
     expect(sameOverrides({}, {})).toBe(true);
+  });
+});
+
+describe("adding a flag by name", () => {
+  const reported = new Map<string, boolean | string>([
+    ["promo-banner", "Free shipping over $50"],
+    ["Checkout.is_one_click", false],
+  ]);
+
+  it("knows a flag's type from the page's report first, then from the catalog", () => {
+    expect(knownType("promo-banner", reported, null)).toEqual({ type: "str", from: "page" });
+    expect(knownType("promo-banner", reported, "bool")).toEqual({ type: "str", from: "page" });
+    expect(knownType("Checkout.is_one_click", reported, undefined)).toEqual({ type: "bool", from: "page" });
+    expect(knownType("new-lp", reported, "str")).toEqual({ type: "str", from: "catalog" });
+    expect(knownType("frontend.chat-widget", reported, undefined)).toBeNull();
+  });
+
+  it("refuses a value of the other type, saying which to choose", () => {
+    expect(addRefusal("promo-banner", true, { type: "str", from: "page" })).toBe(
+      'promo-banner is a text flag (the page reported a text value): choose "text…" and type the value',
+    );
+    expect(addRefusal("Checkout.is_one_click", "true", { type: "bool", from: "catalog" })).toBe(
+      "Checkout.is_one_click is an on/off flag (the catalog declares true or false): choose on or off",
+    );
+  });
+
+  it("lets a value of the known type, or of an unknown flag, through", () => {
+    expect(addRefusal("promo-banner", "Spring sale", { type: "str", from: "page" })).toBeNull();
+    expect(addRefusal("Checkout.is_one_click", false, { type: "bool", from: "page" })).toBeNull();
+    expect(addRefusal("frontend.chat-widget", true, null)).toBeNull();
   });
 });

@@ -41,3 +41,48 @@ export function sameOverrides(a: Record<string, FlagValue>, b: Record<string, Fl
   const ka = Object.keys(a);
   return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && b[k] === a[k]);
 }
+
+/** A flag's value type, in the catalog's words: `bool` (on/off) or `str` (text). */
+export type FlagType = "bool" | "str";
+
+/** The type of a value. */
+export function typeOf(value: FlagValue): FlagType {
+  return typeof value === "boolean" ? "bool" : "str";
+}
+
+/** A flag's known type and where it is known from. */
+export interface KnownType {
+  type: FlagType;
+  from: "page" | "catalog";
+}
+
+/**
+ * What "add a flag by name" knows of `name`'s type: the value the page reported for it
+ * (what the app really evaluates; front-end flags are never in the catalog), else the
+ * service's catalog; null when neither knows the flag.
+ */
+export function knownType(
+  name: string,
+  reported: ReadonlyMap<string, FlagValue>,
+  catalogType: FlagType | null | undefined,
+): KnownType | null {
+  const value = reported.get(name);
+  if (value !== undefined) return { type: typeOf(value), from: "page" };
+  return catalogType ? { type: catalogType, from: "catalog" } : null;
+}
+
+/**
+ * Why adding `name` with `value` is refused: the flag is known to be of the other type
+ * (the app would reject the override and use its default). Null when it fits.
+ *
+ * @example
+ * addRefusal("promo-banner", true, { type: "str", from: "page" });
+ * // 'promo-banner is a text flag (the page reported a text value): choose "text…" and type the value'
+ */
+export function addRefusal(name: string, value: FlagValue, known: KnownType | null): string | null {
+  if (known === null || typeOf(value) === known.type) return null;
+  const from = known.from === "page" ? "the page reported" : "the catalog declares";
+  return known.type === "str"
+    ? `${name} is a text flag (${from} a text value): choose "text…" and type the value`
+    : `${name} is an on/off flag (${from} true or false): choose on or off`;
+}

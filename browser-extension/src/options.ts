@@ -4,10 +4,22 @@
  *
  * Before the API token goes to a plain `http://` service that is not on this machine,
  * the page warns and waits for a second, explicit click ("Save anyway", "Send anyway").
+ *
+ * A pasted `name:token` (an entry of the service's FEATUREFLAG_API_TOKENS, maybe scoped:
+ * `name:token:read+forks`) is refused with a message saying to paste only the token, and
+ * a button that keeps only that part. Refused, not stripped silently: the service allows a
+ * colon inside a token, so the page cannot be sure; a second button keeps it as typed.
  */
 import { loadConfig, saveConfig } from "./apitoken";
-import { type Config, normalizeServiceUrl, plainHttpWarning, serviceOriginPattern } from "./config";
-import { testConnection } from "./overrides";
+import {
+  type Config,
+  DEFAULT_TTL_MINUTES,
+  normalizeServiceUrl,
+  pastedTokenEntry,
+  plainHttpWarning,
+  serviceOriginPattern,
+} from "./config";
+import { testConnection } from "./service";
 
 const input = (id: string): HTMLInputElement => document.getElementById(id) as HTMLInputElement;
 const result = document.getElementById("result") as HTMLElement;
@@ -45,10 +57,50 @@ function plainHttpAccepted(config: Config, verb: string, retry: () => Promise<vo
   return false;
 }
 
+function button(id: string, text: string, onClick: () => void): HTMLButtonElement {
+  const node = document.createElement("button");
+  node.type = "button";
+  node.id = id;
+  node.textContent = text;
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+/** The API token the user said is a token as typed, colon and all (one value). */
+let acceptedAsTyped: string | null = null;
+
+/**
+ * True unless `config`'s API token looks like a FEATUREFLAG_API_TOKENS entry. Otherwise
+ * shows why, with a button that keeps only the token part (and, for one entry, one that
+ * keeps the value as typed), each running `retry`, and returns false.
+ */
+function tokenAccepted(config: Config, retry: () => Promise<void>): boolean {
+  const entry = pastedTokenEntry(config.apiToken);
+  if (entry === null || acceptedAsTyped === config.apiToken) return true;
+  const actions: HTMLElement[] = [];
+  const { token } = entry;
+  if (token !== null) {
+    actions.push(
+      button("token-part", "Keep only the token part", () => {
+        input("api-token").value = token;
+        void retry();
+      }),
+      button("token-as-typed", "It is my token: keep it as typed", () => {
+        acceptedAsTyped = config.apiToken;
+        void retry();
+      }),
+    );
+  }
+  show("error", entry.message, ...actions);
+  input("api-token").focus();
+  return false;
+}
+
 /** Read the form; throws with a message that says what to fix. */
 function formConfig(): Config {
   const url = input("service-url").value.trim();
-  const ttl = Number(input("ttl").value);
+  const raw = input("ttl").value.trim();
+  const ttl = raw === "" ? DEFAULT_TTL_MINUTES : Number(raw);
   if (!Number.isInteger(ttl) || ttl < 1) throw new Error("The token lifetime is a whole number of minutes, at least 1");
   return {
     serviceUrl: url ? normalizeServiceUrl(url) : "",
@@ -74,7 +126,7 @@ async function ensureAccess(serviceUrl: string): Promise<void> {
 async function save(): Promise<void> {
   try {
     const config = formConfig();
-    if (!plainHttpAccepted(config, "Save", save)) return;
+    if (!tokenAccepted(config, save) || !plainHttpAccepted(config, "Save", save)) return;
     await ensureAccess(config.serviceUrl);
     const home = await saveConfig(chrome.storage, config);
     input("service-url").value = config.serviceUrl;
@@ -95,25 +147,30 @@ async function test(): Promise<void> {
   try {
     const config = formConfig();
     if (!config.serviceUrl) throw new Error("Enter the override service URL first");
-    if (!plainHttpAccepted(config, "Send", test)) return;
+    if (!tokenAccepted(config, test) || !plainHttpAccepted(config, "Send", test)) return;
     await ensureAccess(config.serviceUrl);
     show("info", "Testing…");
-    show("info", await testConnection(config));
+    const report = await testConnection(config);
+    show(report.kind, report.text);
   } catch (error) {
     show("error", error instanceof Error ? error.message : String(error));
   }
 }
 
 async function main(): Promise<void> {
-  const config = await loadConfig(chrome.storage);
-  input("service-url").value = config.serviceUrl;
-  input("api-token").value = config.apiToken;
-  input("ttl").value = String(config.ttlMinutes);
   (document.getElementById("form") as HTMLFormElement).addEventListener("submit", (e) => {
     e.preventDefault();
     void save();
   });
   (document.getElementById("test") as HTMLButtonElement).addEventListener("click", () => void test());
+  const config = await loadConfig(chrome.storage);
+  // Storage answers after the page is shown: keep what the user typed meanwhile.
+  const fill = (id: string, value: string): void => {
+    if (input(id).value === "") input(id).value = value;
+  };
+  fill("service-url", config.serviceUrl);
+  fill("api-token", config.apiToken);
+  fill("ttl", String(config.ttlMinutes));
 }
 
 void main();

@@ -7,10 +7,9 @@ import {
   cookieDetails,
   mintToken,
   overrideStatus,
-  ServiceError,
   siteOf,
-  testConnection,
 } from "./overrides";
+import { ServiceError } from "./service";
 
 const config: Config = { serviceUrl: "http://127.0.0.1:8000", apiToken: "dev-token-0123456789", ttlMinutes: 60 };
 
@@ -41,9 +40,19 @@ describe("mintToken", () => {
     expect(JSON.parse(init?.body as string)).toEqual({ flags: { "Home.is_new": true, hero: "b" }, ttl: 3600 });
   });
 
-  it("says to check the API token on 401", async () => {
+  it("says to check the API token on 401, in words that fit the popup and Options alike", async () => {
     const { fn } = fakeFetch({ "POST http://127.0.0.1:8000/api/tokens": () => json(401, { detail: "bad token" }) });
-    await expect(mintToken(config, { a: true }, fn)).rejects.toThrow(/refused the API token.*Options/);
+    const error = (await mintToken(config, { a: true }, fn).catch((e: unknown) => e)) as ServiceError;
+    expect(error.message).toMatch(/refused the API token \(HTTP 401\)/);
+    expect(error.message).not.toMatch(/Options/);
+    expect([error.problem, error.inSettings]).toEqual(["unauthorized", true]);
+  });
+
+  it("tells an app's URL from the service's when /api/tokens is not there", async () => {
+    const { fn } = fakeFetch({ "POST http://127.0.0.1:8000/api/tokens": () => new Response("Not Found", { status: 404 }) });
+    const error = (await mintToken(config, { a: true }, fn).catch((e: unknown) => e)) as ServiceError;
+    expect(error.message).toContain("http://127.0.0.1:8000 answers, but is not a featureflag override service (no /api/tokens");
+    expect(error.problem).toBe("not-service");
   });
 
   it("passes the service's own message on for other errors", async () => {
@@ -59,43 +68,12 @@ describe("mintToken", () => {
 
   it("says the service is unreachable when fetch fails", async () => {
     const { fn } = fakeFetch({});
-    await expect(mintToken(config, { a: true }, fn)).rejects.toThrow(/Cannot reach the override service/);
+    await expect(mintToken(config, { a: true }, fn)).rejects.toThrow(/Cannot reach the override service at http:\/\/127.0.0.1:8000: nothing answers/);
   });
 
   it("refuses an answer without a token", async () => {
     const { fn } = fakeFetch({ "POST http://127.0.0.1:8000/api/tokens": () => json(200, { ok: true }) });
-    await expect(mintToken(config, { a: true }, fn)).rejects.toThrow(/without a token/);
-  });
-});
-
-describe("testConnection", () => {
-  it("checks /healthz and then the API token", async () => {
-    const { fn, calls } = fakeFetch({
-      "GET http://127.0.0.1:8000/healthz": () => json(200, { status: "ok" }),
-      "POST http://127.0.0.1:8000/api/tokens": () => json(201, { token: "t", expires_at: "2030-01-01T00:00:00Z" }),
-    });
-    expect(await testConnection(config, fn)).toMatch(/Connected/);
-    expect(calls.map((c) => c.url)).toEqual(["http://127.0.0.1:8000/healthz", "http://127.0.0.1:8000/api/tokens"]);
-    expect(JSON.parse(calls[1]?.init?.body as string)).toEqual({ flags: {}, ttl: 60 });
-  });
-
-  it("reports a wrong API token", async () => {
-    const { fn } = fakeFetch({
-      "GET http://127.0.0.1:8000/healthz": () => json(200, { status: "ok" }),
-      "POST http://127.0.0.1:8000/api/tokens": () => json(403, {}),
-    });
-    await expect(testConnection(config, fn)).rejects.toThrow(/refused the API token/);
-  });
-
-  it("reports a URL that is not the override service", async () => {
-    const { fn } = fakeFetch({ "GET http://127.0.0.1:8000/healthz": () => new Response("<html>", { status: 404 }) });
-    await expect(testConnection(config, fn)).rejects.toThrow(/is this the override service/);
-  });
-
-  it("says what is left to set when only the URL is known", async () => {
-    const { fn, calls } = fakeFetch({ "GET http://127.0.0.1:8000/healthz": () => json(200, { status: "ok" }) });
-    expect(await testConnection({ ...config, apiToken: "" }, fn)).toMatch(/set your API token/);
-    expect(calls).toHaveLength(1);
+    await expect(mintToken(config, { a: true }, fn)).rejects.toThrow(/is not a featureflag override service \(no token in the answer/);
   });
 });
 
@@ -147,5 +125,24 @@ describe("status and badge", () => {
   it("warns when the app refused the token, before anything else", () => {
     expect(overrideStatus(applied, "bad-signature", 2, 2_500)).toEqual({ kind: "refused", reason: "bad-signature" });
     expect(badgeFor({ kind: "refused", reason: "x" }).text).toBe("!");
+    expect(badgeFor({ kind: "refused", reason: "bad-signature" }).title).toContain("refused the override token (bad-signature)");
+  });
+
+  it("warns when the app rejected an override, with the flags in the tooltip", () => {
+    expect(overrideStatus(applied, null, 1, 1_500, ["promo-banner"])).toEqual({ kind: "rejected", flags: ["promo-banner"] });
+    const badge = badgeFor({ kind: "rejected", flags: ["promo-banner"] });
+    expect(badge.text).toBe("!");
+    expect(badge.title).toBe("Feature flags: the app rejected the override of promo-banner; open for the reason");
+    const many = badgeFor({ kind: "rejected", flags: ["a", "b", "c", "d", "e"] }).title;
+    expect(many).toContain("a, b, c and 2 more");
+    // A refused token and expired overrides come first; without rejections, the count.
+    expect(overrideStatus(applied, "expired", 0, 1_500, ["x"]).kind).toBe("refused");
+    expect(overrideStatus(applied, null, 0, 2_500, ["x"]).kind).toBe("expired");
+    expect(overrideStatus(applied, null, 2, 1_500, []).kind).toBe("active");
+  });
+
+  it("says in the tooltip what the number means", () => {
+    expect(badgeFor({ kind: "active", count: 2 }).title).toBe("Feature flags: 2 overridden on this page");
+    expect(badgeFor({ kind: "none" }).title).toBe("Feature flags");
   });
 });

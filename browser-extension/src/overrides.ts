@@ -6,6 +6,7 @@
  */
 import type { Config } from "./config";
 import type { FlagValue } from "./report";
+import { call, type Fetch, failure, notService } from "./service";
 
 /** The cookie the app reads the token from (contract 2). */
 export const COOKIE_NAME = "featureflag_overrides";
@@ -30,86 +31,29 @@ export function siteOf(url: string | undefined): string | null {
   }
 }
 
-/** An error from talking to the override service; the message says what to do. */
-export class ServiceError extends Error {
-  constructor(
-    message: string,
-    readonly status: number | null = null,
-  ) {
-    super(message);
-    this.name = "ServiceError";
-  }
-}
-
-type Fetch = (input: string, init?: RequestInit) => Promise<Response>;
-
-async function detail(response: Response): Promise<string> {
-  try {
-    // The service answers {"error": "<code>", "message": "<sentence>", "errors": [...]}.
-    const body = (await response.json()) as { detail?: unknown; error?: unknown; message?: unknown };
-    const text = body.message ?? body.detail ?? body.error;
-    if (typeof text === "string") return text;
-    if (text !== undefined) return JSON.stringify(text);
-  } catch {
-    // not JSON: fall back to the status line
-  }
-  return `HTTP ${response.status}`;
-}
-
-async function call(fetchFn: Fetch, url: string, init: RequestInit): Promise<Response> {
-  try {
-    return await fetchFn(url, init);
-  } catch {
-    throw new ServiceError(`Cannot reach the override service at ${url}; is it running, and is the URL in Options right?`);
-  }
-}
-
-/** Turn a non-2xx answer of an authenticated call into a ServiceError that names the fix. */
-async function refuse(response: Response): Promise<never> {
-  if (response.status === 401 || response.status === 403) {
-    throw new ServiceError(
-      `The override service refused the API token (HTTP ${response.status}); check it in Options`,
-      response.status,
-    );
-  }
-  throw new ServiceError(`The override service said: ${await detail(response)}`, response.status);
-}
-
 /** `POST {serviceUrl}/api/tokens`: a signed token for `flags`, valid for `config.ttlMinutes`. */
 export async function mintToken(
   config: Config,
   flags: Record<string, FlagValue>,
   fetchFn: Fetch = fetch,
 ): Promise<{ token: string; expiresAt: number }> {
-  const response = await call(fetchFn, `${config.serviceUrl}/api/tokens`, {
+  const response = await call(fetchFn, config.serviceUrl, "/api/tokens", {
     method: "POST",
     headers: { "Content-Type": "application/json", Authorization: `Bearer ${config.apiToken}` },
     body: JSON.stringify({ flags, ttl: config.ttlMinutes * 60 }),
   });
-  if (response.status !== 200 && response.status !== 201) return refuse(response);
-  const body = (await response.json()) as { token?: unknown; expires_at?: unknown };
+  if (response.status !== 200 && response.status !== 201) throw await failure(config.serviceUrl, "/api/tokens", response);
+  let body: { token?: unknown; expires_at?: unknown } = {};
+  try {
+    body = (await response.json()) as typeof body;
+  } catch {
+    // not JSON: handled below
+  }
   const expiresAt = typeof body.expires_at === "string" ? Date.parse(body.expires_at) : Number.NaN;
   if (typeof body.token !== "string" || body.token === "" || Number.isNaN(expiresAt)) {
-    throw new ServiceError("The override service answered without a token; is the URL in Options the override service?");
+    throw notService(config.serviceUrl, "token in the answer of /api/tokens", response.status);
   }
   return { token: body.token, expiresAt };
-}
-
-/** Check the settings: `GET /healthz`, then an authenticated call (a token with no flags). */
-export async function testConnection(config: Config, fetchFn: Fetch = fetch): Promise<string> {
-  const health = await call(fetchFn, `${config.serviceUrl}/healthz`, { method: "GET" });
-  let status: unknown = null;
-  try {
-    status = ((await health.json()) as { status?: unknown }).status;
-  } catch {
-    // handled below
-  }
-  if (!health.ok || status !== "ok") {
-    throw new ServiceError(`${config.serviceUrl}/healthz did not answer {"status": "ok"} (HTTP ${health.status}); is this the override service?`, health.status);
-  }
-  if (!config.apiToken) return "The service is up; set your API token to apply overrides.";
-  await mintToken({ ...config, ttlMinutes: 1 }, {}, fetchFn);
-  return "Connected: the service is up and accepts your API token.";
 }
 
 /** The `chrome.cookies.set` details that put `token` on the tab's site. */
@@ -132,33 +76,61 @@ export type OverrideStatus =
   | { kind: "none" }
   | { kind: "active"; count: number }
   | { kind: "expired"; applied: Applied }
-  | { kind: "refused"; reason: string };
+  | { kind: "refused"; reason: string }
+  | { kind: "rejected"; flags: string[] };
 
 /**
  * The tab's override status: a refusal by the app wins, then an applied token past its
- * expiry, then the number of flags the tab's responses report as overridden.
+ * expiry, then overrides the app rejected (`rejected`: the flags its report marks, e.g. a
+ * string flag given `true`), then the number of flags the tab's responses report as
+ * overridden.
  */
 export function overrideStatus(
   applied: Applied | null,
   refusal: string | null,
   overridden: number,
   now: number,
+  rejected: readonly string[] = [],
 ): OverrideStatus {
   if (refusal) return { kind: "refused", reason: refusal };
   if (applied && applied.expiresAt <= now) return { kind: "expired", applied };
+  if (rejected.length > 0) return { kind: "rejected", flags: [...rejected] };
   if (overridden > 0) return { kind: "active", count: overridden };
   return { kind: "none" };
 }
 
-/** The toolbar badge for a status: the override count, or "!" for a problem. */
-export function badgeFor(status: OverrideStatus): { text: string; color: string } {
+/** The toolbar button's tooltip when nothing needs saying (the manifest's default_title). */
+export const BADGE_TITLE = "Feature flags";
+
+/** The names in a tooltip, the first few of them. */
+function names(flags: readonly string[]): string {
+  const shown = flags.slice(0, 3).join(", ");
+  return flags.length > 3 ? `${shown} and ${flags.length - 3} more` : shown;
+}
+
+/**
+ * The toolbar badge for a status: the override count, or "!" for a problem, with the
+ * button's tooltip saying which.
+ */
+export function badgeFor(status: OverrideStatus): { text: string; color: string; title: string } {
   switch (status.kind) {
     case "none":
-      return { text: "", color: "#1a7f37" };
+      return { text: "", color: "#1a7f37", title: BADGE_TITLE };
     case "active":
-      return { text: String(status.count), color: "#1a7f37" };
+      return { text: String(status.count), color: "#1a7f37", title: `${BADGE_TITLE}: ${status.count} overridden on this page` };
     case "expired":
+      return { text: "!", color: "#bf5700", title: `${BADGE_TITLE}: your overrides expired; open to re-apply them` };
     case "refused":
-      return { text: "!", color: "#bf5700" };
+      return {
+        text: "!",
+        color: "#bf5700",
+        title: `${BADGE_TITLE}: the app refused the override token (${status.reason})`,
+      };
+    case "rejected":
+      return {
+        text: "!",
+        color: "#bf5700",
+        title: `${BADGE_TITLE}: the app rejected the override of ${names(status.flags)}; open for the reason`,
+      };
   }
 }

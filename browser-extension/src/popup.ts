@@ -8,7 +8,16 @@
 import { type CatalogEntry, fetchCatalog } from "./catalog";
 import { loadConfig } from "./apitoken";
 import { type Config, missingSettings } from "./config";
-import { desiredOverrides, type Edits, isValidName, NAME_RULE, sameOverrides } from "./edits";
+import {
+  addRefusal,
+  desiredOverrides,
+  type Edits,
+  isValidName,
+  knownType,
+  NAME_RULE,
+  sameOverrides,
+} from "./edits";
+import { forkFormUrl, pageOverrides } from "./forklink";
 import {
   type Applied,
   COOKIE_NAME,
@@ -17,11 +26,12 @@ import {
   overrideStatus,
   siteOf,
 } from "./overrides";
-import { describeRefusal } from "./report";
+import { describeRefusal, type FlagValue } from "./report";
 import { routeElement } from "./routes";
-import { el, type RowContext, rowElement } from "./rows";
+import { el, fitHeight, type RowContext, rowElement } from "./rows";
+import { ServiceError } from "./service";
 import { originPattern } from "./sites";
-import { flagRows, navigated, overrideCount, type TabState, tabRoutes } from "./state";
+import { flagRows, navigated, overrideCount, rejectedOverrides, type TabState, tabRoutes } from "./state";
 import { appliedKey, tabKey } from "./storage";
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
@@ -40,9 +50,12 @@ interface View {
 const edits: Edits = new Map();
 let view: View | null = null;
 let busy = false;
-let lastError: string | null = null;
+/** The last failed Apply; `inSettings` when the fix is in Options (URL or API token). */
+let lastError: { text: string; inSettings: boolean } | null = null;
 /** The service's catalog by name (empty until fetched, or without a service). */
 let catalog = new Map<string, CatalogEntry>();
+/** Why the catalog could not be read (string flags then show text fields), or null. */
+let catalogProblem: string | null = null;
 /** What the table's rows read and call: the edits, the catalog, and how to re-render. */
 const table: RowContext = {
   edits,
@@ -76,6 +89,10 @@ function notice(kind: "warn" | "error" | "info", text: string, ...actions: HTMLE
   return el("div", { className: `notice ${kind}` }, text, ...actions);
 }
 
+function optionsLink(text = "Open Options"): HTMLElement {
+  return el("a", { href: "options.html", target: "_blank", textContent: text });
+}
+
 function clearButton(): HTMLElement {
   const button = el("button", { textContent: "Clear the cookie" });
   button.addEventListener("click", () => void clear());
@@ -106,6 +123,7 @@ function render(): void {
   );
   const tbody = $<HTMLTableElement>("flags").tBodies[0] as HTMLTableSectionElement;
   tbody.replaceChildren(...rows.map((row) => rowElement(row, desired, table)));
+  tbody.querySelectorAll("textarea").forEach(fitHeight);
   $("flags").hidden = rows.length === 0;
   // Routes: which services the fork sent to another build, or asked to and was refused.
   const routes = tabRoutes(state);
@@ -124,8 +142,9 @@ function render(): void {
 
   // Notices: refused or expired tokens (with a one-click re-apply), missing settings.
   const notices: HTMLElement[] = [];
-  if (lastError) notices.push(notice("error", lastError));
-  const status = overrideStatus(applied, state.refusal?.reason ?? null, overrideCount(state), now);
+  if (lastError) notices.push(notice("error", lastError.text, ...(lastError.inSettings ? [optionsLink()] : [])));
+  const rejected = rejectedOverrides(state);
+  const status = overrideStatus(applied, state.refusal?.reason ?? null, overrideCount(state), now, rejected);
   const reapply = el("button", { id: "reapply", textContent: "Re-apply" });
   reapply.addEventListener("click", () => void apply(true));
   if (status.kind === "refused") {
@@ -139,6 +158,16 @@ function render(): void {
   } else if (status.kind === "expired") {
     const at = new Date(status.applied.expiresAt).toLocaleString();
     notices.push(notice("warn", `Your overrides expired at ${at}.`, reapply));
+  } else if (status.kind === "rejected") {
+    const which = status.flags.join(", ");
+    notices.push(
+      notice("warn", `The app rejected the override of ${which} and used the default: see the reason on the row.`),
+    );
+  }
+  if (catalogProblem && missingSettings(config).length === 0) {
+    const problem = notice("warn", catalogProblem);
+    problem.id = "catalog-problem";
+    notices.push(problem);
   }
   if (origin && !view.readable) {
     const enable = el("button", { textContent: "Enable on this site" });
@@ -147,8 +176,7 @@ function render(): void {
   }
   const missing = missingSettings(config);
   if (missing.length) {
-    const link = el("a", { href: "options.html", target: "_blank", textContent: "Options" });
-    notices.push(notice("info", `To override flags, set ${missing.join(" and ")} in `, link));
+    notices.push(notice("info", `To override flags, set ${missing.join(" and ")} in `, optionsLink("Options")));
   }
   $("notices").replaceChildren(...notices);
   notices.forEach((n) => n.setAttribute("data-kind", n.className));
@@ -166,6 +194,13 @@ function renderButtons(): void {
   const ready = missingSettings(config).length === 0;
   $<HTMLButtonElement>("apply").disabled = busy || !origin || !ready || !changed;
   $<HTMLButtonElement>("clear").disabled = busy || !origin;
+  $("legend").hidden = edits.size === 0;
+  // "Save as fork…": the service's form, prefilled with the page's overrides.
+  const fork = $<HTMLAnchorElement>("save-fork");
+  fork.hidden = !config.serviceUrl || !origin;
+  if (config.serviceUrl) {
+    fork.href = forkFormUrl(config.serviceUrl, pageOverrides(flagRows(view.state), desired, edits));
+  }
 }
 
 async function apply(reapply = false): Promise<void> {
@@ -189,7 +224,10 @@ async function apply(reapply = false): Promise<void> {
     await chrome.tabs.reload(tabId);
   } catch (error) {
     setStatus("");
-    lastError = error instanceof Error ? error.message : String(error);
+    lastError = {
+      text: error instanceof Error ? error.message : String(error),
+      inSettings: error instanceof ServiceError && error.inSettings,
+    };
   } finally {
     busy = false;
     await refresh();
@@ -232,6 +270,33 @@ function showAddValue(): void {
   $("add-value").hidden = $<HTMLSelectElement>("add-type").value !== "string";
 }
 
+/** The values the page reported, by flag name. */
+function reportedValues(): Map<string, FlagValue> {
+  return new Map(view ? flagRows(view.state).map((row) => [row.name, row.value]) : []);
+}
+
+/** The known type of the flag named in "add a flag", from the page's report or the catalog. */
+function addKnownType(name: string): ReturnType<typeof knownType> {
+  return knownType(name, reportedValues(), catalog.get(name)?.type);
+}
+
+/** A name the page or the catalog knows picks its type (and the catalog's choices as a hint). */
+function preselectType(): void {
+  const name = $<HTMLInputElement>("add-name").value.trim();
+  const known = addKnownType(name);
+  const entry = catalog.get(name);
+  $<HTMLInputElement>("add-value").placeholder = entry?.choices ? entry.choices.join(" / ") : "value";
+  if (!known) return;
+  const type = $<HTMLSelectElement>("add-type");
+  if (known.type === "str") type.value = "string";
+  else if (type.value === "string") {
+    // A switch is usually added to flip it: preselect the other value.
+    const current = reportedValues().get(name) ?? entry?.default;
+    type.value = current === true ? "false" : "true";
+  }
+  showAddValue();
+}
+
 function addFlag(event: SubmitEvent): void {
   event.preventDefault();
   const name = $<HTMLInputElement>("add-name").value.trim();
@@ -240,7 +305,13 @@ function addFlag(event: SubmitEvent): void {
     return;
   }
   const type = $<HTMLSelectElement>("add-type").value;
-  edits.set(name, type === "string" ? $<HTMLInputElement>("add-value").value : type === "true");
+  const value: FlagValue = type === "string" ? $<HTMLInputElement>("add-value").value : type === "true";
+  const refusal = addRefusal(name, value, addKnownType(name));
+  if (refusal) {
+    setStatus(`Not added: ${refusal}.`);
+    return;
+  }
+  edits.set(name, value);
   $<HTMLInputElement>("add-name").value = "";
   $<HTMLInputElement>("add-value").value = "";
   setStatus("");
@@ -256,22 +327,14 @@ async function main(): Promise<void> {
   }
   view = await load(tab.id, tab.url ?? null);
   render();
-  void fetchCatalog(view.config.serviceUrl, view.config.apiToken).then((entries) => {
+  void fetchCatalog(view.config.serviceUrl, view.config.apiToken).then(({ entries, problem }) => {
     catalog = new Map(entries.map((e) => [e.name, e]));
+    catalogProblem = problem;
     render();
   });
   $<HTMLFormElement>("add").addEventListener("submit", addFlag);
   $("add-type").addEventListener("change", showAddValue);
-  // A name from the catalog picks its type (and its choices as a hint).
-  $("add-name").addEventListener("input", () => {
-    const entry = catalog.get($<HTMLInputElement>("add-name").value.trim());
-    if (!entry?.type) return;
-    const type = $<HTMLSelectElement>("add-type");
-    if (entry.type === "str") type.value = "string";
-    else if (type.value === "string") type.value = "true";
-    $<HTMLInputElement>("add-value").placeholder = entry.choices ? entry.choices.join(" / ") : "value";
-    showAddValue();
-  });
+  $("add-name").addEventListener("input", preselectType);
   $("apply").addEventListener("click", () => void apply());
   $("clear").addEventListener("click", () => void clear());
   chrome.storage.onChanged.addListener((changes) => {

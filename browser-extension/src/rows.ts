@@ -1,6 +1,8 @@
 /**
  * The popup's flag table: one row per flag, with the control its type calls for (a
- * switch, the catalog's choices, or a text field), where it was evaluated and a reset.
+ * switch, the catalog's choices, or a text field that wraps to show the whole value),
+ * where it was evaluated and a reset. A row changed in the popup but not applied yet
+ * carries a labelled mark (see {@link CHANGED_LABEL}).
  */
 import type { CatalogEntry } from "./catalog";
 import type { Edits } from "./edits";
@@ -26,6 +28,33 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   const node = Object.assign(document.createElement(tag), props);
   node.append(...children);
   return node;
+}
+
+/** What the "changed" mark means, as its tooltip and accessible name. */
+export const CHANGED_LABEL = "Changed here, not applied yet: press Apply";
+
+/** The mark beside a changed flag's name: a dot with a tooltip and an accessible name. */
+export function changedMark(): HTMLElement {
+  const mark = el("span", { className: "changed-mark", title: CHANGED_LABEL, textContent: "•" });
+  mark.setAttribute("role", "img");
+  mark.setAttribute("aria-label", CHANGED_LABEL);
+  return mark;
+}
+
+function markChanged(tr: HTMLTableRowElement | null): void {
+  if (!tr || tr.classList.contains("changed")) return;
+  tr.classList.add("changed");
+  tr.querySelector("td.name .flag-name")?.after(" ", changedMark());
+}
+
+/**
+ * Grow a text field to its content's height, on a Chrome without CSS `field-sizing`
+ * (before 123; the manifest allows 116). Called once the field is in the document.
+ */
+export function fitHeight(area: HTMLTextAreaElement): void {
+  if (CSS.supports("field-sizing", "content")) return;
+  area.style.height = "auto";
+  area.style.height = `${area.scrollHeight + area.offsetHeight - area.clientHeight}px`;
 }
 
 function valueControl(
@@ -56,17 +85,23 @@ function valueControl(
     });
     return select;
   }
-  const input = el("input", { type: "text", value: String(current ?? "") });
-  input.setAttribute("aria-label", `${row.name} value`);
-  input.spellcheck = false;
+  // A text area of one line that wraps: a text input would cut a long value off.
+  const area = el("textarea", { className: "text", rows: 1, value: String(current ?? "") });
+  area.setAttribute("aria-label", `${row.name} value`);
+  area.spellcheck = false;
+  // A flag value is one line: Enter does not add a line break.
+  area.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") event.preventDefault();
+  });
   // "input", not "change": Apply must see the value without the field losing focus first.
   // No full re-render here, which would replace the field being typed in.
-  input.addEventListener("input", () => {
-    ctx.edits.set(row.name, input.value);
-    input.closest("tr")?.classList.add("changed");
+  area.addEventListener("input", () => {
+    ctx.edits.set(row.name, area.value);
+    markChanged(area.closest("tr"));
+    fitHeight(area);
     ctx.typing();
   });
-  return input;
+  return area;
 }
 
 /** A flag name with line-break opportunities after its dots (`Class.method`). */
@@ -78,8 +113,11 @@ function breakable(name: string): (Node | string)[] {
 export function rowElement(row: FlagRow, desired: Record<string, FlagValue>, ctx: RowContext): HTMLTableRowElement {
   const tr = el("tr");
   tr.dataset.flag = row.name;
-  if (ctx.edits.has(row.name)) tr.classList.add("changed");
-  const nameCell = el("td", { className: "name" }, ...breakable(row.name));
+  const nameCell = el("td", { className: "name" }, el("span", { className: "flag-name" }, ...breakable(row.name)));
+  if (ctx.edits.has(row.name)) {
+    tr.classList.add("changed");
+    nameCell.append(" ", changedMark());
+  }
   const description = ctx.catalog(row.name)?.description;
   if (description) nameCell.title = description;
   if (row.rejected) nameCell.append(el("div", { className: "rejected" }, `override rejected: ${row.rejected}`));

@@ -8,6 +8,7 @@ import {
   HISTORY_SIZE,
   navigated,
   overrideCount,
+  rejectedOverrides,
   remember,
   restored,
   type TabState,
@@ -84,6 +85,22 @@ describe("tab state", () => {
       refusal: null,
     });
     expect(flagRows(state)[0]?.rejected).toBe("declared -> bool, got the string 'on'");
+  });
+
+  it("lists the flags whose override the app rejected (the badge's '!')", () => {
+    let state = addResponse(navigated(page), {
+      url: page,
+      report: parseReport('"promo-banner";value="Free";source=default;rejected="a string flag", "a";value=?1;source=override'),
+      refusal: null,
+    });
+    expect(rejectedOverrides(state)).toEqual(["promo-banner"]);
+    expect(overrideCount(state)).toBe(1);
+    state = addFrontEnd(
+      state,
+      parseFrontEndEvaluations({ evaluations: [{ name: "chat", value: false, source: "default", rejected: "not a bool" }] }),
+    );
+    expect(rejectedOverrides(state)).toEqual(["chat", "promo-banner"]);
+    expect(rejectedOverrides(navigated(page))).toEqual([]);
   });
 
   it("remembers a token refusal from any response until the next navigation", () => {

@@ -174,3 +174,13 @@ export function flagRows(state: TabState): FlagRow[] {
 export function overrideCount(state: TabState): number {
   return flagRows(state).filter((row) => row.source === "override").length;
 }
+
+/**
+ * The flags whose override the app rejected (its report marks them `rejected`, e.g. a
+ * string flag given `true`): the page used the default instead. The badge shows `!`.
+ */
+export function rejectedOverrides(state: TabState): string[] {
+  return flagRows(state)
+    .filter((row) => row.rejected !== null)
+    .map((row) => row.name);
+}

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from playwright.sync_api import (
@@ -32,7 +33,7 @@ from playwright.sync_api import (
 from featureflag import Evaluation, OverrideSigner
 from featureflag.report import format_report, parse_report
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, LiveDemo
-from tests.support.servers import ROOT
+from tests.support.servers import ROOT, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -90,6 +91,10 @@ class Extension:
             "async ([id, text]) => (await chrome.action.getBadgeText({tabId: id})) === text",
             arg=[self.tab_id(page), text],
         )
+
+    def badge_title(self, page: Page) -> str:
+        """The toolbar button's tooltip on the tab."""
+        return str(self.call("id => chrome.action.getTitle({tabId: id})", self.tab_id(page)))
 
 
 def expected_id() -> str:
@@ -236,7 +241,7 @@ def test_string_override_changes_the_page(ext: Extension, live_demo: LiveDemo) -
     popup = ext.popup(page)
     # new-lp is declared -> Literal["a", "b"]: the catalog gives the popup its choices.
     row(popup, "new-lp").locator("select").select_option("b")
-    row(popup, "promo-banner").locator("input[type=text]").fill("Spring sale: 20% off")
+    row(popup, "promo-banner").locator("textarea").fill("Spring sale: 20% off")
     response = apply_and_reload(popup, page)
 
     reported = report_of(response)
@@ -356,6 +361,11 @@ def test_downstream_override_and_popup_screenshot(ext: Extension, live_demo: Liv
     expect(page.get_by_test_id("strategy")).to_have_text("personal")
     expect_flag(popup, "Recommendations.strategy", "personal", "override", "downstream")
     expect_flag(popup, "Checkout.is_one_click", "true", "override", "server")
+    # A change not applied yet: the marked row, the legend, a long value wrapped.
+    field = row(popup, "promo-banner").locator("textarea")
+    field.fill("Free shipping over $50 this weekend only")
+    field.blur()
+    expect(popup.locator("#legend")).to_be_visible()
     path = SCREENSHOT if os.environ.get("FEATUREFLAG_SAVE_SCREENSHOT") else None
     image = popup.locator("body").screenshot(path=path)
     assert image[:8] == b"\x89PNG\r\n\x1a\n"
@@ -450,6 +460,14 @@ def test_rejected_override_shows_the_apps_reason(ext: Extension, live_demo: Live
     expect(one_click.locator("td.source")).to_have_text("default")
     expect(one_click.locator(".rejected")).to_contain_text("override rejected:")
     expect(one_click.locator(".rejected")).to_contain_text("Checkout.is_one_click")
+    # Issue 19: the badge says so too, with the reason in its tooltip.
+    ext.expect_badge(page, "!")
+    assert ext.badge_title(page) == (
+        "Feature flags: the app rejected the override of Checkout.is_one_click; open for the reason"
+    )
+    expect(popup.locator(".notice.warn")).to_contain_text(
+        "The app rejected the override of Checkout.is_one_click"
+    )
 
 
 def test_popup_lists_followed_and_refused_routes(ext: Extension, live_demo: LiveDemo) -> None:
@@ -503,15 +521,17 @@ def test_service_refusal_is_shown_in_the_popup(ext: Extension, live_demo: LiveDe
     ext.configure(live_demo.service_url, live_demo.api_token)
     page = ext.open(live_demo.app_url + "/")
     popup = ext.popup(page)
-    popup.locator("#add-name").fill("Checkout.is_one_click")
+    popup.locator("#add-name").fill("new-lp")
     popup.locator("#add-type").select_option("string")
-    popup.locator("#add-value").fill("yes")
+    popup.locator("#add-value").fill("c")
     popup.locator("#add button").click()
     popup.locator("#apply").click()
     # The service checks overrides against the catalog and says what to send instead.
-    expect(popup.locator(".notice.error")).to_contain_text(
-        "is declared `-> bool` but the override is the string 'yes'; send true or false"
+    error = popup.locator(".notice.error")
+    expect(error).to_contain_text(
+        "accepts only 'a', 'b' but the override is 'c'; send one of those"
     )
+    expect(error.locator("a")).to_have_count(0)  # nothing to fix in Options
     assert "featureflag_overrides" not in [c["name"] for c in ext.context.cookies()]
 
 
@@ -724,3 +744,215 @@ def test_build_makes_the_unpacked_folder_and_a_store_zip(extension_dir: Path) ->
     # Idempotent: building again gives the same zip, byte for byte.
     subprocess.run([str(ROOT / "scripts" / "build-extension")], check=True, capture_output=True)
     assert zip_path.read_bytes() == first
+
+
+# -- issue 19: what a newcomer tripped on --------------------------------------------------
+
+
+def test_options_page_refuses_a_pasted_name_token_entry(
+    ext: Extension, live_demo: LiveDemo
+) -> None:
+    """``demo:<token>`` from FEATUREFLAG_API_TOKENS: not a 401, but "paste only the token"."""
+    options = ext.api
+    hint = options.locator("#api-token-hint")
+    expect(hint).to_contain_text("the part after the colon")
+    expect(hint).not_to_contain_text("name:token,")
+    options.locator("#service-url").fill(live_demo.service_url)
+    options.locator("#api-token").fill(f"demo:{live_demo.api_token}")
+    options.locator("#test").click()
+    result = options.locator("#result")
+    expect(result).to_contain_text('paste only the token, the part after "demo:"')
+    expect(result).not_to_contain_text("HTTP 401")
+    expect(result).not_to_contain_text(live_demo.api_token)  # a password field's value
+    # One click keeps only the token part, and tests again.
+    options.locator("#token-part").click()
+    expect(options.locator("#api-token")).to_have_value(live_demo.api_token)
+    expect(result).to_contain_text("Connected")
+
+    # A scoped entry is refused on Save too, and nothing is stored.
+    options.locator("#api-token").fill(f"demo:{live_demo.api_token}:read+forks")
+    options.locator("#save").click()
+    expect(result).to_contain_text('without the ":read+forks" at its end')
+    assert ext.call("async () => (await chrome.storage.local.get('config')).config") is None
+    # A token that really has a colon in it can be kept as typed.
+    options.locator("#token-as-typed").click()
+    expect(result).to_have_text("Saved.")
+    stored = ext.call("async () => (await chrome.storage.local.get('config')).config")
+    assert stored["apiToken"] == f"demo:{live_demo.api_token}:read+forks"
+
+
+def test_options_page_tells_the_connection_problems_apart(
+    ext: Extension, live_demo: LiveDemo
+) -> None:
+    """The app's URL, nothing at all, a wrong token: each its own message, none "in Options"."""
+    options = ext.api
+    result = options.locator("#result")
+
+    def test_with(url: str, token: str, expected: str) -> None:
+        options.locator("#service-url").fill(url)
+        options.locator("#api-token").fill(token)
+        options.locator("#test").click()
+        expect(result).to_contain_text(expected)
+        expect(result).not_to_contain_text("Options")
+
+    # The demo shop has a /healthz of its own, but no /api/tokens.
+    test_with(
+        live_demo.app_url,
+        live_demo.api_token,
+        f"{live_demo.app_url} answers, but is not a featureflag override service (no /api/tokens",
+    )
+    expect(result).to_contain_text("Is it your app's address?")
+    expect(result.locator(".notice")).to_have_attribute("data-kind", "error")
+    # Without a token the same app is told apart (the service answers 401, the app 404).
+    test_with(live_demo.app_url, "", "is not a featureflag override service (no /api/tokens")
+    # Nothing listens on this port.
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    test_with(nowhere, live_demo.api_token, f"Cannot reach the override service at {nowhere}")
+    # The service, with a token it does not know.
+    test_with(live_demo.service_url, "x" * 32, "refused the API token (HTTP 401)")
+    test_with(live_demo.service_url, live_demo.api_token, "Connected")
+
+
+def test_apply_error_in_the_popup_links_to_options(ext: Extension, live_demo: LiveDemo) -> None:
+    """Pointed at the app, Apply says what is wrong and links to Options (it is not Options)."""
+    ext.configure(live_demo.app_url, live_demo.api_token)
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    row(popup, "Checkout.is_one_click").locator("input.switch").check()
+    popup.locator("#apply").click()
+    error = popup.locator(".notice.error")
+    expect(error).to_contain_text("is not a featureflag override service (no /api/tokens")
+    expect(error.locator("a[href='options.html']")).to_have_text("Open Options")
+
+
+def test_popup_says_why_choices_are_missing_while_the_service_is_down(
+    ext: Extension, live_demo: LiveDemo
+) -> None:
+    ext.configure(live_demo.service_url, live_demo.api_token)
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    expect(row(popup, "new-lp").locator("select")).to_be_visible()  # the catalog's choices
+    expect(popup.locator("#catalog-problem")).to_have_count(0)
+    popup.close()
+
+    # Reopened while the service is down (nothing answers at its URL any more).
+    ext.configure(f"http://127.0.0.1:{free_port()}", live_demo.api_token)
+    popup = ext.popup(page)
+    expect(popup.locator("#catalog-problem")).to_have_text(
+        "Override service unreachable: choices unavailable "
+        "(string flags show a text field instead of their choices)."
+    )
+    expect(row(popup, "new-lp").locator("textarea")).to_have_value("a")
+    expect(row(popup, "new-lp").locator("select")).to_have_count(0)
+
+
+def test_add_a_flag_by_name_takes_its_known_type(ext: Extension, live_demo: LiveDemo) -> None:
+    ext.configure(live_demo.service_url, live_demo.api_token)
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    expect_flag(popup, "promo-banner", "Free shipping over $50", "default", "server")
+    name, kind = popup.locator("#add-name"), popup.locator("#add-type")
+    # The page reported promo-banner as a string: "text…" is preselected.
+    name.fill("promo-banner")
+    expect(kind).to_have_value("string")
+    expect(popup.locator("#add-value")).to_be_visible()
+    # Choosing "on" anyway is refused, and nothing is staged.
+    kind.select_option("true")
+    popup.locator("#add button").click()
+    expect(popup.locator("#status")).to_have_text(
+        "Not added: promo-banner is a text flag (the page reported a text value): "
+        'choose "text…" and type the value.'
+    )
+    expect(row(popup, "promo-banner")).not_to_have_class("changed")
+    expect(popup.locator("#apply")).to_be_disabled()
+    # A switch the page reported off: "on" is preselected, and it is added.
+    kind.select_option("string")
+    name.fill("Checkout.is_one_click")
+    expect(kind).to_have_value("true")
+    popup.locator("#add button").click()
+    expect(row(popup, "Checkout.is_one_click").locator("input.switch")).to_be_checked()
+    expect(popup.locator("#status")).to_have_text("")
+
+
+def test_text_fields_show_the_whole_value(ext: Extension, live_demo: LiveDemo) -> None:
+    """ "Free shipping over $50" was cut to "…over $5": the field wraps and grows instead."""
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    field = row(popup, "promo-banner").locator("textarea")
+    expect(field).to_have_value("Free shipping over $50")
+
+    def overflows() -> bool:
+        return bool(
+            field.evaluate(
+                "f => f.scrollWidth > f.clientWidth || f.scrollHeight > f.clientHeight + 1"
+            )
+        )
+
+    assert not overflows()
+    one_line = field.bounding_box()
+    field.fill("Free shipping over $50 on every order this weekend, and a gift with each")
+    assert not overflows()
+    grown = field.bounding_box()
+    assert one_line is not None and grown is not None and grown["height"] > one_line["height"]
+    assert grown["width"] == one_line["width"]  # it wraps inside its column
+
+
+def test_changed_mark_has_a_label_a_tooltip_and_a_legend(
+    ext: Extension, live_demo: LiveDemo
+) -> None:
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    legend = popup.locator("#legend")
+    expect(legend).to_be_hidden()
+    expect(popup.locator(".changed-mark:visible")).to_have_count(0)
+    row(popup, "Checkout.is_one_click").locator("input.switch").check()
+    label = "Changed here, not applied yet: press Apply"
+    mark = row(popup, "Checkout.is_one_click").locator(".changed-mark")
+    expect(mark).to_have_attribute("title", label)
+    expect(popup.get_by_role("img", name=label)).to_have_count(1)
+    expect(legend).to_be_visible()
+    expect(legend).to_contain_text("changed here, not applied yet")
+    # Typing in a text field marks its row too, without a re-render.
+    row(popup, "promo-banner").locator("textarea").fill("Spring sale")
+    expect(row(popup, "promo-banner").locator(".changed-mark")).to_have_attribute("title", label)
+    expect(popup.get_by_role("img", name=label)).to_have_count(2)
+
+
+def test_save_as_fork_opens_the_services_form_with_the_overrides(
+    ext: Extension, live_demo: LiveDemo
+) -> None:
+    page = ext.open(live_demo.app_url + "/")
+    popup = ext.popup(page)
+    expect(popup.locator("#save-fork")).to_be_hidden()  # no service URL configured
+    popup.close()
+
+    ext.configure(live_demo.service_url, live_demo.api_token)
+    popup = ext.popup(page)
+    link = popup.locator("#save-fork")
+    row(popup, "Checkout.is_one_click").locator("input.switch").check()
+    apply_and_reload(popup, page)
+    expect_flag(popup, "Checkout.is_one_click", "true", "override", "server")
+    # A change not applied yet goes into the form too: it is what the popup shows.
+    row(popup, "promo-banner").locator("textarea").fill("Spring sale: 20% off")
+    expected = (
+        f"{live_demo.service_url}/forks/new"
+        "?flag.Checkout.is_one_click=true"
+        "&flag.promo-banner=%22Spring%20sale%3A%2020%25%20off%22"
+    )
+    expect(link).to_be_visible()
+    expect(link).to_have_attribute("href", expected)
+    # What the service reads: each flag's value as JSON, so its type survives.
+    query = dict(parse_qsl(urlsplit(expected).query))
+    assert {k: json.loads(v) for k, v in query.items()} == {
+        "flag.Checkout.is_one_click": True,
+        "flag.promo-banner": "Spring sale: 20% off",
+    }
+    with (
+        ext.context.expect_page() as tab,
+        ext.context.expect_event(
+            "request", lambda r: r.is_navigation_request() and "/forks/new" in r.url
+        ) as opened,
+    ):
+        link.click()
+    assert opened.value.url == expected
+    assert tab.value != popup  # a tab of its own; the popup stays
