@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import zipfile
 from collections.abc import Iterator
@@ -956,3 +957,15 @@ def test_save_as_fork_opens_the_services_form_with_the_overrides(
         link.click()
     assert opened.value.url == expected
     assert tab.value != popup  # a tab of its own; the popup stays
+    # The service's side of the contract: after signing in, the form is filled in, typed.
+    form = tab.value
+    expect(form).to_have_url(re.compile(r"/login\?next="))
+    form.get_by_label("API token").fill(live_demo.api_token)
+    form.get_by_role("button", name="Log in").click()
+    expect(form).to_have_url(expected)
+    expect(form.get_by_label("Value of promo-banner")).to_have_value("Spring sale: 20% off")
+    expect(form.get_by_label("Type of promo-banner")).to_have_value("str")
+    # The catalog's boolean flag fills its own row (a select whose chosen label is "true").
+    hidden = form.locator('input[type=hidden][value="Checkout.is_one_click"]')
+    select_id = "#" + (hidden.get_attribute("name") or "").replace("-name", "-value")
+    expect(form.locator(f"{select_id} option:checked")).to_have_text("true")
