@@ -449,6 +449,10 @@ async def test_the_catalog_is_listed(client: httpx.AsyncClient) -> None:
     assert "Landing page variant." in html
     assert "<code>&#34;a&#34;</code> | <code>&#34;b&#34;</code>" in html
     assert 'class="service"' not in html  # pushed without a service
+    # Types in the words the fork list and the form use, not the API's "bool"/"str".
+    catalog = html[html.index("Flag catalog") :]
+    types = re.findall(r"</code></td>\s*<td>([a-z]+)</td>", catalog)
+    assert types == ["boolean", "string"]
 
 
 async def test_the_catalog_names_the_service_that_pushed_a_flag(
