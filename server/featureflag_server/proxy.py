@@ -326,16 +326,20 @@ def upstream_target(upstream: str, scope: Scope) -> tuple[_Base, bytes]:
     )
     if not path.startswith("/"):
         path = "/" + path
-    if base.prefix and ("." in path or "%" in path) and _climbs(path):
-        raise OutsideUpstream(f"the path {scope.get('path', '')!r} leads outside the upstream")
-    path = base.prefix + path
+    prefix = base.prefix
+    path = prefix + path
     if "/." in path:
         # Resolve "." and ".." as the upstream would: a fork of http://app/shop must not
         # reach http://app/admin.
         path = httpx.URL("http://upstream" + path).raw_path.decode("ascii")
-        prefix = base.prefix
         if prefix and not path.startswith(prefix + "/") and path != prefix:
             raise OutsideUpstream(f"the path {scope.get('path', '')!r} leads outside the upstream")
+    # Then the target as sent, under every reading an upstream may use (decoded, "\\" as
+    # "/"): checking the request's path before the resolution above is not enough, as
+    # decoding can regroup segments ("/%25%2f%25/../..%2f" resolves to "/shop/..%2f").
+    rest = path[len(prefix) :]
+    if prefix and ("." in rest or "%" in rest) and _climbs(rest):
+        raise OutsideUpstream(f"the path {scope.get('path', '')!r} leads outside the upstream")
     query_string: bytes = scope.get("query_string", b"")
     query = (
         query_string.decode("ascii")
