@@ -257,3 +257,22 @@ def test_on_hypercorn_the_next_head_on_a_kept_alive_connection_is_timed_too(
         assert _get(sock).startswith(b"HTTP/1.1 200")
         sent = _dribble(sock, head)
     assert sent < len(head), "the server waited for the whole slow head"
+
+
+def test_on_hypercorn_a_client_starting_http2_without_tls_escapes_the_header_timeout(
+    tmp_path: Path,
+) -> None:
+    """The gap docs/server.md describes (hypercorn 0.18): the HTTP/2 preface parses as an
+    HTTP/1.1 request head, which stops the idle timer, and HTTP/2 starts it again only
+    when a stream ends; so a client that sends the preface and nothing else keeps its
+    connection. If hypercorn closes it one day, this fails: then the docs should change."""
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    with (
+        _service(tmp_path, "hypercorn", "--header-timeout", "1") as service,
+        socket.create_connection(("127.0.0.1", service.port), timeout=4) as sock,
+    ):
+        sock.sendall(preface)  # and an empty SETTINGS frame, as HTTP/2 requires
+        assert sock.recv(9)[3:4] == b"\x04"  # the server's SETTINGS: it speaks HTTP/2
+        with pytest.raises(TimeoutError):
+            while sock.recv(65536):  # its SETTINGS, then the ACK of ours; then silence
+                pass
