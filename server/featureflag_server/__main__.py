@@ -119,7 +119,8 @@ def _serve_hypercorn(app: ASGIApp, settings: Settings) -> None:
     # from a connection's start and from the end of each response until a request head
     # is complete, then the connection is closed (header_timeout == keep_alive_timeout,
     # Settings makes sure). No read_timeout: it would also close a quiet WebSocket.
-    # h2c (HTTP/2 without TLS, which hypercorn accepts) gets the same head limit.
+    # HTTP/2 without TLS (which hypercorn accepts) gets the same bound on header lists;
+    # its preface escapes the idle timer (docs/server.md, "What hypercorn does not bound").
     config.keep_alive_timeout = settings.keep_alive_timeout
     config.h11_max_incomplete_size = settings.max_header_bytes
     config.h2_max_header_list_size = settings.max_header_bytes

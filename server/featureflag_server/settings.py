@@ -174,8 +174,8 @@ class Settings(BaseModel):
             if "max_connections" in given:
                 raise ValueError(
                     "--max-connections needs --server uvicorn: hypercorn has no cap on "
-                    "concurrent connections (its idle timer closes idle ones; cap them at a "
-                    "gateway, or run on uvicorn)"
+                    "concurrent connections (its idle timer closes idle HTTP/1.1 ones; cap them "
+                    "at a gateway, or run on uvicorn)"
                 )
             if given.get("http", "h11") != "h11":
                 raise ValueError(
