@@ -12,13 +12,13 @@ import asyncio
 import sys
 from pathlib import Path
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from featureflag_server.__main__ import serve
 from featureflag_server.settings import Settings
 
 
-def probe(record: Path) -> object:
+def probe(record: Path) -> ASGIApp:
     def note(line: str) -> None:
         with record.open("a") as out:
             out.write(line + "\n")
@@ -46,5 +46,5 @@ def probe(record: Path) -> object:
 
 if __name__ == "__main__":
     server, port, record = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
-    settings = Settings(secret="k" * 40, port=port, server=server, access_log=False)  # type: ignore[arg-type]
-    serve(probe(record), settings)  # type: ignore[arg-type]
+    settings = Settings(secret="k" * 40, port=port, server=server, access_log=False)
+    serve(probe(record), settings)
