@@ -19,9 +19,12 @@ then up) while the service's peak RSS is read from /proc.
     .venv/bin/python bench/proxy.py [--seconds 3] [--rounds 3] [--connections 16]
                                     [--upstream page|hello|both] [--loop asyncio|uvloop]
                                     [--client aiohttp|httpx] [--http h11|httptools]
+                                    [--server uvicorn|hypercorn|both]
 
 ``--client httpx`` runs the same service with httpx's own transport (httpcore) as the
-proxy's upstream client instead of aiohttp's, to compare the two.
+proxy's upstream client instead of aiohttp's, to compare the two. ``--server both`` runs
+the service twice, on uvicorn and on hypercorn (``featureflag-server --server``), each
+with its own fork of the same upstream, and alternates their rounds with the direct ones.
 
 Targets (issue 12): on ``page`` at 16 connections the fork reaches >= 30% of direct
 throughput and adds <= 1.5 ms at p50; RSS stays flat (< 30 MB growth) while 100 MB
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -388,6 +392,13 @@ def main() -> None:
         help="the service's HTTP parser (featureflag-server --http; h11, its default)",
     )
     parser.add_argument(
+        "--server",
+        choices=["uvicorn", "hypercorn", "both"],
+        default="uvicorn",
+        help="the service's HTTP server (featureflag-server --server; both: one service "
+        "on each, measured in the same rounds)",
+    )
+    parser.add_argument(
         "--client",
         choices=["aiohttp", "httpx"],
         default="aiohttp",
@@ -406,46 +417,60 @@ def main() -> None:
     print(f"event loop of the service and the upstreams: {args.loop}")
     print(f"the service's HTTP parser: {args.http}")
     print(f"the fork proxy's upstream client: {args.client}")
-    with tempfile.TemporaryDirectory() as tmp:
+    servers = ["uvicorn", "hypercorn"] if args.server == "both" else [args.server]
+    print(f"the service's HTTP server: {' and '.join(servers)}")
+    if "hypercorn" in servers and args.http != "h11":
+        raise SystemExit("--server hypercorn parses with h11: leave --http out")
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         log_dir = Path(tmp)
-        port = free_port()
-        command = [sys.executable, "-m", "featureflag_server"]
-        if args.client == "httpx":
-            command = [sys.executable, __file__, "--serve-httpx"]
-        argv = [*command, "--port", str(port), "--loop", args.loop, "--http", args.http]
-        argv += ["--db", str(log_dir / "bench.sqlite3")]
-        if args.no_access_log:
-            argv.append("--no-access-log")
-        with run_server(
-            argv, port=port, ready_path="/healthz", env=ENV, log_dir=log_dir, name="service"
-        ) as service:
-            for kind in kinds:
-                app, extra = UPSTREAMS[kind]
-                with run_uvicorn(
-                    app,
-                    log_dir=log_dir,
-                    env=ENV,
-                    extra=[*extra, "--loop", args.loop],
-                    name=kind,
-                    quiet=args.no_access_log,
-                ) as upstream:
+        services: dict[str, Server] = {}
+        for server in servers:
+            port = free_port()
+            command = [sys.executable, "-m", "featureflag_server"]
+            if args.client == "httpx":
+                command = [sys.executable, __file__, "--serve-httpx"]
+            argv = [*command, "--port", str(port), "--loop", args.loop, "--server", server]
+            argv += ["--db", str(log_dir / f"bench-{server}.sqlite3")]
+            if server == "uvicorn":
+                argv += ["--http", args.http]
+            if args.no_access_log:
+                argv.append("--no-access-log")
+            services[server] = stack.enter_context(
+                run_server(
+                    argv, port=port, ready_path="/healthz", env=ENV, log_dir=log_dir,
+                    name=f"service-{server}",
+                )
+            )  # fmt: skip
+        for kind in kinds:
+            app, extra = UPSTREAMS[kind]
+            with run_uvicorn(
+                app,
+                log_dir=log_dir,
+                env=ENV,
+                extra=[*extra, "--loop", args.loop],
+                name=kind,
+                quiet=args.no_access_log,
+            ) as upstream:
+                forks: dict[str, tuple[Server, str]] = {}
+                for server, service in services.items():
                     created = httpx.post(
                         service.url + "/api/forks",
                         headers={"Authorization": f"Bearer {API_TOKEN}"},
                         json={"name": kind, "upstream": upstream.url, "flags": FLAGS[kind]},
                     )
                     created.raise_for_status()
-                    fork_host = f"{kind}.localhost:{port}"
-                    direct_host = f"127.0.0.1:{upstream.port}"
+                    forks[server] = (service, f"{kind}.localhost:{service.port}")
+                direct_host = f"127.0.0.1:{upstream.port}"
+                print()
+                print(f"== upstream {kind!r} ==")
+                first, fork_host = next(iter(forks.values()))
+                headers = forks_headers(kind, fork_host, upstream.url)
+                report(args, upstream, forks, direct_host, headers)
+                if kind == "hello":
                     print()
-                    print(f"== upstream {kind!r} ==")
-                    headers = forks_headers(kind, fork_host, upstream.url)
-                    report(args, upstream, service, direct_host, fork_host, headers)
-                    if kind == "hello":
-                        print()
-                        memory = stream_memory(service, fork_host)
-                        clients = client_cost(upstream.url + "/")
-                        print_extras(memory, clients)
+                    memory = stream_memory(first, fork_host)
+                    clients = client_cost(upstream.url + "/")
+                    print_extras(memory, clients)
 
 
 def forks_headers(kind: str, fork_host: str, upstream_url: str) -> list[str]:
@@ -466,13 +491,14 @@ def forks_headers(kind: str, fork_host: str, upstream_url: str) -> list[str]:
 def report(
     args: argparse.Namespace,
     upstream: Server,
-    service: Server,
+    forks: dict[str, tuple[Server, str]],
     direct_host: str,
-    fork_host: str,
     fork_headers: list[str],
 ) -> None:
+    """Direct and through each service's fork (keyed by its server), rounds alternated."""
     n = args.connections
-    watch = {"upstream": upstream.process.pid, "service": service.process.pid}
+    watch = {"upstream": upstream.process.pid}
+    watch |= {f"service_{name}": service.process.pid for name, (service, _) in forks.items()}
 
     def load(
         port: int,
@@ -484,68 +510,89 @@ def report(
     ) -> dict[str, object]:
         return run_load(port, host, connections, seconds, watch, rate, headers)
 
-    # Warm both paths (imports, pools, the token cache) before anything is measured.
+    # Warm every path (imports, pools, the token cache) before anything is measured.
     load(upstream.port, direct_host, n, 0.5)
     load(upstream.port, direct_host, n, 0.5, headers=fork_headers)
-    load(service.port, fork_host, n, 0.5)
+    for service, fork_host in forks.values():
+        load(service.port, fork_host, n, 0.5)
     direct: list[dict[str, object]] = []
     direct_as_fork: list[dict[str, object]] = []
-    fork: list[dict[str, object]] = []
+    fork: dict[str, list[dict[str, object]]] = {name: [] for name in forks}
     for _ in range(args.rounds):
         direct.append(load(upstream.port, direct_host, n, args.seconds))
         # What the upstream costs for the fork's request, with no proxy in between: the
         # share of the fork's cost that is the app honouring the token.
         direct_as_fork.append(load(upstream.port, direct_host, n, args.seconds, 0, fork_headers))
-        fork.append(load(service.port, fork_host, n, args.seconds))
+        for name, (service, fork_host) in forks.items():
+            fork[name].append(load(service.port, fork_host, n, args.seconds))
     solo_direct: list[dict[str, object]] = []
-    solo_fork: list[dict[str, object]] = []
+    solo_fork: dict[str, list[dict[str, object]]] = {name: [] for name in forks}
     for _ in range(args.rounds):
         solo_direct.append(load(upstream.port, direct_host, 1, args.seconds / 2))
-        solo_fork.append(load(service.port, fork_host, 1, args.seconds / 2))
-    d, f, da = summary(direct), summary(fork), summary(direct_as_fork)
-    sd, sf = summary(solo_direct), summary(solo_fork)
-    # Latency under load, without the queue: the same paced rate both ways, half of what
-    # the fork sustained (so neither side saturates), over the same connections.
-    rate = round(f["rps"] / 2, -1)
+        for name, (service, fork_host) in forks.items():
+            solo_fork[name].append(load(service.port, fork_host, 1, args.seconds / 2))
+    d, da, sd = summary(direct), summary(direct_as_fork), summary(solo_direct)
+    f = {name: summary(rounds) for name, rounds in fork.items()}
+    sf = {name: summary(rounds) for name, rounds in solo_fork.items()}
+    # Latency under load, without the queue: the same paced rate every way, half of what
+    # the slowest fork sustained (so nothing saturates), over the same connections.
+    rate = round(min(s["rps"] for s in f.values()) / 2, -1)
     paced_direct: list[dict[str, object]] = []
-    paced_fork: list[dict[str, object]] = []
+    paced_fork: dict[str, list[dict[str, object]]] = {name: [] for name in forks}
     for _ in range(args.rounds):
         paced_direct.append(load(upstream.port, direct_host, n, args.seconds, rate))
-        paced_fork.append(load(service.port, fork_host, n, args.seconds, rate))
-    pd, pf = summary(paced_direct), summary(paced_fork)
+        for name, (service, fork_host) in forks.items():
+            paced_fork[name].append(load(service.port, fork_host, n, args.seconds, rate))
+    pd = summary(paced_direct)
+    pf = {name: summary(rounds) for name, rounds in paced_fork.items()}
+    several = len(forks) > 1
+
+    def label(name: str) -> str:
+        return f"fork, {name}" if several else "through the fork"
+
     header = f"{'':20}{'requests/s':>14}{'p50 ms':>9}{'p99 ms':>9}"
     print(header + f"{'CPU µs/request: upstream':>27}{'service':>9}{'load':>6}")
-    for label, s in (("direct", d), ("direct, as the fork", da), ("through the fork", f)):
+    rows = [("direct", d, ""), ("direct, as the fork", da, "")]
+    rows += [(label(name), s, name) for name, s in f.items()]
+    for text, s, name in rows:
+        service_cpu = s[f"cpu_service_{name}"] if name else 0.0
         print(
-            f"{label:20}{s['rps']:>8.0f} ±{s['rps_stdev']:<4.0f}{s['p50_ms']:>9.2f}"
-            f"{s['p99_ms']:>9.2f}{s['cpu_upstream']:>27.0f}{s['cpu_service']:>9.0f}"
+            f"{text:20}{s['rps']:>8.0f} ±{s['rps_stdev']:<4.0f}{s['p50_ms']:>9.2f}"
+            f"{s['p99_ms']:>9.2f}{s['cpu_upstream']:>27.0f}{service_cpu:>9.0f}"
             f"{s['cpu_load']:>6.0f}"
         )
-    print(f"throughput ratio    {f['rps'] / d['rps']:.0%}   (target on page >= 30%)")
-    print(
-        f"                    {f['rps'] / da['rps']:.0%}   of direct as the fork (its token and "
-        "X-Forwarded-* sent straight: the proxy's share alone)"
-    )
-    print(
-        f"added p50 / p99     {f['p50_ms'] - d['p50_ms']:.2f} / "
-        f"{f['p99_ms'] - d['p99_ms']:.2f} ms (saturated: mostly waiting in line)"
-    )
+    for name, s in f.items():
+        prefix = f"{name}: " if several else ""
+        print(f"{prefix}throughput ratio    {s['rps'] / d['rps']:.0%}   (target on page >= 30%)")
+        print(
+            f"{prefix}                    {s['rps'] / da['rps']:.0%}   of direct as the fork "
+            "(its token and X-Forwarded-* sent straight: the proxy's share alone)"
+        )
+        print(
+            f"{prefix}added p50 / p99     {s['p50_ms'] - d['p50_ms']:.2f} / "
+            f"{s['p99_ms'] - d['p99_ms']:.2f} ms (saturated: mostly waiting in line)"
+        )
     print()
     print(f"{n} connections paced at {rate:.0f} requests/s in all (half the fork's rate):")
-    for label, s in (("direct", pd), ("through the fork", pf)):
-        print(f"{label:20}{s['rps']:>8.0f}{s['p50_ms']:>15.2f}{s['p99_ms']:>9.2f}")
-    print(
-        f"added p50 / p99     {pf['p50_ms'] - pd['p50_ms']:.2f} / "
-        f"{pf['p99_ms'] - pd['p99_ms']:.2f} ms (target p50 <= 1.5 ms)"
-    )
+    for text, s in (("direct", pd), *((label(name), s) for name, s in pf.items())):
+        print(f"{text:20}{s['rps']:>8.0f}{s['p50_ms']:>15.2f}{s['p99_ms']:>9.2f}")
+    for name, s in pf.items():
+        prefix = f"{name}: " if several else ""
+        print(
+            f"{prefix}added p50 / p99     {s['p50_ms'] - pd['p50_ms']:.2f} / "
+            f"{s['p99_ms'] - pd['p99_ms']:.2f} ms (target p50 <= 1.5 ms)"
+        )
     print()
     print("one connection, nothing queued:")
-    for label, s in (("direct", sd), ("through the fork", sf)):
-        print(f"{label:20}{s['rps']:>8.0f}{s['p50_ms']:>15.2f}{s['p99_ms']:>9.2f}")
-    print(
-        f"added p50 / p99     {sf['p50_ms'] - sd['p50_ms']:.2f} / "
-        f"{sf['p99_ms'] - sd['p99_ms']:.2f} ms (target p50 <= 1.5 ms)"
-    )
+    for text, s in (("direct", sd), *((label(name), s) for name, s in sf.items())):
+        print(f"{text:20}{s['rps']:>8.0f}{s['p50_ms']:>15.2f}{s['p99_ms']:>9.2f}")
+    for name, s in sf.items():
+        prefix = f"{name}: " if several else ""
+        print(
+            f"{prefix}added p50 / p99     {s['p50_ms'] - sd['p50_ms']:.2f} / "
+            f"{s['p99_ms'] - sd['p99_ms']:.2f} ms (target p50 <= 1.5 ms)"
+        )
+    print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
 
 
 def print_extras(memory: dict[str, float], clients: dict[str, float]) -> None:

@@ -1,10 +1,13 @@
-"""``featureflag-server`` (``python -m featureflag_server``): run the service on uvicorn."""
+"""``featureflag-server`` (``python -m featureflag_server``): run the service on uvicorn
+(the default) or hypercorn (``--server hypercorn``)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import logging
+import logging.config
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -50,7 +53,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(
             f"featureflag-server: serving on http://{settings.host}:{settings.port} "
             f"(forks at http://NAME.{settings.fork_domain}:{settings.port}/, "
-            f"database {settings.database}, environment {settings.environment!r})",
+            f"database {settings.database}, environment {settings.environment!r}, "
+            f"on {settings.server})",
             file=sys.stderr,
             flush=True,
         )
@@ -61,9 +65,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 
 def serve(app: ASGIApp, settings: Settings) -> None:
-    """Run *app* on uvicorn with the service's options and limits until stopped."""
-    import uvicorn
-
+    """Run *app* on the chosen server with the service's options and limits until stopped
+    (SIGTERM or SIGINT: in-flight requests finish, then the lifespan shuts down)."""
     # Everything built so far lives as long as the process: keep it out of the garbage
     # collector's way (it was ~5% of the CPU of a proxied request).
     gc.freeze()
@@ -71,6 +74,11 @@ def serve(app: ASGIApp, settings: Settings) -> None:
     # (the Logging HOWTO's "Optimization" switches).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    if settings.server == "hypercorn":
+        _serve_hypercorn(app, settings)
+        return
+    import uvicorn
+
     uvicorn.run(
         app,
         host=settings.host,
@@ -84,12 +92,57 @@ def serve(app: ASGIApp, settings: Settings) -> None:
         loop=settings.loop,
         # Limits on direct connections (docs/server.md, "Limits"): h11 refuses a request
         # head past max_header_bytes with a 400; past max_connections a request gets a
-        # 503; an idle kept-alive connection is closed after keep_alive_timeout.
+        # 503; an idle kept-alive connection is closed after keep_alive_timeout. uvicorn
+        # has no header timeout (Settings refuses one).
         http=settings.http,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_timeout,
     )
+
+
+def _serve_hypercorn(app: ASGIApp, settings: Settings) -> None:
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+    from hypercorn.utils import LifespanFailureError
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    logging.config.dictConfig(LOG_CONFIG)
+    config = Config()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config.bind = [f"{host}:{settings.port}"]
+    config.include_server_header = False
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.accesslog = logging.getLogger("hypercorn.access") if settings.access_log else None
+    config.access_log_format = '%(h)s - "%(m)s %(Uq)s HTTP/%(H)s" %(s)s'  # uvicorn's line
+    # Limits on direct connections (docs/server.md, "Limits"). One idle timer: it runs
+    # from a connection's start and from the end of each response until a request head
+    # is complete, then the connection is closed (header_timeout == keep_alive_timeout,
+    # Settings makes sure). No read_timeout: it would also close a quiet WebSocket.
+    # HTTP/2 without TLS (which hypercorn accepts) gets the same bound on header lists;
+    # its preface escapes the idle timer (docs/server.md, "What hypercorn does not bound").
+    config.keep_alive_timeout = settings.keep_alive_timeout
+    config.h11_max_incomplete_size = settings.max_header_bytes
+    config.h2_max_header_list_size = settings.max_header_bytes
+    # uvicorn's own middleware, as uvicorn.run(proxy_headers=True) adds it: hypercorn's
+    # ProxyFixMiddleware trusts X-Forwarded-For from any client, not only these.
+    trusted = ProxyHeadersMiddleware(app, trusted_hosts=settings.forwarded_allow_ips)  # type: ignore[arg-type]
+    use_uvloop = settings.loop == "uvloop" or (
+        settings.loop == "auto" and importlib.util.find_spec("uvloop") is not None
+    )
+    loop_factory = None
+    if use_uvloop:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    try:
+        # Without a shutdown_trigger, serve() stops gracefully on SIGINT and SIGTERM.
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(hypercorn_serve(trusted, config, mode="asgi"))  # type: ignore[arg-type]
+    except LifespanFailureError as exc:
+        # As uvicorn does: the app said why, the exit code says start-up failed.
+        logging.getLogger("hypercorn.error").error("Application startup failed: %s", exc)
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """The service's log lines: timestamped, through the stdlib's ``StreamHandler`` to stderr.
 
-uvicorn writes an access line per request; :data:`LOG_CONFIG` sends its lines and ours
-through the stdlib's formatter (uvicorn's own access formatter, with colours and a copy
-of every record, cost twice as much per line). :class:`Formatter` formats the timestamp
-once a second instead of once per line.
+uvicorn (or hypercorn) writes an access line per request; :data:`LOG_CONFIG` sends its
+lines and ours through the stdlib's formatter (uvicorn's own access formatter, with
+colours and a copy of every record, cost twice as much per line). :class:`Formatter`
+formats the timestamp once a second instead of once per line.
 """
 
 from __future__ import annotations
@@ -53,5 +53,7 @@ LOG_CONFIG: dict[str, Any] = {
         "uvicorn.error": {"level": "INFO"},
         "uvicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "featureflag": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        # featureflag-server --server hypercorn: hypercorn.error and hypercorn.access.
+        "hypercorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
     },
 }

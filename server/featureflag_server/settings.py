@@ -72,8 +72,10 @@ SOURCES = {
     "expired_fork_grace": "--expired-fork-grace",
     "upstream_connections": "--upstream-connections",
     "fork_upstreams": "--fork-upstreams",
+    "server": "--server",
     "http": "--http",
     "max_header_bytes": "--max-header-bytes",
+    "header_timeout": "--header-timeout",
     "keep_alive_timeout": "--keep-alive-timeout",
     "max_connections": "--max-connections",
 }
@@ -84,7 +86,11 @@ Loop = Literal["auto", "asyncio", "uvloop"]
 LOOPS: tuple[Loop, ...] = get_args(Loop)
 HttpParser = Literal["h11", "httptools"]
 HTTP_PARSERS: tuple[HttpParser, ...] = get_args(HttpParser)
-# Limits on direct connections (docs/server.md, "Limits"): uvicorn's own settings.
+# The HTTP server the service runs on: uvicorn caps connections, hypercorn times out
+# request heads; neither does both (docs/server.md, "Limits on direct connections").
+ServerName = Literal["uvicorn", "hypercorn"]
+SERVERS: tuple[ServerName, ...] = get_args(ServerName)
+# Limits on direct connections (docs/server.md, "Limits"): the server's own settings.
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_KEEP_ALIVE_TIMEOUT = 5
 DEFAULT_MAX_CONNECTIONS = 1000
@@ -122,11 +128,67 @@ class Settings(BaseModel):
     # Where forks may point (upstream_policy.HostPattern entries, comma-separated); empty:
     # anywhere but the always-refused addresses.
     fork_upstreams: str = ""
+    server: ServerName = "uvicorn"
     # The HTTP/1.1 parser: h11 bounds a request head (max_header_bytes); httptools does not.
     http: HttpParser = "h11"
     max_header_bytes: int = Field(default=DEFAULT_MAX_HEADER_BYTES, ge=1024, le=16 * 1024 * 1024)
+    # Seconds from a connection's start (or its last response) to a complete request
+    # head; None: no such timeout (uvicorn has none). See _server_limits.
+    header_timeout: int | None = Field(default=None, ge=1, le=3600)
     keep_alive_timeout: int = Field(default=DEFAULT_KEEP_ALIVE_TIMEOUT, ge=1, le=3600)
-    max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, ge=1, le=1_000_000)
+    # None: no cap (hypercorn has none).
+    max_connections: int | None = Field(default=DEFAULT_MAX_CONNECTIONS, ge=1, le=1_000_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _server_limits(cls, data: object) -> object:
+        """Fill in the limits the chosen server can honour; refuse those it cannot.
+
+        A limit left out (or None) takes the server's default. uvicorn has no header
+        timeout. hypercorn has one idle timer for both: it runs from a connection's start,
+        and again from the end of each response, until a request head is complete; so
+        --header-timeout and --keep-alive-timeout are one value there, and it has no cap
+        on connections.
+        """
+        if not isinstance(data, dict):
+            return data
+        given = {key: value for key, value in data.items() if value is not None}
+        server = given.get("server", "uvicorn")
+        header, keep_alive = given.get("header_timeout"), given.get("keep_alive_timeout")
+        if server == "uvicorn":
+            if header is not None:
+                raise ValueError(
+                    "--header-timeout needs --server hypercorn: uvicorn has no timeout for "
+                    "reading a request head (put a gateway with one in front, or run on "
+                    "hypercorn; docs/server.md, 'Limits on direct connections')"
+                )
+            return given
+        if server == "hypercorn":
+            if header is not None and keep_alive is not None and header != keep_alive:
+                raise ValueError(
+                    f"--header-timeout {header} and --keep-alive-timeout {keep_alive} differ, "
+                    "but on hypercorn they are one timer (it runs from a connection's start "
+                    "and from the end of each response until a request head is complete): "
+                    "give one of them, or the same value"
+                )
+            if "max_connections" in given:
+                raise ValueError(
+                    "--max-connections needs --server uvicorn: hypercorn has no cap on "
+                    "concurrent connections (its idle timer closes idle HTTP/1.1 ones; cap them "
+                    "at a gateway, or run on uvicorn)"
+                )
+            if given.get("http", "h11") != "h11":
+                raise ValueError(
+                    "--http httptools needs --server uvicorn: hypercorn parses with h11"
+                )
+            timer = header if header is not None else keep_alive
+            timer = DEFAULT_KEEP_ALIVE_TIMEOUT if timer is None else timer
+            return given | {
+                "header_timeout": timer,
+                "keep_alive_timeout": timer,
+                "max_connections": None,
+            }
+        return given
 
     @field_validator("fork_upstreams")
     @classmethod
@@ -428,11 +490,18 @@ def build_parser() -> argparse.ArgumentParser:
         "cloud metadata and this service's own address)",
     )
     parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="uvicorn",
+        help="the HTTP server: uvicorn caps --max-connections, hypercorn enforces "
+        "--header-timeout; each lacks the other (uvicorn)",
+    )
+    parser.add_argument(
         "--http",
         choices=HTTP_PARSERS,
-        default="h11",
-        help="HTTP/1.1 parser: h11 enforces --max-header-bytes, httptools is faster but "
-        "unbounded; use it only behind a gateway that limits headers (h11)",
+        default=None,
+        help="uvicorn's HTTP/1.1 parser: h11 enforces --max-header-bytes, httptools is "
+        "faster but unbounded; use it only behind a gateway that limits headers (h11)",
     )
     parser.add_argument(
         "--max-header-bytes",
@@ -442,17 +511,25 @@ def build_parser() -> argparse.ArgumentParser:
         f"connection gets a 400 and is closed ({DEFAULT_MAX_HEADER_BYTES})",
     )
     parser.add_argument(
+        "--header-timeout",
+        type=int,
+        default=None,
+        help="seconds a client has to send a complete request head, from connecting or from "
+        "the end of the last response; then the connection is closed (hypercorn only: the "
+        f"same timer as --keep-alive-timeout; {DEFAULT_KEEP_ALIVE_TIMEOUT})",
+    )
+    parser.add_argument(
         "--keep-alive-timeout",
         type=int,
-        default=DEFAULT_KEEP_ALIVE_TIMEOUT,
+        default=None,
         help=f"seconds an idle kept-alive connection stays open ({DEFAULT_KEEP_ALIVE_TIMEOUT})",
     )
     parser.add_argument(
         "--max-connections",
         type=int,
-        default=DEFAULT_MAX_CONNECTIONS,
+        default=None,
         help=f"most client connections and requests at once; past it requests get a 503 "
-        f"({DEFAULT_MAX_CONNECTIONS})",
+        f"(uvicorn only; {DEFAULT_MAX_CONNECTIONS})",
     )
     return parser
 
@@ -482,8 +559,10 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         "expired_fork_grace": args.expired_fork_grace,
         "upstream_connections": args.upstream_connections,
         "fork_upstreams": args.fork_upstreams,
+        "server": args.server,
         "http": args.http,
         "max_header_bytes": args.max_header_bytes,
+        "header_timeout": args.header_timeout,
         "keep_alive_timeout": args.keep_alive_timeout,
         "max_connections": args.max_connections,
         "secret": environ["FEATUREFLAG_SECRET"],
@@ -497,6 +576,11 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
     if args.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
         raise ConfigurationError(
             "--loop uvloop needs the uvloop package: pip install uvloop, or use --loop asyncio."
+        )
+    if args.server == "hypercorn" and importlib.util.find_spec("hypercorn") is None:
+        raise ConfigurationError(
+            "--server hypercorn needs the hypercorn package: pip install "
+            "'featureflag[hypercorn]', or use --server uvicorn."
         )
     try:
         raw["api_tokens"], raw["api_scopes"] = parse_scoped_api_tokens(
@@ -516,8 +600,11 @@ def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem, naming the variable or option to change."""
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
-        field = str(error["loc"][0]) if error["loc"] else "settings"
         message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:  # a rule across settings: its message names the options
+            lines.append(f"{message}.")
+            continue
+        field = str(error["loc"][0])
         lines.append(f"{SOURCES.get(field, field)} is invalid: {message}.")
     return "\n".join(lines)
 

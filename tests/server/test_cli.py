@@ -6,11 +6,8 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,7 +16,7 @@ import pytest
 from featureflag_server.__main__ import main
 from featureflag_server.app import ServiceApp
 from featureflag_server.upstream_aiohttp import AiohttpUpstream
-from tests.support.servers import Server, free_port, run_server
+from tests.support.servers import free_port, run_server
 
 SECRET = "k" * 40
 TOKEN = "alice-token-0123456789"
@@ -41,6 +38,8 @@ COMMAND = str(Path(sys.executable).with_name("featureflag-server"))
         (ENV, ["--max-header-bytes", "10"], "--max-header-bytes"),
         (ENV, ["--keep-alive-timeout", "0"], "--keep-alive-timeout"),
         (ENV, ["--max-connections", "0"], "--max-connections"),
+        (ENV, ["--header-timeout", "10"], "--header-timeout needs --server hypercorn"),
+        (ENV, ["--server", "hypercorn", "--max-connections", "9"], "hypercorn has no cap"),
     ],
 )
 def test_startup_errors_exit_2_with_a_message(
@@ -92,6 +91,43 @@ def test_the_limits_and_the_upstream_policy_come_from_the_options(
     assert (seen["timeout_keep_alive"], seen["limit_concurrency"]) == (9, 50)
     assert [p.host for p in policy.allow] == ["*.internal", "127.0.0.1"]
     assert policy.listening == (("127.0.0.1", 8123),)
+
+
+def test_on_hypercorn_the_limits_are_its_own_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hypercorn.config import Config
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    seen: dict[str, object] = {}
+
+    async def hypercorn_serve(app: object, config: Config, **options: object) -> None:
+        seen.update(options, app=app, config=config)
+
+    monkeypatch.setattr("hypercorn.asyncio.serve", hypercorn_serve)
+    monkeypatch.setattr("gc.freeze", lambda: None)
+    monkeypatch.setattr("logging.config.dictConfig", lambda config: None)
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))
+    argv = ["--db", str(tmp_path / "ff.sqlite3"), "--server", "hypercorn", "--port", "8124"]
+    argv += ["--header-timeout", "7", "--max-header-bytes", "32768"]
+    argv += ["--forwarded-allow-ips", "10.0.0.1", "--no-access-log"]
+    assert main(argv, ENV) == 0
+    config = seen["config"]
+    assert isinstance(config, Config)
+    assert config.bind == ["127.0.0.1:8124"]
+    # Issue 17, item 6: one idle timer until a request head is complete (the header
+    # timeout and the keep-alive timeout), and h11's (and h2c's) bound on a head.
+    assert config.keep_alive_timeout == 7
+    assert config.h11_max_incomplete_size == config.h2_max_header_list_size == 32768
+    assert config.read_timeout is None  # it would close quiet WebSockets too
+    assert (config.include_server_header, config.accesslog) == (False, None)
+    assert "shutdown_trigger" not in seen  # hypercorn's own: SIGINT and SIGTERM
+    # Proxy headers as uvicorn trusts them: only from --forwarded-allow-ips.
+    app = seen["app"]
+    assert isinstance(app, ProxyHeadersMiddleware)
+    assert "10.0.0.1" in app.trusted_hosts and "127.0.0.1" not in app.trusted_hosts
+    assert isinstance(app.app, ServiceApp)
 
 
 def test_an_unknown_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -240,100 +276,3 @@ def test_no_access_log_leaves_out_the_line_per_request(tmp_path: Path) -> None:
     log = server.output()
     assert "INFO uvicorn.error: Application startup complete." in log
     assert "uvicorn.access" not in log
-
-
-# --- issue 17, item 6: limits on direct connections, with real processes ----------------
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def _get(sock: socket.socket, path: str = "/healthz") -> bytes:
-    """One keep-alive request on *sock*; the response head and body."""
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = re.search(rb"(?i)content-length: (\d+)", head)
-    while length and len(body) < int(length.group(1)):
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body
-
-
-@contextmanager
-def _limited(tmp_path: Path, *options: str) -> Iterator[Server]:
-    port = free_port()
-    argv = [COMMAND, "--port", str(port), "--db", str(tmp_path / "ff.sqlite3"), "--no-access-log"]
-    with run_server(
-        [*argv, *options], port=port, ready_path="/healthz", env=_env(**ENV), log_dir=tmp_path
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-def limited(tmp_path: Path) -> Iterator[Server]:
-    with _limited(tmp_path, *LIMITED) as server:
-        yield server
-
-
-LIMITED = ("--keep-alive-timeout", "1")
-
-
-@pytest.mark.integration
-def test_a_300_mb_header_is_refused_and_memory_stays_flat(limited: Server) -> None:
-    before = _rss_kib(limited.process.pid)
-    sent = 0
-    with socket.create_connection(("127.0.0.1", limited.port), timeout=30) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
-        chunk = b"a" * (1024 * 1024)
-        try:
-            for _ in range(300):
-                sock.sendall(chunk)
-                sent += 1
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        try:
-            answer = sock.recv(65536)
-        except ConnectionResetError:
-            answer = b""
-    assert sent < 300, "the server read a 300 MB header to its end"
-    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:100]
-    assert _rss_kib(limited.process.pid) - before < 20 * 1024
-    assert httpx.get(f"{limited.url}/healthz").status_code == 200  # and it still serves
-
-
-@pytest.mark.integration
-def test_an_idle_kept_alive_connection_is_closed_after_the_timeout(limited: Server) -> None:
-    with socket.create_connection(("127.0.0.1", limited.port), timeout=30) as sock:
-        assert _get(sock).startswith(b"HTTP/1.1 200")
-        # Nothing more is sent: the server closes the connection (--keep-alive-timeout 1)
-        # long before this socket's own 30 s timeout would give up.
-        assert sock.recv(1) == b""
-
-
-@pytest.mark.integration
-def test_connections_past_the_cap_get_a_503(tmp_path: Path) -> None:
-    socks: list[socket.socket] = []
-    answers: list[bytes] = []
-    options = ("--max-connections", "5", "--keep-alive-timeout", "600")
-    with _limited(tmp_path, *options) as server:
-        try:
-            for _ in range(7):
-                sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-                socks.append(sock)
-                answers.append(_get(sock).split(b"\r\n", 1)[0])
-        finally:
-            for sock in socks:
-                sock.close()
-    # uvicorn counts the new connection too: --max-connections 5 serves 4 kept-alive
-    # connections at once, and the ones past them are told to come back later.
-    assert answers[:4] == [b"HTTP/1.1 200 OK"] * 4
-    assert set(answers[4:]) == {b"HTTP/1.1 503 Service Unavailable"}

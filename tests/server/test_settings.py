@@ -242,3 +242,64 @@ def test_an_unknown_scope_stops_start_up_naming_it(scopes: str) -> None:
 def test_scoped_tokens_given_directly_as_one_string() -> None:
     settings = Settings(secret=SECRET, api_tokens="gw:gw-token-0123456789ab:gateway")
     assert settings.scopes("gw") == {"gateway"}
+
+
+# --- issue 17, item 6: which server enforces which limit ----------------------------------
+
+
+def test_on_uvicorn_the_limits_default_and_there_is_no_header_timeout() -> None:
+    s = load_settings([], ENV)
+    assert (s.server, s.http, s.max_header_bytes) == ("uvicorn", "h11", 64 * 1024)
+    assert (s.header_timeout, s.keep_alive_timeout, s.max_connections) == (None, 5, 1000)
+
+
+@pytest.mark.parametrize(
+    ("argv", "timer"),
+    [
+        ([], 5),
+        (["--header-timeout", "7"], 7),
+        (["--keep-alive-timeout", "9"], 9),
+        (["--header-timeout", "8", "--keep-alive-timeout", "8"], 8),
+    ],
+)
+def test_on_hypercorn_both_timeouts_are_its_one_idle_timer(argv: list[str], timer: int) -> None:
+    s = load_settings(["--server", "hypercorn", *argv], ENV)
+    assert (s.header_timeout, s.keep_alive_timeout) == (timer, timer)
+    assert s.max_connections is None  # hypercorn has no cap: the settings say so
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--header-timeout", "3"], "--header-timeout needs --server hypercorn"),
+        (["--server", "hypercorn", "--header-timeout", "3", "--keep-alive-timeout", "4"],
+         "they are one timer"),
+        (["--server", "hypercorn", "--max-connections", "50"], "hypercorn has no cap"),
+        (["--server", "hypercorn", "--http", "httptools"], "hypercorn parses with h11"),
+        (["--server", "hypercorn", "--header-timeout", "0"], "--header-timeout is invalid"),
+    ],
+)  # fmt: skip
+def test_limits_the_server_cannot_honour_stop_start_up(argv: list[str], says: str) -> None:
+    with pytest.raises(ConfigurationError, match=says) as info:
+        load_settings(argv, ENV)
+    assert not str(info.value).startswith("settings is invalid")  # the message names options
+
+
+def test_settings_built_directly_get_the_same_rules() -> None:
+    on_hypercorn = Settings(secret=SECRET, server="hypercorn", header_timeout=2)
+    assert (on_hypercorn.keep_alive_timeout, on_hypercorn.max_connections) == (2, None)
+    with pytest.raises(ValueError, match="needs --server hypercorn"):
+        Settings(secret=SECRET, header_timeout=2)
+
+
+def test_hypercorn_without_the_package_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "hypercorn" else real(name, *a),
+    )
+    with pytest.raises(ConfigurationError, match=r"pip install 'featureflag\[hypercorn\]'"):
+        load_settings(["--server", "hypercorn"], ENV)
