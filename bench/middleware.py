@@ -282,14 +282,15 @@ def flag_counts(repeats: int, requests: int) -> str:
         sizes[f"{count} bare"] = sizes[f"{count}"] = max(5, requests * 11 // (count + 10))
     report_sizes: dict[str, bytes] = {}
 
+    captured: list[MutableMapping[str, Any]] = []
+
+    async def keep(message: MutableMapping[str, Any]) -> None:
+        captured.append(message)
+
     async def measure() -> None:
         for v in runs:
             if v.name != v.base:
-                captured: list[MutableMapping[str, Any]] = []
-
-                async def keep(message: MutableMapping[str, Any]) -> None:
-                    captured.append(message)
-
+                captured.clear()
                 await v.app(v.scopes(1)[0], receive, keep)
                 start = dict(captured[0]["headers"])
                 report_sizes[v.name] = start.get(b"feature-flags", b"")
