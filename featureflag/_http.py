@@ -269,7 +269,26 @@ def response_headers(
     return out
 
 
+# The app's own Vary values, merged: an app sends the same few on every response. A
+# pure function of its key (nothing from the request), so a hit serves nobody else's
+# data. Bounded: cleared when full.
+_VARY_CACHE_MAX = 64
+_merged_vary: dict[tuple[bytes, ...], bytes] = {}
+
+
 def _merge_vary(existing: list[bytes]) -> bytes:
+    """The app's Vary values with the names ours must list, from a cache when possible."""
+    key = tuple(existing)
+    merged = _merged_vary.get(key)
+    if merged is None:
+        merged = _merge_vary_values(existing)
+        if len(_merged_vary) >= _VARY_CACHE_MAX:
+            _merged_vary.clear()
+        _merged_vary[key] = merged
+    return merged
+
+
+def _merge_vary_values(existing: list[bytes]) -> bytes:
     parts = [p.strip() for value in existing for p in value.split(b",") if p.strip()]
     have = {p.lower() for p in parts}
     if b"*" in have:

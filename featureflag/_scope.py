@@ -253,16 +253,20 @@ class Scope:
 
     def mark(self) -> Mark:
         """Where the record stands now; :meth:`since` lists what came after."""
-        return (min(len(self.seen), self.limit), len(self.remote))
+        return (len(self.seen), len(self.remote))
 
     def since(self, mark: Mark) -> tuple[str, ...]:
-        """Names of the flags first evaluated after *mark* (this process's first)."""
+        """Names of the flags first evaluated after *mark* (this process's first).
+
+        Only flags within the limit: those past it are never reported, late or not.
+        """
         seen = self.seen
         remote = self.remote
-        if min(len(seen), self.limit) == mark[0] and len(remote) == mark[1]:
+        if len(seen) == mark[0] and len(remote) == mark[1]:
             return ()
+        limit = self.limit
         return (
-            *list(seen)[mark[0] : self.limit],
+            *list(seen)[min(mark[0], limit) : limit],
             *[e.name for e in list(remote.values())[mark[1] :]],
         )
 

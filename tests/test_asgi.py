@@ -336,6 +336,23 @@ async def test_vary_is_merged(existing: str, expected: str, signer: OverrideSign
     assert r.headers.get_list("vary") == [expected]
 
 
+async def test_merged_vary_is_remembered_per_set_of_values(signer: OverrideSigner) -> None:
+    # Issue 18: the merge is cached by the app's values; each answer stays its own,
+    # asked in any order, and the cache stays bounded.
+    from featureflag import _http
+
+    cases = [("Accept-Encoding", "Accept-Encoding, Cookie, Feature-Flag-Overrides"), ("*", "*")]
+    async with client(create_app(signer=signer)) as c:
+        for existing, expected in cases * 3:
+            r = await c.get("/vary", params={"vary": existing})
+            assert r.headers.get_list("vary") == [expected]
+    assert _http._merge_vary([b"Accept", b"Origin"]) == b"Accept, Origin, " + _http._VARY
+    assert _http._merge_vary([b"Accept, Origin"]) == b"Accept, Origin, " + _http._VARY
+    for i in range(_http._VARY_CACHE_MAX * 2):
+        assert _http._merge_vary([b"X-%d" % i]) == b"X-%d, " % i + _http._VARY
+    assert len(_http._merged_vary) <= _http._VARY_CACHE_MAX
+
+
 async def test_streaming_rule_late_flags_are_logged_not_lost(
     signer: OverrideSigner, caplog: pytest.LogCaptureFixture
 ) -> None:
