@@ -157,9 +157,9 @@ class Scope:
         else:
             self.overflow.add(name)
 
-    def observe(self, name: str, value: object) -> None:
-        """Record a default evaluation (the code ``trap`` generates stores it inline)."""
-        self.record(name, value)
+    # A default evaluation is recorded like any entry; one method, two names, no extra
+    # call for ``intercept`` (the code ``trap`` generates stores inline, see ``sink``).
+    observe = record
 
     def use_override(self, name: str, value: FlagValue) -> None:
         """Record that app code received *value*, the override for flag *name*."""
