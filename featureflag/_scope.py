@@ -233,19 +233,22 @@ class Scope:
         """:meth:`entries` as :class:`Evaluation` objects."""
         return [Evaluation(*entry) for entry in self.entries()]
 
-    def fingerprint(self) -> tuple[tuple[str, object], ...] | None:
+    def fingerprint(self, most: int | None = None) -> tuple[tuple[str, object], ...] | None:
         """A hashable record of what was evaluated, for caching what depends on it.
 
         Two scopes with equal fingerprints evaluated the same flags, in the same order,
         to the same values from the same sources. None when the scope holds what cannot
         be compared cheaply: a refused override, flags from other services, or flags
-        past the limit.
+        past the limit; and when it holds more than *most* flags (what the caller
+        would not cache).
         """
         seen = self.seen
+        size = len(seen)
         if (
             self.remote
             or self.overflow
-            or len(seen) > self.limit
+            or size > self.limit
+            or (most is not None and size > most)
             or not _PLAIN.issuperset(map(type, seen.values()))
         ):
             return None

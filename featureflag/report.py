@@ -128,6 +128,9 @@ _REPORTS_MAX = 256
 _reports: dict[tuple[int, tuple[tuple[str, object], ...]], bytes] = {}
 # In a report only as the truncation marker: inside an sf-string the quote is escaped.
 _CUT = f'"{TRUNCATED}";omitted='
+# The shortest item a report can hold: a route with an empty service name (a flag
+# takes at least '"a";source=default').
+_SHORTEST = len('route;service=""')
 
 
 def scope_report(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> bytes:
@@ -136,9 +139,12 @@ def scope_report(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> bytes:
     Cached only when the scope has a :meth:`~featureflag._scope.Scope.fingerprint`
     (plain bools and strings, overrides; nothing refused, remote or dropped); the key is
     the budget and that fingerprint. Only complete reports are kept, so a key holds no
-    more text than its report: the cache stays within 256 budgets or so.
+    more text than its report: the cache stays within 256 budgets or so. A scope with
+    too many entries for any report of them to fit is not looked up at all.
     """
-    fingerprint = scope.fingerprint()
+    # Every item takes at least _SHORTEST characters and all but one a separator: past
+    # this many the report is cut for sure, so it would not be cached; no key is built.
+    fingerprint = scope.fingerprint((budget + len(_SEP)) // (_SHORTEST + len(_SEP)))
     if fingerprint is not None:
         key = (budget, fingerprint)
         cached = _reports.get(key)

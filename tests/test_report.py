@@ -349,3 +349,28 @@ def test_a_cut_report_formats_only_what_fits(monkeypatch: pytest.MonkeyPatch) ->
     assert value.endswith(f'"{TRUNCATED}";omitted={600 - len(listed)}')
     # What was listed, the one that overflowed the budget, at most one more: not 500.
     assert len(listed) < len(formatted) <= len(listed) + 2
+
+
+def test_a_scope_too_large_for_any_report_to_fit_skips_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[object] = []
+    fingerprint = Scope.fingerprint
+
+    def spy(self: Scope, most: int | None = None) -> object:
+        built.append(result := fingerprint(self, most))
+        return result
+
+    monkeypatch.setattr(Scope, "fingerprint", spy)
+    small, large = Scope({}), Scope({})
+    for i in range(3):
+        small.observe(f"s{i}", True)
+    for i in range(300):  # 300 x 18 characters at the very least: past 4096
+        large.observe(f"l{i}", True)
+    assert large.fingerprint() is not None  # within the limit: it has one
+    built.clear()
+    _reports.clear()
+    assert scope_report(large) == format_scope(large).encode()
+    assert built == [None] and not _reports  # no key built, nothing cached
+    assert scope_report(small) == format_scope(small).encode()
+    assert len(_reports) == 1  # below the bound, a complete report is still cached
