@@ -1,7 +1,8 @@
 """What FeatureFlagMiddleware adds to a request, measured against the bare app.
 
 Calls the ASGI apps directly (no HTTP client, no server): a tiny app that evaluates one
-flag and answers 200, as a bare ASGI function and as a Starlette app, each bare and
+flag and answers 200, as a bare ASGI function and as a Starlette app (with an async
+endpoint, and with a sync one that Starlette runs in its thread pool), each bare and
 wrapped in the middleware. Each repeat runs every variant once, in rotating order, so
 drift hits them all alike; the table shows the per-request median and min over the
 repeats and what the middleware adds to the same app's median and min.
@@ -127,8 +128,12 @@ async def run_once(app: ASGIApp, scopes: list[Scope]) -> float:
     return (time.perf_counter_ns() - start) / len(scopes) / 1000
 
 
-def starlette_app() -> ASGIApp:
-    """A small Starlette app: one route that evaluates the flag (no middleware of ours)."""
+def starlette_app(sync: bool = False) -> ASGIApp:
+    """A small Starlette app: one route that evaluates the flag (no middleware of ours).
+
+    With *sync*, the endpoint is a plain function, which Starlette runs in its thread
+    pool: each request crosses to a worker thread and back.
+    """
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse
@@ -137,7 +142,10 @@ def starlette_app() -> ASGIApp:
     async def home(request: Request) -> PlainTextResponse:
         return PlainTextResponse("on" if flag() else "off")
 
-    return Starlette(routes=[Route("/", home)])
+    def sync_home(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("on" if flag() else "off")
+
+    return Starlette(routes=[Route("/", sync_home if sync else home)])
 
 
 def same(scope_headers: list[tuple[bytes, bytes]]) -> Callable[[int], list[Scope]]:
@@ -156,12 +164,16 @@ def variants(requests: int) -> list[Variant]:
             for _ in range(n)
         ]
 
-    star = starlette_app()
     out = [
         Variant("bare app", bare_app, same([])),
         Variant("minimal wrapper*", MinimalWrapper(bare_app), same([])),
     ]
-    for label, app, base in (("", bare_app, "bare app"), ("Starlette: ", star, "Starlette app")):
+    apps = (
+        ("", bare_app, "bare app"),
+        ("Starlette: ", starlette_app(), "Starlette app"),
+        ("Starlette sync: ", starlette_app(sync=True), "Starlette app, sync endpoint"),
+    )
+    for label, app, base in apps:
         wrapped = FeatureFlagMiddleware(app, signer=signer)
         if base != "bare app":
             out.append(Variant(base, app, same([])))
