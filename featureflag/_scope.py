@@ -91,9 +91,9 @@ _PLAIN = frozenset({bool, str, _Overridden})
 class Scope:
     """The state of one request (or one ``overrides`` block outside a request).
 
-    Other modules read it through its methods: :meth:`entries`, :meth:`evaluations`,
-    :meth:`fingerprint`, :meth:`mark` and :meth:`since`, ``used_override`` and
-    ``dropped``; they write through :meth:`observe`, :meth:`use_override`,
+    Other modules read it through its methods: :meth:`entries`, :meth:`count`,
+    :meth:`evaluations`, :meth:`fingerprint`, :meth:`mark` and :meth:`since`,
+    ``used_override`` and ``dropped``; they write through :meth:`observe`, :meth:`use_override`,
     :meth:`reject` and :meth:`add_remote`. The one exception is the hot path of an
     evaluation, which reads ``sink``, ``overrides`` and ``seen`` inline (the code
     ``trap`` generates, and ``intercept``): see ``_trap.py``.
