@@ -201,8 +201,12 @@ def token_from_cookie(cookie: bytes) -> bytes | None:
     while at != -1:
         # A whole name starts the header or follows ";" (and optional white space). A
         # value may hold our name after a space ("note=see featureflag_overrides=x"),
-        # as browsers send such values: that is not our cookie.
-        if _follows_separator(cookie, at):
+        # as browsers send such values: that is not our cookie. (Written out rather
+        # than a call: this runs on every request that carries our cookie.)
+        before = at - 1
+        while before >= 0 and cookie[before] in (32, 9):  # spaces and tabs
+            before -= 1
+        if before < 0 or cookie[before] == 59:  # ";"
             start = at + _PREFIX_LEN
             end = cookie.find(b";", start)
             value = (cookie[start:] if end == -1 else cookie[start:end]).strip()
@@ -211,14 +215,6 @@ def token_from_cookie(cookie: bytes) -> bytes | None:
             return value or None
         at = cookie.find(_COOKIE_PREFIX, at + 1)
     return None
-
-
-def _follows_separator(cookie: bytes, at: int) -> bool:
-    """True when only spaces and tabs stand between ";" (or the start) and *at*."""
-    before = at - 1
-    while before >= 0 and cookie[before] in (32, 9):
-        before -= 1
-    return before < 0 or cookie[before] == 59  # ";"
 
 
 def token_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
@@ -250,11 +246,17 @@ def response_headers(
     out: RawHeaders = []
     vary: list[bytes] = []
     for name, value in headers:
-        lower = name.lower()
-        if lower == b"vary":
-            vary.append(value)
-        elif not (no_store and lower == b"cache-control"):
-            out.append((name, value))
+        # Only Vary (4 letters) and Cache-Control (13) are looked at: lower-casing every
+        # name would allocate per header, on every response.
+        size = len(name)
+        if size == 4 or size == 13:
+            lower = name.lower()
+            if lower == b"vary":
+                vary.append(value)
+                continue
+            if no_store and lower == b"cache-control":
+                continue
+        out.append((name, value))
     out.append((b"vary", _merge_vary(vary) if vary else _VARY))
     if request.error is not None:
         out.append((_ERROR, request.error.encode()))
@@ -269,7 +271,26 @@ def response_headers(
     return out
 
 
+# The app's own Vary values, merged: an app sends the same few on every response. A
+# pure function of its key (nothing from the request), so a hit serves nobody else's
+# data. Bounded: cleared when full.
+_VARY_CACHE_MAX = 64
+_merged_vary: dict[tuple[bytes, ...], bytes] = {}
+
+
 def _merge_vary(existing: list[bytes]) -> bytes:
+    """The app's Vary values with the names ours must list, from a cache when possible."""
+    key = tuple(existing)
+    merged = _merged_vary.get(key)
+    if merged is None:
+        merged = _merge_vary_values(existing)
+        if len(_merged_vary) >= _VARY_CACHE_MAX:
+            _merged_vary.clear()
+        _merged_vary[key] = merged
+    return merged
+
+
+def _merge_vary_values(existing: list[bytes]) -> bytes:
     parts = [p.strip() for value in existing for p in value.split(b",") if p.strip()]
     have = {p.lower() for p in parts}
     if b"*" in have:

@@ -64,7 +64,7 @@ def intercept(name: str, default: Any) -> Any:
         flag = _declare_site(name, default, frame)
     scope = current_scope()
     # The trap wrapper's inlined test (see _trap.py): the one read of Scope's fields.
-    if scope is not None and name not in scope.known and name in scope.overrides:
+    if scope is not None and name in scope.overrides:
         if callable(default):
             return apply_override(scope, flag, default)
         return apply_override(scope, flag, _same, default)
@@ -100,7 +100,7 @@ async def intercept_async(name: str, default: Any) -> Any:
         return default
 
     scope = current_scope()
-    if scope is not None and name not in scope.known and name in scope.overrides:
+    if scope is not None and name in scope.overrides:
         return await apply_override_async(scope, flag, call)
     value = await call()
     if flag.type is None:

@@ -8,7 +8,8 @@ asyncio tasks and threads started with a copied context each see their own.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Mapping
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -90,20 +91,22 @@ _PLAIN = frozenset({bool, str, _Overridden})
 class Scope:
     """The state of one request (or one ``overrides`` block outside a request).
 
-    Other modules read it through its methods: :meth:`entries`, :meth:`evaluations`,
-    :meth:`fingerprint`, :meth:`mark` and :meth:`since`, ``used_override`` and
-    ``dropped``; they write through :meth:`observe`, :meth:`use_override`,
+    Other modules read it through its methods: :meth:`entries`, :meth:`count`,
+    :meth:`evaluations`, :meth:`fingerprint`, :meth:`mark` and :meth:`since`,
+    ``used_override`` and ``dropped``; they write through :meth:`observe`, :meth:`use_override`,
     :meth:`reject` and :meth:`add_remote`. The one exception is the hot path of an
-    evaluation, which reads ``known``, ``overrides`` and ``seen`` inline (the code
+    evaluation, which reads ``sink``, ``overrides`` and ``seen`` inline (the code
     ``trap`` generates, and ``intercept``): see ``_trap.py``.
 
     ``seen`` maps a flag name to the last value app code got: a plain value from the
     default, or an ``_Overridden``/``_Rejected`` marker; dict order is first-evaluation
-    order. Nested ``overrides`` blocks share ``seen`` with their parent.
+    order. Nested ``overrides`` blocks share ``seen`` with their parent. The limit is
+    applied when ``seen`` is read: the code ``trap`` generates stores without counting
+    (a trapped flag is declared in code, so they are finitely many), and only the first
+    ``limit`` names are reported; the methods here count before storing.
     """
 
     __slots__ = (
-        "known",
         "limit",
         "overflow",
         "overridden",
@@ -111,6 +114,7 @@ class Scope:
         "remote",
         "root",
         "seen",
+        "sink",
     )
 
     def __init__(
@@ -134,17 +138,16 @@ class Scope:
             self.seen: dict[str, object] = {}
             self.overflow: set[str] = set()
             self.remote: dict[tuple[str, str], Evaluation] = {}
-            # Names this scope has seen evaluated with no override for them: the hot
-            # path checks only this. Without overrides (the common request) it is
-            # ``seen`` itself.
-            self.known: dict[str, object] = {} if overrides else self.seen
         else:
             self.root = parent if parent.root is None else parent.root
             self.limit = parent.limit
             self.seen = parent.seen
             self.overflow = parent.overflow
             self.remote = parent.remote
-            self.known = {}
+        # ``seen`` when nothing here can be overridden (the common scope, opened by
+        # ``request_scope()`` or ``overrides({})``), else None: the hot path stores a
+        # default's value into it with no other test.
+        self.sink: dict[str, object] | None = None if overrides else self.seen
 
     def record(self, name: str, entry: object) -> None:
         """Store *entry* as the last evaluation of *name*, within the limit."""
@@ -154,18 +157,9 @@ class Scope:
         else:
             self.overflow.add(name)
 
-    def first(self, name: str, value: object) -> None:
-        """Record the first default evaluation of *name* in this scope (see ``known``)."""
-        self.record(name, value)
-        if self.known is not self.seen and name in self.seen:
-            self.known[name] = None
-
-    def observe(self, name: str, value: object) -> None:
-        """Record a default evaluation: what the code ``trap`` generates does inline."""
-        if name in self.known:
-            self.seen[name] = value
-        else:
-            self.first(name, value)
+    # A default evaluation is recorded like any entry; one method, two names, no extra
+    # call for ``intercept`` (the code ``trap`` generates stores inline, see ``sink``).
+    observe = record
 
     def use_override(self, name: str, value: FlagValue) -> None:
         """Record that app code received *value*, the override for flag *name*."""
@@ -196,8 +190,27 @@ class Scope:
 
     @property
     def dropped(self) -> int:
-        """How many distinct flags were evaluated past the limit and not stored."""
-        return len(self.overflow)
+        """How many distinct flags were evaluated past the limit and not reported."""
+        past = self._past_limit()
+        if not past:
+            return len(self.overflow)
+        return len(self.overflow.union(past))
+
+    def _past_limit(self) -> list[str]:
+        """Names in ``seen`` past the limit (stored by the trap's hot path, not reported)."""
+        seen = self.seen
+        return list(seen)[self.limit :] if len(seen) > self.limit else []
+
+    def _stored(self) -> Iterable[tuple[str, object]]:
+        """``seen``'s items within the limit."""
+        seen = self.seen
+        if len(seen) > self.limit:
+            return itertools.islice(seen.items(), self.limit)
+        return seen.items()
+
+    def count(self) -> int:
+        """How many entries :meth:`entries` yields, without building them."""
+        return min(len(self.seen), self.limit) + len(self.remote)
 
     def entries(self) -> Iterator[Entry]:
         """Every evaluation as a plain tuple, cheaper than :meth:`evaluations`.
@@ -205,7 +218,7 @@ class Scope:
         This process's flags in first-evaluation order, then those other services
         reported; each once, with the last value app code received.
         """
-        for name, entry in self.seen.items():
+        for name, entry in self._stored():
             kind = type(entry)
             if kind is _Overridden:
                 yield name, entry.value, "override", None, None  # type: ignore[attr-defined]
@@ -220,16 +233,24 @@ class Scope:
         """:meth:`entries` as :class:`Evaluation` objects."""
         return [Evaluation(*entry) for entry in self.entries()]
 
-    def fingerprint(self) -> tuple[tuple[str, object], ...] | None:
+    def fingerprint(self, most: int | None = None) -> tuple[tuple[str, object], ...] | None:
         """A hashable record of what was evaluated, for caching what depends on it.
 
         Two scopes with equal fingerprints evaluated the same flags, in the same order,
         to the same values from the same sources. None when the scope holds what cannot
         be compared cheaply: a refused override, flags from other services, or flags
-        past the limit.
+        past the limit; and when it holds more than *most* flags (what the caller
+        would not cache).
         """
         seen = self.seen
-        if self.remote or self.overflow or not _PLAIN.issuperset(map(type, seen.values())):
+        size = len(seen)
+        if (
+            self.remote
+            or self.overflow
+            or size > self.limit
+            or (most is not None and size > most)
+            or not _PLAIN.issuperset(map(type, seen.values()))
+        ):
             return None
         return tuple(seen.items())
 
@@ -238,12 +259,19 @@ class Scope:
         return (len(self.seen), len(self.remote))
 
     def since(self, mark: Mark) -> tuple[str, ...]:
-        """Names of the flags first evaluated after *mark* (this process's first)."""
+        """Names of the flags first evaluated after *mark* (this process's first).
+
+        Only flags within the limit: those past it are never reported, late or not.
+        """
         seen = self.seen
         remote = self.remote
         if len(seen) == mark[0] and len(remote) == mark[1]:
             return ()
-        return (*list(seen)[mark[0] :], *[e.name for e in list(remote.values())[mark[1] :]])
+        limit = self.limit
+        return (
+            *list(seen)[min(mark[0], limit) : limit],
+            *[e.name for e in list(remote.values())[mark[1] :]],
+        )
 
 
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(

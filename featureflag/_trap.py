@@ -15,15 +15,16 @@ from ._scope import current_scope
 
 _T = TypeVar("_T")
 
-# The generated wrapper keeps the hot path to one ContextVar lookup, one membership
-# test and one dict store, and passes arguments without packing them into *args.
+# The generated wrapper keeps the hot path to one ContextVar lookup, one attribute read
+# and one dict store, and passes arguments without packing them into *args.
 # It is the one exception to Scope's API: every other module goes through Scope's
 # methods, but a method call here would cost a third of an evaluation, so the wrapper
-# reads ``known``, ``overrides`` and ``seen`` inline (``intercept`` repeats its first
-# test, ``name not in known and name in overrides``, for the same reason).
-# The hot path is a flag this scope already evaluated with no override for it
-# (``Scope.known``); the first evaluation also checks the overrides and the limit.
-# ``Scope.observe`` is the same logic, not inlined, for ``intercept``.
+# reads ``sink``, ``overrides`` and ``seen`` inline (``intercept`` repeats the
+# ``name in overrides`` test, for the same reason).
+# In a scope with no overrides (``Scope.sink`` is its ``seen``) the default's value is
+# stored with no test at all; in a scope with overrides, after one membership test.
+# Either way it stores without counting against the scope's limit: trapped flags are
+# declared in code, so finitely many, and the limit is applied when ``seen`` is read.
 # The override path gets the function and its arguments rather than a closure: a
 # closure would turn every parameter into a cell, slowing the common path too.
 _SYNC = """\
@@ -31,14 +32,13 @@ def __ff_wrapper({params}):
     __ff_s = __ff_get()
     if __ff_s is None:
         return __ff_fn({call})
-    if __ff_name in __ff_s.known:
-        __ff_v = __ff_fn({call})
-        __ff_s.seen[__ff_name] = __ff_v
-        return __ff_v
-    if __ff_name in __ff_s.overrides:
-        return __ff_override(__ff_s, __ff_flag, __ff_fn, {call})
+    __ff_seen = __ff_s.sink
+    if __ff_seen is None:
+        if __ff_name in __ff_s.overrides:
+            return __ff_override(__ff_s, __ff_flag, __ff_fn, {call})
+        __ff_seen = __ff_s.seen
     __ff_v = __ff_fn({call})
-    __ff_s.first(__ff_name, __ff_v)
+    __ff_seen[__ff_name] = __ff_v
     return __ff_v
 """
 
@@ -47,14 +47,13 @@ async def __ff_wrapper({params}):
     __ff_s = __ff_get()
     if __ff_s is None:
         return await __ff_fn({call})
-    if __ff_name in __ff_s.known:
-        __ff_v = await __ff_fn({call})
-        __ff_s.seen[__ff_name] = __ff_v
-        return __ff_v
-    if __ff_name in __ff_s.overrides:
-        return await __ff_override(__ff_s, __ff_flag, __ff_fn, {call})
+    __ff_seen = __ff_s.sink
+    if __ff_seen is None:
+        if __ff_name in __ff_s.overrides:
+            return await __ff_override(__ff_s, __ff_flag, __ff_fn, {call})
+        __ff_seen = __ff_s.seen
     __ff_v = await __ff_fn({call})
-    __ff_s.first(__ff_name, __ff_v)
+    __ff_seen[__ff_name] = __ff_v
     return __ff_v
 """
 

@@ -19,7 +19,7 @@ string. See docs/middleware.md.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import http_sf
@@ -107,8 +107,9 @@ def format_report(
     announced by the truncation marker too. Returns "" when there is nothing to say
     (an empty List is sent as no header at all).
     """
-    items = [_entry_item(e.name, e.value, e.source, e.rejected, e.service) for e in evaluations]
-    return _fit(items, dropped, budget)
+    listed = list(evaluations)
+    items = (_entry_item(e.name, e.value, e.source, e.rejected, e.service) for e in listed)
+    return _fit(items, len(listed) + dropped, dropped, budget)
 
 
 def format_scope(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> str:
@@ -116,7 +117,9 @@ def format_scope(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> str:
 
     The middleware calls this on every reported response.
     """
-    return _fit([_entry_item(*entry) for entry in scope.entries()], scope.dropped, budget)
+    dropped = scope.dropped
+    items = (_entry_item(*entry) for entry in scope.entries())
+    return _fit(items, scope.count() + dropped, dropped, budget)
 
 
 # The report of a scope, by what it evaluated: requests with the same token running
@@ -125,6 +128,9 @@ _REPORTS_MAX = 256
 _reports: dict[tuple[int, tuple[tuple[str, object], ...]], bytes] = {}
 # In a report only as the truncation marker: inside an sf-string the quote is escaped.
 _CUT = f'"{TRUNCATED}";omitted='
+# The shortest item a report can hold: a route with an empty service name (a flag
+# takes at least '"a";source=default').
+_SHORTEST = len('route;service=""')
 
 
 def scope_report(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> bytes:
@@ -133,9 +139,12 @@ def scope_report(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> bytes:
     Cached only when the scope has a :meth:`~featureflag._scope.Scope.fingerprint`
     (plain bools and strings, overrides; nothing refused, remote or dropped); the key is
     the budget and that fingerprint. Only complete reports are kept, so a key holds no
-    more text than its report: the cache stays within 256 budgets or so.
+    more text than its report: the cache stays within 256 budgets or so. A scope with
+    too many entries for any report of them to fit is not looked up at all.
     """
-    fingerprint = scope.fingerprint()
+    # Every item takes at least _SHORTEST characters and all but one a separator: past
+    # this many the report is cut for sure, so it would not be cached; no key is built.
+    fingerprint = scope.fingerprint((budget + len(_SEP)) // (_SHORTEST + len(_SEP)))
     if fingerprint is not None:
         key = (budget, fingerprint)
         cached = _reports.get(key)
@@ -150,18 +159,28 @@ def scope_report(scope: Scope, *, budget: int = DEFAULT_BUDGET) -> bytes:
     return format_scope(scope, budget=budget).encode("ascii")
 
 
-def _fit(items: list[str | None], dropped: int, budget: int) -> str:
-    """Join *items*; past *budget*, cut and end with the truncation marker."""
-    parts: list[str]
-    if None in items:
-        parts = [i for i in items if i is not None]
-        dropped += len(items) - len(parts)
-    else:
-        parts = items  # type: ignore[assignment]
-    value = _SEP.join(parts)
-    if not dropped and len(value) <= budget:  # the output is ASCII: chars = bytes
-        return value
-    total = len(parts) + dropped
+def _fit(items: Iterator[str | None], total: int, dropped: int, budget: int) -> str:
+    """Join *items*; past *budget*, cut and end with the truncation marker.
+
+    *total* counts the items and the *dropped* flags left out before them; an item that
+    is None (it could not be written) is left out too. Items are formatted as they are
+    drawn, and no further than the budget: past it, the marker's count comes from
+    *total* (a request that evaluated 500 flags formats the ~90 that fit, not 500).
+    """
+    parts: list[str] = []
+    size = -len(_SEP)  # of the parts joined; the output is ASCII: chars = bytes
+    whole = not dropped
+    for item in items:
+        if item is None:
+            whole = False
+            continue
+        parts.append(item)
+        size += len(_SEP) + len(item)
+        if size > budget:
+            whole = False
+            break
+    if whole:
+        return _SEP.join(parts)
     size = -len(_SEP)
     kept = 0
     for part in parts:

@@ -336,6 +336,67 @@ async def test_vary_is_merged(existing: str, expected: str, signer: OverrideSign
     assert r.headers.get_list("vary") == [expected]
 
 
+def _many_trapped(count: int) -> list[Any]:
+    methods: dict[str, Any] = {}
+    for i in range(count):
+        exec(f"def flag_{i:03d}(self) -> str:\n    return 'default'", methods)
+    cls = featureflag.trap(name="AsgiMany")(type("AsgiMany", (), methods))
+    return [getattr(cls(), f"flag_{i:03d}") for i in range(count)]
+
+
+async def test_past_the_budget_and_the_limit_each_request_reports_its_own(
+    signer: OverrideSigner,
+) -> None:
+    # Issue 18: trapped flags stored without counting (the limit applied when read) and a
+    # report formatted only up to its budget. Interleaved requests with the same flags
+    # overridden to different values, and without a token, each get exactly their own.
+    flags = _many_trapped(600)
+
+    async def evaluate_all(request: Request) -> Response:
+        return PlainTextResponse(",".join({flag() for flag in flags}))
+
+    app = FeatureFlagMiddleware(Starlette(routes=[Route("/", evaluate_all)]), signer=signer)
+    tokens = {
+        value: signer.dumps({"AsgiMany.flag_000": value, "AsgiMany.flag_550": value}, sub="qa")
+        for value in ("a", "b")
+    }
+    async with client(app) as c:
+        for value in ("a", "b", None, "b", "a"):
+            headers = {} if value is None else {"Feature-Flag-Overrides": tokens[value]}
+            r = await c.get("/", headers=headers)
+            if value is None:
+                assert set(r.text.split(",")) == {"default"}
+                assert "feature-flags" not in r.headers
+                continue
+            assert set(r.text.split(",")) == {"default", value}
+            assert r.headers["cache-control"] == "private, no-store"
+            report = parse_report(r.headers["feature-flags"])
+            assert report[0] == Evaluation("AsgiMany.flag_000", value, "override")
+            assert all(e.value == "default" for e in report[1:])
+            assert [e.name for e in report] == [
+                f"AsgiMany.flag_{i:03d}" for i in range(len(report))
+            ]
+            assert len(report) + report.dropped == 600  # type: ignore[attr-defined]
+            assert len(r.headers["feature-flags"]) <= 4096
+
+
+async def test_merged_vary_is_remembered_per_set_of_values(signer: OverrideSigner) -> None:
+    # Issue 18: the merge is cached by the app's values; each answer stays its own,
+    # asked in any order, and the cache stays bounded.
+    from featureflag import _http
+
+    cases = [("Accept-Encoding", "Accept-Encoding, Cookie, Feature-Flag-Overrides"), ("*", "*")]
+    async with client(create_app(signer=signer)) as c:
+        for existing, expected in cases * 3:
+            r = await c.get("/vary", params={"vary": existing})
+            assert r.headers.get_list("vary") == [expected]
+    assert _http._merge_vary([b"Accept", b"Origin"]) == b"Accept, Origin, " + _http._VARY
+    assert _http._merge_vary([b"Accept, Origin"]) == b"Accept, Origin, " + _http._VARY
+    for i in range(_http._VARY_CACHE_MAX * 2):
+        assert _http._merge_vary([b"X-%d" % i]) == b"X-%d, " % i + _http._VARY
+    assert len(_http._merged_vary) <= _http._VARY_CACHE_MAX
+
+
 async def test_streaming_rule_late_flags_are_logged_not_lost(
     signer: OverrideSigner, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -293,3 +293,84 @@ def test_a_lone_surrogate_value_is_counted_as_omitted() -> None:
     scope.observe("bad", "x\ud800")
     value = scope_report(scope).decode("ascii")
     assert value == f'"ok";value;source=default, "{TRUNCATED}";omitted=1'
+
+
+# Issue 18: the report formats no further than its budget. The answer must be what
+# formatting everything and then cutting gave (the code before), written out here.
+def _format_all_then_cut(items: list[Evaluation], dropped: int, budget: int) -> str:
+    from featureflag.report import _entry_item, _marker
+
+    formatted = [_entry_item(e.name, e.value, e.source, e.rejected, e.service) for e in items]
+    parts = [i for i in formatted if i is not None]
+    dropped += len(formatted) - len(parts)
+    value = ", ".join(parts)
+    if not dropped and len(value) <= budget:
+        return value
+    total = len(parts) + dropped
+    size, kept = -2, 0
+    for part in parts:
+        grown = size + 2 + len(part)
+        if grown + 2 + len(_marker(total - kept - 1)) > budget:
+            break
+        size, kept = grown, kept + 1
+    return ", ".join([*parts[:kept], _marker(total - kept)])
+
+
+@given(
+    st.one_of(_wild, st.lists(st.builds(Evaluation, names, values), max_size=40)),
+    st.integers(min_value=64, max_value=700),
+    st.integers(0, 3),
+)
+def test_formatting_up_to_the_budget_gives_what_formatting_everything_gave(
+    items: list[Evaluation], budget: int, dropped: int
+) -> None:
+    assert format_report(items, dropped=dropped, budget=budget) == _format_all_then_cut(
+        items, dropped, budget
+    )
+
+
+def test_a_cut_report_formats_only_what_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from featureflag import report
+
+    formatted: list[str] = []
+    item = report._item
+
+    def counting(name: str, *args: object) -> str | None:
+        formatted.append(name)
+        return item(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(report, "_item", counting)
+    scope = Scope({}, limit=500)
+    for i in range(600):  # 100 past the limit too
+        scope.observe(f"Many.flag_{i:03d}", i % 2 == 0)
+    value = scope_report(scope, budget=1024).decode()
+    listed = parse_report(value)
+    assert len(listed) + listed.dropped == 600  # type: ignore[attr-defined]
+    assert value.endswith(f'"{TRUNCATED}";omitted={600 - len(listed)}')
+    # What was listed, the one that overflowed the budget, at most one more: not 500.
+    assert len(listed) < len(formatted) <= len(listed) + 2
+
+
+def test_a_scope_too_large_for_any_report_to_fit_skips_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[object] = []
+    fingerprint = Scope.fingerprint
+
+    def spy(self: Scope, most: int | None = None) -> object:
+        built.append(result := fingerprint(self, most))
+        return result
+
+    monkeypatch.setattr(Scope, "fingerprint", spy)
+    small, large = Scope({}), Scope({})
+    for i in range(3):
+        small.observe(f"s{i}", True)
+    for i in range(300):  # 300 x 18 characters at the very least: past 4096
+        large.observe(f"l{i}", True)
+    assert large.fingerprint() is not None  # within the limit: it has one
+    built.clear()
+    _reports.clear()
+    assert scope_report(large) == format_scope(large).encode()
+    assert built == [None] and not _reports  # no key built, nothing cached
+    assert scope_report(small) == format_scope(small).encode()
+    assert len(_reports) == 1  # below the bound, a complete report is still cached

@@ -323,3 +323,80 @@ def test_no_fingerprint_for_what_cannot_be_compared_cheaply() -> None:
     dropped.observe("b", True)
     assert dropped.dropped == 1
     assert [s.fingerprint() for s in (rejected, remote, dropped)] == [None, None, None]
+
+
+@pytest.mark.parametrize("opened_by", ["request_scope", "overrides"])
+def test_the_limit_holds_for_trapped_flags_in_a_scope_without_overrides(opened_by: str) -> None:
+    # In such a scope the trap stores with no test (Scope.sink): the limit is applied
+    # when the record is read.
+    flags = []
+    for i in range(4):
+
+        @featureflag.trap(name=f"sink-limit-{i}")
+        def flag() -> bool:
+            return True
+
+        flags.append(flag)
+    block = featureflag.request_scope(limit=2) if opened_by == "request_scope" else None
+    with block or featureflag.overrides({}) as scope:
+        if block is None:
+            scope.limit = 2  # overrides() has no limit argument: the same record, smaller
+        assert scope.sink is scope.seen
+        mark = scope.mark()
+        for _ in range(3):
+            for flag in flags:
+                assert flag() is True
+        result = featureflag.evaluations()
+        assert [e.name for e in result] == ["sink-limit-0", "sink-limit-1"]
+        assert result.dropped == 2
+        assert scope.fingerprint() is None  # past the limit: never a cached report
+        assert scope.since(mark) == ("sink-limit-0", "sink-limit-1")  # late: stored only
+        assert scope.count() == 2
+
+
+def test_past_the_limit_a_flag_is_counted_once_whoever_recorded_it() -> None:
+    @featureflag.trap(name="once-a")
+    def a() -> bool:
+        return True
+
+    @featureflag.trap(name="once-b")
+    def b() -> bool:
+        return True
+
+    with featureflag.request_scope(limit=1) as scope:
+        a()
+        b()  # past the limit, stored by the trap's hot path
+        scope.observe("once-b", False)  # and again through the API
+        scope.observe("once-c", True)  # past the limit, counted by the API
+        scope.add_remote(Evaluation("once-b", True, service="billing"))  # same name
+        result = featureflag.evaluations()
+    assert [e.name for e in result] == ["once-a"]
+    assert result.dropped == 2  # once-b and once-c
+
+
+def test_a_nested_empty_block_keeps_the_overrides_around_it() -> None:
+    s = Scoped()
+    with featureflag.request_scope({"Scoped.is_on": True}) as outer:
+        assert outer.sink is None  # overrides apply: the hot path must look
+        with featureflag.overrides({}) as inner:
+            assert inner.sink is None
+            assert s.is_on() is True
+            assert s.variant() == "a"
+        assert s.is_on() is True
+    with featureflag.request_scope() as plain, featureflag.overrides({}) as inner:
+        assert inner.sink is plain.seen  # nothing to override: both store straight in
+        assert s.is_on() is False
+        assert [e.name for e in featureflag.evaluations()] == ["Scoped.is_on"]
+
+
+async def test_an_async_trapped_flag_in_a_scope_without_overrides_is_recorded() -> None:
+    @featureflag.trap(name="sink-async")
+    async def flag() -> str:
+        return "a"
+
+    with featureflag.request_scope(limit=1):
+        assert await flag() == "a"
+        assert await flag() == "a"
+        assert [(e.name, e.value) for e in featureflag.evaluations()] == [("sink-async", "a")]
+    with featureflag.request_scope({"sink-async": "b"}):
+        assert await flag() == "b"
