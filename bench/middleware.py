@@ -176,7 +176,9 @@ def variants(requests: int) -> list[Variant]:
     for label, app, base in apps:
         wrapped = FeatureFlagMiddleware(app, signer=signer)
         if base != "bare app":
+            # The control: what any pure-ASGI middleware costs around this app.
             out.append(Variant(base, app, same([])))
+            out.append(Variant(label + "minimal wrapper*", MinimalWrapper(app), same([]), base))
         out += [
             Variant(label + "no token", wrapped, same([]), base),
             Variant(label + "repeated token, header", wrapped, same(header(repeated)), base),
