@@ -19,11 +19,11 @@ then up) while the service's peak RSS is read from /proc.
     .venv/bin/python bench/proxy.py [--seconds 3] [--rounds 3] [--connections 16]
                                     [--upstream page|hello|both] [--loop asyncio|uvloop]
                                     [--client aiohttp|httpx] [--http h11|httptools]
-                                    [--server uvicorn|hypercorn|both]
+                                    [--server uvicorn|granian|both]
 
 ``--client httpx`` runs the same service with httpx's own transport (httpcore) as the
 proxy's upstream client instead of aiohttp's, to compare the two. ``--server both`` runs
-the service twice, on uvicorn and on hypercorn (``featureflag-server --server``), each
+the service twice, on uvicorn and on granian (``featureflag-server --server``), each
 with its own fork of the same upstream, and alternates their rounds with the direct ones.
 
 Targets (issue 12): on ``page`` at 16 connections the fork reaches >= 30% of direct
@@ -393,7 +393,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--server",
-        choices=["uvicorn", "hypercorn", "both"],
+        choices=["uvicorn", "granian", "both"],
         default="uvicorn",
         help="the service's HTTP server (featureflag-server --server; both: one service "
         "on each, measured in the same rounds)",
@@ -417,10 +417,10 @@ def main() -> None:
     print(f"event loop of the service and the upstreams: {args.loop}")
     print(f"the service's HTTP parser: {args.http}")
     print(f"the fork proxy's upstream client: {args.client}")
-    servers = ["uvicorn", "hypercorn"] if args.server == "both" else [args.server]
+    servers = ["uvicorn", "granian"] if args.server == "both" else [args.server]
     print(f"the service's HTTP server: {' and '.join(servers)}")
-    if "hypercorn" in servers and args.http != "h11":
-        raise SystemExit("--server hypercorn parses with h11: leave --http out")
+    if "granian" in servers and args.http != "h11":
+        raise SystemExit("--server granian parses with hyper: leave --http out")
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         log_dir = Path(tmp)
         services: dict[str, Server] = {}

@@ -1,14 +1,15 @@
 """``featureflag-server`` (``python -m featureflag_server``): run the service on uvicorn
-(the default) or hypercorn (``--server hypercorn``)."""
+(the default) or granian (``--server granian``)."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import importlib.util
 import logging
-import logging.config
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -74,8 +75,8 @@ def serve(app: ASGIApp, settings: Settings) -> None:
     # (the Logging HOWTO's "Optimization" switches).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    if settings.server == "hypercorn":
-        _serve_hypercorn(app, settings)
+    if settings.server == "granian":
+        _serve_granian(app, settings)
         return
     import uvicorn
 
@@ -101,32 +102,61 @@ def serve(app: ASGIApp, settings: Settings) -> None:
     )
 
 
-def _serve_hypercorn(app: ASGIApp, settings: Settings) -> None:
-    from hypercorn.asyncio import serve as hypercorn_serve
-    from hypercorn.config import Config
-    from hypercorn.utils import LifespanFailureError
+def _serve_granian(app: ASGIApp, settings: Settings) -> None:
+    from granian.constants import HTTPModes, Interfaces
+    from granian.errors import FatalError
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+    from granian.server.embed import Server
     from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-    logging.config.dictConfig(LOG_CONFIG)
-    config = Config()
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    config.bind = [f"{host}:{settings.port}"]
-    config.include_server_header = False
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.accesslog = logging.getLogger("hypercorn.access") if settings.access_log else None
-    config.access_log_format = '%(h)s - "%(m)s %(Uq)s HTTP/%(H)s" %(s)s'  # uvicorn's line
-    # Limits on direct connections (docs/server.md, "Limits"). One idle timer: it runs
-    # from a connection's start and from the end of each response until a request head
-    # is complete, then the connection is closed (header_timeout == keep_alive_timeout,
-    # Settings makes sure). No read_timeout: it would also close a quiet WebSocket.
-    # HTTP/2 without TLS (which hypercorn accepts) gets the same bound on header lists;
-    # its preface escapes the idle timer (docs/server.md, "What hypercorn does not bound").
-    config.keep_alive_timeout = settings.keep_alive_timeout
-    config.h11_max_incomplete_size = settings.max_header_bytes
-    config.h2_max_header_list_size = settings.max_header_bytes
-    # uvicorn's own middleware, as uvicorn.run(proxy_headers=True) adds it: hypercorn's
-    # ProxyFixMiddleware trusts X-Forwarded-For from any client, not only these.
-    trusted = ProxyHeadersMiddleware(app, trusted_hosts=settings.forwarded_allow_ips)  # type: ignore[arg-type]
+    assert settings.header_timeout is not None  # Settings fills it in for granian
+    # Limits on direct connections (docs/server.md, "Limits"), all hyper's (granian's
+    # HTTP/1.1 is hyper's http1 connection):
+    # - HTTP/1.1 only: no HTTP/2 without TLS, whose preface would start a connection no
+    #   header timer covers; hyper answers the preface by closing the connection.
+    # - header_read_timeout: one timer from a connection's start, and from the end of each
+    #   response, until a request head is complete (a fixed deadline, not reset by bytes);
+    #   so it is the keep-alive timeout too (Settings makes them one value).
+    # - max_buffer_size: past it with no complete head, hyper answers 431 and closes.
+    # - backpressure: a semaphore permit per accepted connection, held until it closes;
+    #   connections past the cap wait in the listen backlog, unaccepted.
+    http1 = HTTP1Settings(
+        header_read_timeout=settings.header_timeout * 1000,
+        keep_alive=True,
+        max_buffer_size=settings.max_header_bytes,
+    )
+    server = Server(
+        # uvicorn's own middleware, as uvicorn.run(proxy_headers=True) adds it.
+        ProxyHeadersMiddleware(app, trusted_hosts=settings.forwarded_allow_ips),  # type: ignore[arg-type]
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        http=HTTPModes.http1,
+        websockets=True,
+        backlog=2048,  # uvicorn's
+        backpressure=settings.max_connections,
+        http1_settings=http1,
+        log_level=LogLevels.info,
+        log_dictconfig=copy.deepcopy(LOG_CONFIG),  # granian sets levels in it
+        log_access=settings.access_log,
+        # uvicorn's line, less the client's port (granian logs only the address) and the
+        # query string (its own field: a bare "?" would end every other line).
+        log_access_format='%(addr)s - "%(method)s %(path)s %(protocol)s" %(status)d',
+    )
+
+    async def run() -> bool:
+        loop = asyncio.get_running_loop()
+        # The embedded server sets no signal handlers: stop() stops accepting, lets
+        # in-flight requests finish, then runs the lifespan's shutdown.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.stop)
+        try:
+            await server.serve()
+        except FatalError:  # the lifespan's startup failed; granian has logged why
+            return False
+        return not server.interrupt_children  # empty unless a worker ended on its own
+
     use_uvloop = settings.loop == "uvloop" or (
         settings.loop == "auto" and importlib.util.find_spec("uvloop") is not None
     )
@@ -135,14 +165,9 @@ def _serve_hypercorn(app: ASGIApp, settings: Settings) -> None:
         import uvloop
 
         loop_factory = uvloop.new_event_loop
-    try:
-        # Without a shutdown_trigger, serve() stops gracefully on SIGINT and SIGTERM.
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(hypercorn_serve(trusted, config, mode="asgi"))  # type: ignore[arg-type]
-    except LifespanFailureError as exc:
-        # As uvicorn does: the app said why, the exit code says start-up failed.
-        logging.getLogger("hypercorn.error").error("Application startup failed: %s", exc)
-        raise SystemExit(3) from None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        if not runner.run(run()):
+            raise SystemExit(3)  # as uvicorn: start-up failed
 
 
 if __name__ == "__main__":

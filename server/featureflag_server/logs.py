@@ -1,6 +1,6 @@
 """The service's log lines: timestamped, through the stdlib's ``StreamHandler`` to stderr.
 
-uvicorn (or hypercorn) writes an access line per request; :data:`LOG_CONFIG` sends its
+uvicorn (or granian) writes an access line per request; :data:`LOG_CONFIG` sends its
 lines and ours through the stdlib's formatter (uvicorn's own access formatter, with
 colours and a copy of every record, cost twice as much per line). :class:`Formatter`
 formats the timestamp once a second instead of once per line.
@@ -53,7 +53,8 @@ LOG_CONFIG: dict[str, Any] = {
         "uvicorn.error": {"level": "INFO"},
         "uvicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "featureflag": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-        # featureflag-server --server hypercorn: hypercorn.error and hypercorn.access.
-        "hypercorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        # featureflag-server --server granian: _granian (its Rust side too) and granian.access.
+        "_granian": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "granian": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
     },
 }

@@ -86,14 +86,16 @@ Loop = Literal["auto", "asyncio", "uvloop"]
 LOOPS: tuple[Loop, ...] = get_args(Loop)
 HttpParser = Literal["h11", "httptools"]
 HTTP_PARSERS: tuple[HttpParser, ...] = get_args(HttpParser)
-# The HTTP server the service runs on: uvicorn caps connections, hypercorn times out
-# request heads; neither does both (docs/server.md, "Limits on direct connections").
-ServerName = Literal["uvicorn", "hypercorn"]
+# The HTTP server the service runs on: uvicorn (the default) has no header timeout;
+# granian enforces every limit (docs/server.md, "Limits on direct connections").
+ServerName = Literal["uvicorn", "granian"]
 SERVERS: tuple[ServerName, ...] = get_args(ServerName)
 # Limits on direct connections (docs/server.md, "Limits"): the server's own settings.
+# hyper (granian's HTTP/1.1) refuses a read buffer smaller than 8 KiB.
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_KEEP_ALIVE_TIMEOUT = 5
 DEFAULT_MAX_CONNECTIONS = 1000
+GRANIAN_MIN_HEADER_BYTES = 8192
 
 
 class Settings(BaseModel):
@@ -136,8 +138,7 @@ class Settings(BaseModel):
     # head; None: no such timeout (uvicorn has none). See _server_limits.
     header_timeout: int | None = Field(default=None, ge=1, le=3600)
     keep_alive_timeout: int = Field(default=DEFAULT_KEEP_ALIVE_TIMEOUT, ge=1, le=3600)
-    # None: no cap (hypercorn has none).
-    max_connections: int | None = Field(default=DEFAULT_MAX_CONNECTIONS, ge=1, le=1_000_000)
+    max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, ge=1, le=1_000_000)
 
     @model_validator(mode="before")
     @classmethod
@@ -145,10 +146,10 @@ class Settings(BaseModel):
         """Fill in the limits the chosen server can honour; refuse those it cannot.
 
         A limit left out (or None) takes the server's default. uvicorn has no header
-        timeout. hypercorn has one idle timer for both: it runs from a connection's start,
-        and again from the end of each response, until a request head is complete; so
-        --header-timeout and --keep-alive-timeout are one value there, and it has no cap
-        on connections.
+        timeout. granian (hyper's header_read_timeout) has one timer for both: it runs
+        from a connection's start, and again from the end of each response, until a
+        request head is complete; so --header-timeout and --keep-alive-timeout are one
+        value there. hyper's read buffer (--max-header-bytes) is at least 8 KiB.
         """
         if not isinstance(data, dict):
             return data
@@ -158,36 +159,31 @@ class Settings(BaseModel):
         if server == "uvicorn":
             if header is not None:
                 raise ValueError(
-                    "--header-timeout needs --server hypercorn: uvicorn has no timeout for "
+                    "--header-timeout needs --server granian: uvicorn has no timeout for "
                     "reading a request head (put a gateway with one in front, or run on "
-                    "hypercorn; docs/server.md, 'Limits on direct connections')"
+                    "granian; docs/server.md, 'Limits on direct connections')"
                 )
             return given
-        if server == "hypercorn":
+        if server == "granian":
             if header is not None and keep_alive is not None and header != keep_alive:
                 raise ValueError(
                     f"--header-timeout {header} and --keep-alive-timeout {keep_alive} differ, "
-                    "but on hypercorn they are one timer (it runs from a connection's start "
+                    "but on granian they are one timer (it runs from a connection's start "
                     "and from the end of each response until a request head is complete): "
                     "give one of them, or the same value"
                 )
-            if "max_connections" in given:
+            if given.get("max_header_bytes", DEFAULT_MAX_HEADER_BYTES) < GRANIAN_MIN_HEADER_BYTES:
                 raise ValueError(
-                    "--max-connections needs --server uvicorn: hypercorn has no cap on "
-                    "concurrent connections (its idle timer closes idle HTTP/1.1 ones; cap them "
-                    "at a gateway, or run on uvicorn)"
+                    f"--max-header-bytes on granian is at least {GRANIAN_MIN_HEADER_BYTES} "
+                    "(the smallest read buffer hyper, its HTTP/1.1 parser, accepts)"
                 )
             if given.get("http", "h11") != "h11":
                 raise ValueError(
-                    "--http httptools needs --server uvicorn: hypercorn parses with h11"
+                    "--http httptools needs --server uvicorn: granian parses with hyper"
                 )
             timer = header if header is not None else keep_alive
             timer = DEFAULT_KEEP_ALIVE_TIMEOUT if timer is None else timer
-            return given | {
-                "header_timeout": timer,
-                "keep_alive_timeout": timer,
-                "max_connections": None,
-            }
+            return given | {"header_timeout": timer, "keep_alive_timeout": timer}
         return given
 
     @field_validator("fork_upstreams")
@@ -493,8 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--server",
         choices=SERVERS,
         default="uvicorn",
-        help="the HTTP server: uvicorn caps --max-connections, hypercorn enforces "
-        "--header-timeout; each lacks the other (uvicorn)",
+        help="the HTTP server: granian enforces every limit below, uvicorn all but "
+        "--header-timeout (uvicorn)",
     )
     parser.add_argument(
         "--http",
@@ -508,14 +504,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_HEADER_BYTES,
         help=f"largest request head (request line and headers) in bytes; past it the "
-        f"connection gets a 400 and is closed ({DEFAULT_MAX_HEADER_BYTES})",
+        f"connection gets a 400 (granian: 431, at least 8192) and is closed "
+        f"({DEFAULT_MAX_HEADER_BYTES})",
     )
     parser.add_argument(
         "--header-timeout",
         type=int,
         default=None,
         help="seconds a client has to send a complete request head, from connecting or from "
-        "the end of the last response; then the connection is closed (hypercorn only: the "
+        "the end of the last response; then the connection is closed (granian only: the "
         f"same timer as --keep-alive-timeout; {DEFAULT_KEEP_ALIVE_TIMEOUT})",
     )
     parser.add_argument(
@@ -528,8 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-connections",
         type=int,
         default=None,
-        help=f"most client connections and requests at once; past it requests get a 503 "
-        f"(uvicorn only; {DEFAULT_MAX_CONNECTIONS})",
+        help=f"most client connections at once; past it uvicorn answers 503, granian "
+        f"leaves new connections waiting to be accepted ({DEFAULT_MAX_CONNECTIONS})",
     )
     return parser
 
@@ -577,10 +574,10 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         raise ConfigurationError(
             "--loop uvloop needs the uvloop package: pip install uvloop, or use --loop asyncio."
         )
-    if args.server == "hypercorn" and importlib.util.find_spec("hypercorn") is None:
+    if args.server == "granian" and importlib.util.find_spec("granian") is None:
         raise ConfigurationError(
-            "--server hypercorn needs the hypercorn package: pip install "
-            "'featureflag[hypercorn]', or use --server uvicorn."
+            "--server granian needs the granian package: pip install "
+            "'featureflag[granian]', or use --server uvicorn."
         )
     try:
         raw["api_tokens"], raw["api_scopes"] = parse_scoped_api_tokens(

@@ -1,5 +1,6 @@
-"""``python -m tests.server.serve_probe SERVER PORT RECORD``: a small app served by
-``featureflag_server.__main__.serve`` as the service is, recording its lifespan.
+"""``python -m tests.server.serve_probe SERVER PORT RECORD [--fail-startup]``: a small app
+served by ``featureflag_server.__main__.serve`` as the service is, recording its lifespan
+(with --fail-startup, its startup fails).
 
 Each lifespan event, and the start of each ``GET /slow`` (which answers after 1 s),
 appends a line to the file RECORD, so a test can send a signal mid-request and then
@@ -18,7 +19,7 @@ from featureflag_server.__main__ import serve
 from featureflag_server.settings import Settings
 
 
-def probe(record: Path) -> ASGIApp:
+def probe(record: Path, fail_startup: bool = False) -> ASGIApp:
     def note(line: str) -> None:
         with record.open("a") as out:
             out.write(line + "\n")
@@ -29,6 +30,10 @@ def probe(record: Path) -> ASGIApp:
                 message = await receive()
                 event = message["type"].removeprefix("lifespan.")
                 note(event)
+                if fail_startup:
+                    message = "the probe refuses to start"
+                    await send({"type": "lifespan.startup.failed", "message": message})
+                    return
                 await send({"type": f"lifespan.{event}.complete"})
                 if event == "shutdown":
                     return
@@ -47,4 +52,4 @@ def probe(record: Path) -> ASGIApp:
 if __name__ == "__main__":
     server, port, record = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     settings = Settings(secret="k" * 40, port=port, server=server, access_log=False)
-    serve(probe(record), settings)
+    serve(probe(record, fail_startup="--fail-startup" in sys.argv[4:]), settings)

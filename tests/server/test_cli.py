@@ -38,8 +38,8 @@ COMMAND = str(Path(sys.executable).with_name("featureflag-server"))
         (ENV, ["--max-header-bytes", "10"], "--max-header-bytes"),
         (ENV, ["--keep-alive-timeout", "0"], "--keep-alive-timeout"),
         (ENV, ["--max-connections", "0"], "--max-connections"),
-        (ENV, ["--header-timeout", "10"], "--header-timeout needs --server hypercorn"),
-        (ENV, ["--server", "hypercorn", "--max-connections", "9"], "hypercorn has no cap"),
+        (ENV, ["--header-timeout", "10"], "--header-timeout needs --server granian"),
+        (ENV, ["--server", "granian", "--max-header-bytes", "4096"], "at least 8192"),
     ],
 )
 def test_startup_errors_exit_2_with_a_message(
@@ -93,36 +93,44 @@ def test_the_limits_and_the_upstream_policy_come_from_the_options(
     assert policy.listening == (("127.0.0.1", 8123),)
 
 
-def test_on_hypercorn_the_limits_are_its_own_settings(
+def test_on_granian_the_limits_are_its_own_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hypercorn.config import Config
+    from granian.constants import HTTPModes, Interfaces
     from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
     seen: dict[str, object] = {}
 
-    async def hypercorn_serve(app: object, config: Config, **options: object) -> None:
-        seen.update(options, app=app, config=config)
+    class Server:
+        def __init__(self, target: object, **options: object) -> None:
+            seen.update(options, app=target)
+            self.interrupt_children: list[int] = []
 
-    monkeypatch.setattr("hypercorn.asyncio.serve", hypercorn_serve)
+        async def serve(self) -> None:
+            pass
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr("granian.server.embed.Server", Server)
     monkeypatch.setattr("gc.freeze", lambda: None)
-    monkeypatch.setattr("logging.config.dictConfig", lambda config: None)
     for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
         monkeypatch.setattr(logging, name, getattr(logging, name))
-    argv = ["--db", str(tmp_path / "ff.sqlite3"), "--server", "hypercorn", "--port", "8124"]
-    argv += ["--header-timeout", "7", "--max-header-bytes", "32768"]
-    argv += ["--forwarded-allow-ips", "10.0.0.1", "--no-access-log"]
+    argv = ["--db", str(tmp_path / "ff.sqlite3"), "--server", "granian", "--port", "8124"]
+    argv += ["--header-timeout", "7", "--max-header-bytes", "32768", "--max-connections", "50"]
+    argv += ["--forwarded-allow-ips", "10.0.0.1", "--no-access-log", "--loop", "asyncio"]
     assert main(argv, ENV) == 0
-    config = seen["config"]
-    assert isinstance(config, Config)
-    assert config.bind == ["127.0.0.1:8124"]
-    # Issue 17, item 6: one idle timer until a request head is complete (the header
-    # timeout and the keep-alive timeout), and h11's (and h2c's) bound on a head.
-    assert config.keep_alive_timeout == 7
-    assert config.h11_max_incomplete_size == config.h2_max_header_list_size == 32768
-    assert config.read_timeout is None  # it would close quiet WebSockets too
-    assert (config.include_server_header, config.accesslog) == (False, None)
-    assert "shutdown_trigger" not in seen  # hypercorn's own: SIGINT and SIGTERM
+    assert (seen["address"], seen["port"]) == ("127.0.0.1", 8124)
+    assert (seen["interface"], seen["websockets"]) == (Interfaces.ASGI, True)
+    # Issue 17, item 6: HTTP/1.1 only (no HTTP/2 preface to escape the header timer), one
+    # timer until a request head is complete (header and keep-alive timeouts), hyper's
+    # bound on a head, and the connection cap.
+    assert seen["http"] == HTTPModes.http1
+    http1 = seen["http1_settings"]
+    assert (http1.header_read_timeout, http1.keep_alive) == (7000, True)  # type: ignore[attr-defined]
+    assert http1.max_buffer_size == 32768  # type: ignore[attr-defined]
+    assert seen["backpressure"] == 50
+    assert seen["log_access"] is False
     # Proxy headers as uvicorn trusts them: only from --forwarded-allow-ips.
     app = seen["app"]
     assert isinstance(app, ProxyHeadersMiddleware)

@@ -54,11 +54,11 @@ def upstream(log_dir: Path) -> Iterator[Server]:
 # uvicorn's two event loops: plain asyncio, and uvloop (what `--loop auto` picks when it is
 # installed, as with `uvicorn[standard]`); their transports differ (the pool, the
 # coalescing protocol and the disconnect watcher all touch them). And the whole module
-# again on hypercorn (`--server hypercorn`, issue 17: its header timeout), on asyncio.
-@pytest.fixture(scope="module", params=["asyncio", "uvloop", "hypercorn"])
+# again on granian (`--server granian`, issue 17: its limits), on asyncio.
+@pytest.fixture(scope="module", params=["asyncio", "uvloop", "granian"])
 def service(request: pytest.FixtureRequest, log_dir: Path, upstream: Server) -> Iterator[Server]:
-    server_name = "hypercorn" if request.param == "hypercorn" else "uvicorn"
-    loop = "asyncio" if request.param == "hypercorn" else request.param
+    server_name = "granian" if request.param == "granian" else "uvicorn"
+    loop = "asyncio" if server_name != "uvicorn" else request.param
     port = free_port()
     argv = [sys.executable, "-m", "featureflag_server", "--port", str(port), "--loop", loop]
     argv += ["--db", str(log_dir / f"ff-{request.param}.db"), "--server", server_name]
@@ -408,10 +408,7 @@ async def test_the_clients_close_code_reaches_the_upstream(
         await ws.send_str("ping")
         assert await ws.receive_str(timeout=10) == "echo:ping"
         await ws.close(code=4001)
-    # hypercorn (0.18) tells the app of a client's close frame as websocket.disconnect
-    # with 1006, not the frame's code (protocol/ws_stream.py: CloseConnection becomes
-    # StreamClosed): the upstream learns only that the client went away (1001).
-    seen = "ws-closed:1001" if "on hypercorn)" in service.output() else "ws-closed:4001"
+    seen = "ws-closed:4001"
     deadline = time.monotonic() + 20
     while seen not in httpx.get(upstream.url + "/events").json():
         assert time.monotonic() < deadline, "the upstream never saw the client's close code"

@@ -262,21 +262,21 @@ def test_on_uvicorn_the_limits_default_and_there_is_no_header_timeout() -> None:
         (["--header-timeout", "8", "--keep-alive-timeout", "8"], 8),
     ],
 )
-def test_on_hypercorn_both_timeouts_are_its_one_idle_timer(argv: list[str], timer: int) -> None:
-    s = load_settings(["--server", "hypercorn", *argv], ENV)
+def test_on_granian_both_timeouts_are_its_one_header_timer(argv: list[str], timer: int) -> None:
+    s = load_settings(["--server", "granian", *argv], ENV)
     assert (s.header_timeout, s.keep_alive_timeout) == (timer, timer)
-    assert s.max_connections is None  # hypercorn has no cap: the settings say so
+    assert s.max_connections == 1000  # granian caps connections too
 
 
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["--header-timeout", "3"], "--header-timeout needs --server hypercorn"),
-        (["--server", "hypercorn", "--header-timeout", "3", "--keep-alive-timeout", "4"],
+        (["--header-timeout", "3"], "--header-timeout needs --server granian"),
+        (["--server", "granian", "--header-timeout", "3", "--keep-alive-timeout", "4"],
          "they are one timer"),
-        (["--server", "hypercorn", "--max-connections", "50"], "hypercorn has no cap"),
-        (["--server", "hypercorn", "--http", "httptools"], "hypercorn parses with h11"),
-        (["--server", "hypercorn", "--header-timeout", "0"], "--header-timeout is invalid"),
+        (["--server", "granian", "--max-header-bytes", "8191"], "at least 8192"),
+        (["--server", "granian", "--http", "httptools"], "granian parses with hyper"),
+        (["--server", "granian", "--header-timeout", "0"], "--header-timeout is invalid"),
     ],
 )  # fmt: skip
 def test_limits_the_server_cannot_honour_stop_start_up(argv: list[str], says: str) -> None:
@@ -286,20 +286,20 @@ def test_limits_the_server_cannot_honour_stop_start_up(argv: list[str], says: st
 
 
 def test_settings_built_directly_get_the_same_rules() -> None:
-    on_hypercorn = Settings(secret=SECRET, server="hypercorn", header_timeout=2)
-    assert (on_hypercorn.keep_alive_timeout, on_hypercorn.max_connections) == (2, None)
-    with pytest.raises(ValueError, match="needs --server hypercorn"):
+    on_granian = Settings(secret=SECRET, server="granian", header_timeout=2)
+    assert (on_granian.keep_alive_timeout, on_granian.max_connections) == (2, 1000)
+    with pytest.raises(ValueError, match="needs --server granian"):
         Settings(secret=SECRET, header_timeout=2)
 
 
-def test_hypercorn_without_the_package_says_how_to_get_it(
+def test_granian_without_the_package_says_how_to_get_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util,
         "find_spec",
-        lambda name, *a: None if name == "hypercorn" else real(name, *a),
+        lambda name, *a: None if name == "granian" else real(name, *a),
     )
-    with pytest.raises(ConfigurationError, match=r"pip install 'featureflag\[hypercorn\]'"):
-        load_settings(["--server", "hypercorn"], ENV)
+    with pytest.raises(ConfigurationError, match=r"pip install 'featureflag\[granian\]'"):
+        load_settings(["--server", "granian"], ENV)
