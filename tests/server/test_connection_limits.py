@@ -313,3 +313,39 @@ def test_on_granian_connections_past_the_cap_wait_until_one_closes(tmp_path: Pat
         finally:
             for sock in (first, second, third):
                 sock.close()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_a_quiet_websocket_through_a_fork_outlives_the_header_timeout(
+    server: str, tmp_path: Path
+) -> None:
+    """No request head is read after an upgrade, so the timer that closes silent
+    connections (the one timer on granian) leaves a quiet WebSocket (a dev server's
+    hot-reload socket) open: docs/server.md, "granian's one timer"."""
+    import aiohttp
+
+    from tests.support.servers import run_uvicorn
+
+    with (
+        run_uvicorn("tests.server.proxy_upstream:app", log_dir=tmp_path, name="up") as up,
+        _service(tmp_path, server, "--keep-alive-timeout", "1") as service,
+    ):
+        created = httpx.post(
+            service.url + "/api/forks",
+            json={"name": "quiet", "upstream": up.url, "flags": {}},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert created.status_code == 201, created.text
+        host = {"Host": f"quiet.localhost:{service.port}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(service.url + "/ws", headers=host) as ws,
+        ):
+            await ws.receive_json(timeout=10)
+            # A kept-alive connection gone idle meanwhile is closed: the timer is 1 s.
+            with socket.create_connection(("127.0.0.1", service.port), timeout=30) as idle:
+                assert b" 200 " in _get(idle)
+                assert _closed_by_server(idle)
+            assert not ws.closed
+            await ws.send_str("still there")
+            assert await ws.receive_str(timeout=10) == "echo:still there"
