@@ -49,7 +49,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     from .app import create_app
 
-    app = create_app(settings, store=store)
+    # The lifespan's shutdown closes the store: uvicorn raises SIGTERM again once it has
+    # shut down, so nothing after serve() runs then (the finally below is for the rest;
+    # closing twice is a no-op).
+    app = create_app(settings, store=store, close_store=True)
     try:
         print(
             f"featureflag-server: serving on http://{settings.host}:{settings.port} "

@@ -349,3 +349,22 @@ async def test_a_quiet_websocket_through_a_fork_outlives_the_header_timeout(
             assert not ws.closed
             await ws.send_str("still there")
             assert await ws.receive_str(timeout=10) == "echo:still there"
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_sigterm_closes_the_store(server: str, tmp_path: Path) -> None:
+    """The lifespan's shutdown closes the store (uvicorn raises SIGTERM again after its
+    shutdown, so code after serve() never ran): SQLite checkpoints its write-ahead log
+    and removes it when its last connection closes."""
+    wal = tmp_path / "ff.sqlite3-wal"
+    with _service(tmp_path, server) as service:
+        created = httpx.post(
+            service.url + "/api/forks",
+            json={"name": "kept", "upstream": "http://127.0.0.1:9", "flags": {}},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert created.status_code == 201, created.text
+        assert wal.exists()
+        service.process.send_signal(signal.SIGTERM)
+        service.process.wait(timeout=30)
+    assert not wal.exists(), service.output()
