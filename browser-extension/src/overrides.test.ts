@@ -10,23 +10,10 @@ import {
   siteOf,
 } from "./overrides";
 import { ServiceError } from "./service";
+import { fakeFetch, json } from "./testing";
 
 const config: Config = { serviceUrl: "http://127.0.0.1:8000", apiToken: "dev-token-0123456789", ttlMinutes: 60 };
 
-/** A fetch that records calls and answers from a table. */
-function fakeFetch(answers: Record<string, () => Response>) {
-  const calls: { url: string; init: RequestInit | undefined }[] = [];
-  const fn = async (url: string, init?: RequestInit): Promise<Response> => {
-    calls.push({ url, init });
-    const answer = answers[`${init?.method ?? "GET"} ${url}`];
-    if (!answer) throw new TypeError("Failed to fetch");
-    return answer();
-  };
-  return { fn, calls };
-}
-
-const json = (status: number, body: unknown) =>
-  new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
 
 describe("mintToken", () => {
   it("posts the flags and ttl with the bearer token and reads the token and expiry", async () => {

@@ -1,24 +1,11 @@
 import { describe, expect, it } from "vitest";
 import type { Config } from "./config";
 import { ServiceError, testConnection } from "./service";
+import { fakeFetch, json } from "./testing";
 
 const config: Config = { serviceUrl: "http://127.0.0.1:8000", apiToken: "dev-token-0123456789", ttlMinutes: 60 };
 const S = "http://127.0.0.1:8000";
 
-/** A fetch that records calls and answers from a table; anything else is "nothing answers". */
-function fakeFetch(answers: Record<string, () => Response>) {
-  const calls: { url: string; init: RequestInit | undefined }[] = [];
-  const fn = async (url: string, init?: RequestInit): Promise<Response> => {
-    calls.push({ url, init });
-    const answer = answers[`${init?.method ?? "GET"} ${url}`];
-    if (!answer) throw new TypeError("Failed to fetch");
-    return answer();
-  };
-  return { fn, calls };
-}
-
-const json = (status: number, body: unknown) =>
-  new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
 const healthy = () => json(200, { status: "ok" });
 const minted = () => json(201, { token: "t", expires_at: "2030-01-01T00:00:00Z" });
 const notFound = () => new Response("<h1>Not Found</h1>", { status: 404, headers: { "Content-Type": "text/html" } });

@@ -36,3 +36,20 @@ export function memoryArea(initial: Record<string, unknown> = {}, lock: Lock = "
     });
   return area;
 }
+
+/** A fetch that records its calls and answers from a table keyed `"METHOD url"`; anything
+ * else fails as when nothing answers ("Failed to fetch"). */
+export function fakeFetch(answers: Record<string, () => Response>) {
+  const calls: { url: string; init: RequestInit | undefined }[] = [];
+  const fn = async (url: string, init?: RequestInit): Promise<Response> => {
+    calls.push({ url, init });
+    const answer = answers[`${init?.method ?? "GET"} ${url}`];
+    if (!answer) throw new TypeError("Failed to fetch");
+    return answer();
+  };
+  return { fn, calls };
+}
+
+/** A JSON response with `status`. */
+export const json = (status: number, body: unknown) =>
+  new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
