@@ -61,11 +61,11 @@ class ServiceApp:
         *,
         store: Store | None = None,
         proxy_transport: httpx.AsyncBaseTransport | None = None,
-        close_store: bool | None = None,
+        close_store: bool = False,
     ) -> None:
         self.settings = settings
         self.store = store
-        self._owns_store = store is None if close_store is None else close_store
+        self._owns_store = store is None or close_store
         self._proxy_transport = proxy_transport
         self.service: ASGIApp | None = None
         self.proxy: ForkProxy | None = None
@@ -168,7 +168,7 @@ def create_app(
     *,
     store: Store | None = None,
     proxy_transport: httpx.AsyncBaseTransport | None = None,
-    close_store: bool | None = None,
+    close_store: bool = False,
 ) -> ServiceApp:
     """The whole service. Without *store*, the lifespan opens the store for ``settings.db``
     and closes it; a given *store* stays the caller's to close, unless *close_store*

@@ -230,6 +230,7 @@ class WebPage:
         env.filters["flagvalue"] = flag_value
         env.filters["flagtype"] = flag_type
         env.globals["type_options"] = TYPE_OPTIONS
+        env.globals["type_labels"] = TYPE_LABELS
         self.templates = env
 
     # -- session helpers ------------------------------------------------------------
