@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import gc
-import importlib.util
 import logging
 import os
 import signal
@@ -106,6 +105,7 @@ def serve(app: ASGIApp, settings: Settings) -> None:
 
 
 def _serve_granian(app: ASGIApp, settings: Settings) -> None:
+    import uvicorn
     from granian.constants import HTTPModes, Interfaces
     from granian.errors import FatalError
     from granian.http import HTTP1Settings
@@ -160,14 +160,8 @@ def _serve_granian(app: ASGIApp, settings: Settings) -> None:
             return False
         return not server.interrupt_children  # empty unless a worker ended on its own
 
-    use_uvloop = settings.loop == "uvloop" or (
-        settings.loop == "auto" and importlib.util.find_spec("uvloop") is not None
-    )
-    loop_factory = None
-    if use_uvloop:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
+    # The event loop --loop names, chosen as uvicorn chooses it (auto: uvloop if installed).
+    loop_factory = uvicorn.Config(app, loop=settings.loop).get_loop_factory()
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         if not runner.run(run()):
             raise SystemExit(3)  # as uvicorn: start-up failed
