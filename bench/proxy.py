@@ -550,6 +550,21 @@ def report(
     def label(name: str) -> str:
         return f"fork, {name}" if several else "through the fork"
 
+    def added(forks_: dict[str, dict[str, float]], base: dict[str, float], note: str) -> None:
+        for name, s in forks_.items():
+            prefix = f"{name}: " if several else ""
+            print(
+                f"{prefix}added p50 / p99     {s['p50_ms'] - base['p50_ms']:.2f} / "
+                f"{s['p99_ms'] - base['p99_ms']:.2f} ms ({note})"
+            )
+
+    def latency(title: str, base: dict[str, float], forks_: dict[str, dict[str, float]]) -> None:
+        print()
+        print(title)
+        for text, s in (("direct", base), *((label(name), s) for name, s in forks_.items())):
+            print(f"{text:20}{s['rps']:>8.0f}{s['p50_ms']:>15.2f}{s['p99_ms']:>9.2f}")
+        added(forks_, base, "target p50 <= 1.5 ms")
+
     header = f"{'':20}{'requests/s':>14}{'p50 ms':>9}{'p99 ms':>9}"
     print(header + f"{'CPU µs/request: upstream':>27}{'service':>9}{'load':>6}")
     rows = [("direct", d, ""), ("direct, as the fork", da, "")]
@@ -568,30 +583,11 @@ def report(
             f"{prefix}                    {s['rps'] / da['rps']:.0%}   of direct as the fork "
             "(its token and X-Forwarded-* sent straight: the proxy's share alone)"
         )
-        print(
-            f"{prefix}added p50 / p99     {s['p50_ms'] - d['p50_ms']:.2f} / "
-            f"{s['p99_ms'] - d['p99_ms']:.2f} ms (saturated: mostly waiting in line)"
-        )
-    print()
-    print(f"{n} connections paced at {rate:.0f} requests/s in all (half the fork's rate):")
-    for text, s in (("direct", pd), *((label(name), s) for name, s in pf.items())):
-        print(f"{text:20}{s['rps']:>8.0f}{s['p50_ms']:>15.2f}{s['p99_ms']:>9.2f}")
-    for name, s in pf.items():
-        prefix = f"{name}: " if several else ""
-        print(
-            f"{prefix}added p50 / p99     {s['p50_ms'] - pd['p50_ms']:.2f} / "
-            f"{s['p99_ms'] - pd['p99_ms']:.2f} ms (target p50 <= 1.5 ms)"
-        )
-    print()
-    print("one connection, nothing queued:")
-    for text, s in (("direct", sd), *((label(name), s) for name, s in sf.items())):
-        print(f"{text:20}{s['rps']:>8.0f}{s['p50_ms']:>15.2f}{s['p99_ms']:>9.2f}")
-    for name, s in sf.items():
-        prefix = f"{name}: " if several else ""
-        print(
-            f"{prefix}added p50 / p99     {s['p50_ms'] - sd['p50_ms']:.2f} / "
-            f"{s['p99_ms'] - sd['p99_ms']:.2f} ms (target p50 <= 1.5 ms)"
-        )
+    added(f, d, "saturated: mostly waiting in line")
+    latency(
+        f"{n} connections paced at {rate:.0f} requests/s in all (half the fork's rate):", pd, pf
+    )
+    latency("one connection, nothing queued:", sd, sf)
     print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
 
 
