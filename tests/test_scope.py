@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -184,15 +185,21 @@ def test_a_flag_seen_with_its_default_still_takes_a_nested_override() -> None:
         assert featureflag.evaluations()[0].value is False
 
 
-def test_the_limit_holds_for_trapped_flags() -> None:
+def _trapped_flags(prefix: str, count: int) -> list[Callable[[], bool]]:
+    """*count* trapped functions returning True, named ``<prefix>-0`` and on."""
     flags = []
-    for i in range(4):
+    for i in range(count):
 
-        @featureflag.trap(name=f"limit-trap-{i}")
+        @featureflag.trap(name=f"{prefix}-{i}")
         def flag() -> bool:
             return True
 
         flags.append(flag)
+    return flags
+
+
+def test_the_limit_holds_for_trapped_flags() -> None:
+    flags = _trapped_flags("limit-trap", 4)
     with featureflag.request_scope(limit=2), featureflag.overrides({"Scoped.variant": "x"}):
         for _ in range(3):
             for flag in flags:
@@ -329,14 +336,7 @@ def test_no_fingerprint_for_what_cannot_be_compared_cheaply() -> None:
 def test_the_limit_holds_for_trapped_flags_in_a_scope_without_overrides(opened_by: str) -> None:
     # In such a scope the trap stores with no test (Scope.sink): the limit is applied
     # when the record is read.
-    flags = []
-    for i in range(4):
-
-        @featureflag.trap(name=f"sink-limit-{i}")
-        def flag() -> bool:
-            return True
-
-        flags.append(flag)
+    flags = _trapped_flags("sink-limit", 4)
     block = featureflag.request_scope(limit=2) if opened_by == "request_scope" else None
     with block or featureflag.overrides({}) as scope:
         if block is None:

@@ -85,9 +85,15 @@ class BrowserForm(HTMLParser):
             self.inside = False
 
 
-def submit(form: ForkForm) -> dict[str, str]:
+def submit(form: ForkForm, *, editing: bool = True) -> dict[str, str]:
+    """The fields a browser sends back for *form* rendered as the edit (or new) page."""
     html = PAGE.templates.get_template("fork_form.html").render(
-        csrf_field="csrf_token", csrf_token="x", user="alice", flash=None, form=form, editing=True
+        csrf_field="csrf_token",
+        csrf_token="x",
+        user="alice",
+        flash=None,
+        form=form,
+        editing=editing,
     )
     parser = BrowserForm()
     parser.feed(html)
@@ -217,14 +223,7 @@ def test_a_blank_form_sends_no_flags() -> None:
 
 def resubmit(form: ForkForm) -> dict[str, str]:
     """The fields a browser sends back for a re-rendered *new* fork form."""
-    html = PAGE.templates.get_template("fork_form.html").render(
-        csrf_field="csrf_token", csrf_token="x", user="alice", flash=None, form=form, editing=False
-    )
-    parser = BrowserForm()
-    parser.feed(html)
-    fields = dict(parser.fields)
-    assert len(fields) == len(parser.fields), "two controls share a name"
-    return fields
+    return submit(form, editing=False)
 
 
 def chosen(form: ForkForm) -> list[tuple[object, ...]]:
