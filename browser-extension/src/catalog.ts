@@ -7,10 +7,13 @@
  */
 import type { FlagValue } from "./report";
 
+/** A flag's value type, in the catalog's words: `bool` (on/off) or `str` (text). */
+export type FlagType = "bool" | "str";
+
 /** One declared flag, as the service lists it (the fields the popup uses). */
 export interface CatalogEntry {
   name: string;
-  type: "bool" | "str" | null;
+  type: FlagType | null;
   choices: string[] | null;
   default: FlagValue | null;
   description: string | null;

@@ -2,6 +2,7 @@
  * The popup's edits: which overrides Apply will ask for. Starts from what is applied to
  * the site (while its token is valid) and layers the user's changes on top.
  */
+import type { FlagType } from "./catalog";
 import type { Applied } from "./overrides";
 import type { FlagValue } from "./report";
 
@@ -41,9 +42,6 @@ export function sameOverrides(a: Record<string, FlagValue>, b: Record<string, Fl
   const ka = Object.keys(a);
   return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && b[k] === a[k]);
 }
-
-/** A flag's value type, in the catalog's words: `bool` (on/off) or `str` (text). */
-export type FlagType = "bool" | "str";
 
 /** The type of a value. */
 export function typeOf(value: FlagValue): FlagType {
